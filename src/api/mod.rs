@@ -1,0 +1,266 @@
+//! Portainer's `/api/*` routes: the route table with each route's access
+//! policy, request decoding with limits, and JSON answers. One file per
+//! Portainer resource.
+
+pub mod auth;
+pub mod settings;
+pub mod status;
+pub mod teams;
+pub mod users;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Principal;
+use crate::body::ResponseBody;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Who may call a route (Portainer's "bouncer" levels). There is no default:
+/// a route without a declared policy cannot be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Public,
+    Authenticated,
+    /// Authenticated; the handler filters or checks the resource itself.
+    Restricted,
+    TeamLeader,
+    Admin,
+}
+
+pub type Handler = fn(Arc<AppState>, ApiRequest) -> BoxFuture<'static, ApiResult<Response<ResponseBody>>>;
+
+/// Wraps an `async fn(Arc<AppState>, ApiRequest) -> ApiResult<Response>` as a [`Handler`].
+macro_rules! h {
+    ($f:path) => {
+        |s, r| Box::pin($f(s, r))
+    };
+}
+
+pub struct Route {
+    pub path: &'static str,
+    pub methods: Vec<(Method, Policy, Handler)>,
+}
+
+/// The request as handlers see it.
+pub struct ApiRequest {
+    pub parts: http::request::Parts,
+    pub body: Option<Incoming>,
+    pub params: Vec<(String, String)>,
+    pub principal: Option<Principal>,
+    pub client_ip: IpAddr,
+    pub max_json_body: usize,
+}
+
+impl ApiRequest {
+    /// The caller; present on every route whose policy is not public.
+    pub fn principal(&self) -> &Principal {
+        self.principal.as_ref().expect("the router authenticates non-public routes")
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A numeric route variable; Portainer's 400 when it is not a number.
+    pub fn id(&self, name: &str, thing: &str) -> ApiResult<u64> {
+        let raw = self.param(name).unwrap_or("");
+        raw.parse::<u64>().map_err(|e| {
+            ApiError::bad_request(format!("Invalid {thing} identifier route variable"), format!("{e}: {raw:?}"))
+        })
+    }
+
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.parts.uri.query().map(|q| serde_urlencoded::from_str(q).unwrap_or_default()).unwrap_or_default()
+    }
+
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.query_pairs().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The whole body, refused past `limit` bytes with 413.
+    pub async fn bytes(&mut self, limit: usize) -> ApiResult<Bytes> {
+        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
+        if let Some(len) =
+            self.parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        {
+            if len > limit as u64 {
+                return Err(too_large(limit));
+            }
+        }
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit)),
+            Err(e) => Err(ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))),
+        }
+    }
+
+    /// Decodes a JSON body the way Go does: field names match
+    /// case-insensitively (top level), unknown fields are ignored. Target
+    /// structs use `#[serde(rename_all = "lowercase")]`.
+    pub async fn json<T: DeserializeOwned>(&mut self) -> ApiResult<T> {
+        let limit = self.max_json_body;
+        let bytes = self.bytes(limit).await?;
+        decode_json(&bytes)
+    }
+}
+
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::invalid_payload("EOF"));
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
+    let v = match v {
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect())
+        }
+        other => return Err(ApiError::invalid_payload(format!("expected a JSON object, got {}", kind(&other)))),
+    };
+    serde_json::from_value(v).map_err(|e| ApiError::invalid_payload(e.to_string()))
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", format!("The limit is {limit} bytes"))
+}
+
+pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn ok_json(v: &serde_json::Value) -> ApiResult<Response<ResponseBody>> {
+    Ok(json_response(StatusCode::OK, v))
+}
+
+pub fn no_content() -> ApiResult<Response<ResponseBody>> {
+    let mut r = Response::new(ResponseBody::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+/// Maps store failures to answers: conflicts are 409, the rest 500 with the
+/// cause kept for the log only.
+pub fn store_err(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(m) => ApiError::conflict(m.clone(), m),
+        crate::store::StoreError::NotFound => ApiError::not_found("an object"),
+        other => ApiError::internal("Unable to persist changes inside the database", other),
+    }
+}
+
+/// The compiled route table.
+pub struct Routes {
+    router: matchit::Router<usize>,
+    routes: Vec<Route>,
+}
+
+pub enum Match<'a> {
+    Found { policy: Policy, handler: Handler, template: &'static str, params: Vec<(String, String)> },
+    MethodNotAllowed(&'a Route),
+    NotFound,
+}
+
+impl Routes {
+    pub fn new(routes: Vec<Route>) -> Routes {
+        let mut router = matchit::Router::new();
+        for (i, r) in routes.iter().enumerate() {
+            router.insert(r.path, i).unwrap_or_else(|e| panic!("route {}: {e}", r.path));
+        }
+        Routes { router, routes }
+    }
+
+    pub fn find(&self, method: &Method, path: &str) -> Match<'_> {
+        let Ok(m) = self.router.at(path) else { return Match::NotFound };
+        let route = &self.routes[*m.value];
+        let params = m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // HEAD is answered like GET where GET exists.
+        let want = if method == Method::HEAD { &Method::GET } else { method };
+        match route.methods.iter().find(|(mm, _, _)| mm == want) {
+            Some((_, policy, handler)) => {
+                Match::Found { policy: *policy, handler: *handler, template: route.path, params }
+            }
+            None => Match::MethodNotAllowed(route),
+        }
+    }
+}
+
+/// Every `/api/*` route Berth serves, with its policy.
+pub fn table() -> Routes {
+    use Method as M;
+    use Policy::*;
+    let mut v: Vec<Route> = Vec::new();
+    let mut add = |path: &'static str, methods: Vec<(Method, Policy, Handler)>| v.push(Route { path, methods });
+    add("/api/status", vec![(M::GET, Public, h!(status::status))]);
+    add("/api/system/status", vec![(M::GET, Public, h!(status::status))]);
+    add("/api/system/version", vec![(M::GET, Authenticated, h!(status::version))]);
+    add("/api/status/version", vec![(M::GET, Authenticated, h!(status::version))]);
+    add("/api/settings/public", vec![(M::GET, Public, h!(settings::public))]);
+    add("/api/settings", vec![(M::GET, Admin, h!(settings::get)), (M::PUT, Admin, h!(settings::update))]);
+    add("/api/auth", vec![(M::POST, Public, h!(auth::login))]);
+    add("/api/auth/logout", vec![(M::POST, Public, h!(auth::logout))]);
+    add("/api/users/admin/check", vec![(M::GET, Public, h!(users::admin_check))]);
+    add("/api/users/admin/init", vec![(M::POST, Public, h!(users::admin_init))]);
+    add("/api/users", vec![(M::GET, Restricted, h!(users::list)), (M::POST, Admin, h!(users::create))]);
+    add("/api/users/me", vec![(M::GET, Authenticated, h!(users::me))]);
+    add(
+        "/api/users/{id}",
+        vec![
+            (M::GET, Restricted, h!(users::inspect)),
+            (M::PUT, Authenticated, h!(users::update)),
+            (M::DELETE, Admin, h!(users::delete)),
+        ],
+    );
+    add("/api/users/{id}/passwd", vec![(M::PUT, Authenticated, h!(users::update_password))]);
+    add("/api/users/{id}/memberships", vec![(M::GET, Restricted, h!(users::memberships))]);
+    add(
+        "/api/users/{id}/tokens",
+        vec![(M::GET, Restricted, h!(users::list_tokens)), (M::POST, Restricted, h!(users::create_token))],
+    );
+    add("/api/users/{id}/tokens/{keyId}", vec![(M::DELETE, Restricted, h!(users::delete_token))]);
+    add("/api/teams", vec![(M::GET, Restricted, h!(teams::list)), (M::POST, Admin, h!(teams::create))]);
+    add(
+        "/api/teams/{id}",
+        vec![
+            (M::GET, TeamLeader, h!(teams::inspect)),
+            (M::PUT, Admin, h!(teams::update)),
+            (M::DELETE, Admin, h!(teams::delete)),
+        ],
+    );
+    add("/api/teams/{id}/memberships", vec![(M::GET, TeamLeader, h!(teams::memberships))]);
+    add(
+        "/api/team_memberships",
+        vec![(M::GET, TeamLeader, h!(teams::list_memberships)), (M::POST, TeamLeader, h!(teams::create_membership))],
+    );
+    add(
+        "/api/team_memberships/{id}",
+        vec![(M::PUT, TeamLeader, h!(teams::update_membership)), (M::DELETE, TeamLeader, h!(teams::delete_membership))],
+    );
+    add("/api/roles", vec![(M::GET, Admin, h!(users::roles))]);
+    Routes::new(v)
+}
+
+/// Parses `id` route values for handlers that take several.
+pub fn params_map(params: &[(String, String)]) -> HashMap<&str, &str> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}

@@ -1,0 +1,33 @@
+//! `/api/status` and `/api/system/*`: what a client probes before logging in.
+
+use std::sync::Arc;
+
+use http::Response;
+
+use super::{ok_json, ApiRequest};
+use crate::body::ResponseBody;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The Portainer API version Berth answers as, so that clients that gate
+/// features on it take the modern code paths.
+pub const PORTAINER_API_VERSION: &str = "2.23.0";
+
+pub async fn status(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    ok_json(&serde_json::json!({
+        "Version": PORTAINER_API_VERSION,
+        "InstanceID": state.instance_id,
+        "BerthVersion": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub async fn version(_state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    ok_json(&serde_json::json!({
+        "UpdateAvailable": false,
+        "LatestVersion": "",
+        "ServerVersion": PORTAINER_API_VERSION,
+        "ServerEdition": "CE",
+        "DatabaseVersion": PORTAINER_API_VERSION,
+        "Build": {"BuildNumber": "", "ImageTag": "", "GitCommit": "", "GoVersion": "", "BerthVersion": env!("CARGO_PKG_VERSION")},
+    }))
+}

@@ -1,0 +1,491 @@
+//! Users, the first admin, and API keys (`/api/users/*`).
+
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::auth::rate_limit;
+use super::{json_response, no_content, ok_json, store_err, ApiRequest};
+use crate::auth::{apikey, now_secs, password};
+use crate::body::ResponseBody;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::model::{ApiKey, User, ROLE_ADMIN, ROLE_USER};
+use crate::store::{StoreError, API_KEYS, TEAM_MEMBERSHIPS, USERS};
+
+/// Longest username accepted: anything longer is a mistake or an attack.
+const MAX_USERNAME: usize = 128;
+
+fn validate_username(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid_payload("Invalid username. Must not contain any whitespace"));
+    }
+    if name.chars().count() > MAX_USERNAME {
+        return Err(ApiError::invalid_payload(format!("Invalid username. Must be at most {MAX_USERNAME} characters")));
+    }
+    Ok(())
+}
+
+fn check_password_length(state: &AppState, pw: &str) -> ApiResult<()> {
+    if pw.len() < state.settings().required_password_length {
+        return Err(ApiError::bad_request("Password does not meet the requirements", ""));
+    }
+    Ok(())
+}
+
+fn denied(message: &str) -> ApiError {
+    ApiError::forbidden(message, "Unauthorized")
+}
+
+pub async fn admin_check(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    if state.identity.admin_count() > 0 {
+        no_content()
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "No administrator account found inside the database",
+            "Object not found inside the database",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+struct Credentials {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn admin_exists() -> ApiError {
+    ApiError::conflict("Unable to create administrator user", "An administrator user already exists")
+}
+
+/// Stores a new user; the uniqueness checks run inside the write
+/// transaction, so concurrent creations cannot both win.
+async fn insert_user(
+    state: &AppState,
+    username: String,
+    hash: String,
+    role: u8,
+    only_if_no_admin: bool,
+) -> ApiResult<User> {
+    let r = state
+        .write(move |tx| {
+            let users: Vec<User> = tx.all(USERS)?;
+            if only_if_no_admin && users.iter().any(|u| u.is_admin()) {
+                return Err(StoreError::Conflict("admin".into()));
+            }
+            if users.iter().any(|u| u.username.eq_ignore_ascii_case(&username)) {
+                return Err(StoreError::Conflict("name".into()));
+            }
+            let id = tx.next_id(USERS)?;
+            let user = User {
+                id,
+                username,
+                password_hash: hash,
+                role,
+                token_issue_at: 0,
+                token_generation: 0,
+                theme_color: String::new(),
+                use_cache: true,
+            };
+            tx.put(USERS, id, &user)?;
+            Ok(user)
+        })
+        .await;
+    match r {
+        Ok(u) => {
+            state.identity.put_user(u.clone());
+            Ok(u)
+        }
+        Err(StoreError::Conflict(k)) if k == "admin" => Err(admin_exists()),
+        Err(StoreError::Conflict(_)) => {
+            Err(ApiError::conflict("Another user with the same username already exists", ""))
+        }
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+pub async fn admin_init(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    if let Some(expected) = &state.config.setup_token {
+        let given = req.parts.headers.get("x-berth-setup-token").map(|v| v.as_bytes()).unwrap_or(b"");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given, expected.as_bytes())) {
+            return Err(ApiError::forbidden("Access denied", "A valid X-Berth-Setup-Token header is required"));
+        }
+    }
+    let body: Credentials = req.json().await?;
+    validate_username(&body.username)?;
+    if body.password.is_empty() {
+        return Err(ApiError::invalid_payload("Invalid password"));
+    }
+    if state.identity.admin_count() > 0 {
+        return Err(admin_exists());
+    }
+    check_password_length(&state, &body.password)?;
+    let hash = password::hash(body.password, state.config.bcrypt_cost).await?;
+    let user = insert_user(&state, body.username, hash, ROLE_ADMIN, true).await?;
+    tracing::info!(user_id = user.id, "first administrator created");
+    // Unlike Portainer, the hash is never echoed.
+    ok_json(&user.to_api())
+}
+
+pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let p = req.principal();
+    let leader = state.identity.is_any_leader(p.id());
+    if !p.is_admin() && !leader {
+        return Err(denied("Permission denied to access users list"));
+    }
+    let users: Vec<_> = state
+        .identity
+        .users()
+        .into_iter()
+        .filter(|u| p.is_admin() || u.role == ROLE_USER)
+        .map(|u| serde_json::json!({"Id": u.id, "Username": u.username, "Role": u.role}))
+        .collect();
+    ok_json(&serde_json::Value::Array(users))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+struct CreateUser {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: u8,
+}
+
+pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let body: CreateUser = req.json().await?;
+    validate_username(&body.username)?;
+    if body.role != ROLE_ADMIN && body.role != ROLE_USER {
+        return Err(ApiError::invalid_payload(
+            "Invalid role value. Value must be one of: 1 (administrator) or 2 (regular user)",
+        ));
+    }
+    if state.identity.user_by_name(&body.username).is_some() {
+        return Err(ApiError::conflict("Another user with the same username already exists", ""));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::invalid_payload("Invalid password"));
+    }
+    check_password_length(&state, &body.password)?;
+    let hash = password::hash(body.password, state.config.bcrypt_cost).await?;
+    let user = insert_user(&state, body.username, hash, body.role, false).await?;
+    ok_json(&user.to_api())
+}
+
+pub async fn me(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let p = req.principal();
+    // Read the record from memory: the principal's copy may predate a change.
+    let user = state.identity.user(p.id()).ok_or_else(|| ApiError::not_found("a user"))?;
+    let mut v = user.to_api();
+    v["forceChangePassword"] = p.force_change_password.into();
+    ok_json(&v)
+}
+
+fn target_user(state: &AppState, req: &ApiRequest) -> ApiResult<Arc<User>> {
+    let id = req.id("id", "user")?;
+    state.identity.user(id).ok_or_else(|| ApiError::not_found("a user"))
+}
+
+pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let p = req.principal();
+    if !p.is_admin() && p.id() != id {
+        return Err(denied("Permission denied inspect user"));
+    }
+    let u = target_user(&state, &req)?;
+    ok_json(&u.to_api())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+struct UpdateUser {
+    username: Option<String>,
+    password: Option<String>,
+    newpassword: Option<String>,
+    usecache: Option<bool>,
+    theme: Option<Theme>,
+    #[serde(default)]
+    role: u8,
+}
+
+#[derive(Deserialize)]
+struct Theme {
+    #[serde(default)]
+    color: String,
+}
+
+/// Applies a change to one user inside a write transaction, refusing to
+/// leave the instance without an administrator.
+async fn save_user_change(state: &AppState, updated: User) -> ApiResult<User> {
+    let u2 = updated.clone();
+    let r = state
+        .write(move |tx| {
+            let users: Vec<User> = tx.all(USERS)?;
+            if users.iter().any(|o| o.id != u2.id && o.username.eq_ignore_ascii_case(&u2.username)) {
+                return Err(StoreError::Conflict("name".into()));
+            }
+            let admins_after =
+                users.iter().filter(|o| if o.id == u2.id { u2.is_admin() } else { o.is_admin() }).count();
+            if admins_after == 0 {
+                return Err(StoreError::Conflict("last admin".into()));
+            }
+            if tx.get::<User>(USERS, u2.id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            tx.put(USERS, u2.id, &u2)
+        })
+        .await;
+    match r {
+        Ok(()) => {
+            state.identity.put_user(updated.clone());
+            Ok(updated)
+        }
+        Err(StoreError::Conflict(k)) if k == "name" => {
+            Err(ApiError::conflict("Another user with the same username already exists", ""))
+        }
+        Err(StoreError::Conflict(_)) => {
+            Err(ApiError::forbidden("Cannot demote the last administrator", "At least one administrator must remain"))
+        }
+        Err(StoreError::NotFound) => Err(ApiError::not_found("a user")),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+fn bump_tokens(u: &mut User) {
+    u.token_issue_at = now_secs();
+    u.token_generation += 1;
+}
+
+pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let p = req.principal().clone();
+    if !p.is_admin() && p.id() != id {
+        return Err(denied("Permission denied to update user"));
+    }
+    let body: UpdateUser = req.json().await?;
+    let _guard = state.identity.write_lock.lock().await;
+    let current = target_user(&state, &req)?;
+    let mut u = (*current).clone();
+    if body.role != 0 {
+        if !p.is_admin() {
+            return Err(denied("Permission denied to update user role"));
+        }
+        if body.role != ROLE_ADMIN && body.role != ROLE_USER {
+            return Err(ApiError::invalid_payload(
+                "Invalid role value. Value must be one of: 1 (administrator) or 2 (regular user)",
+            ));
+        }
+        if body.role != u.role {
+            u.role = body.role;
+            bump_tokens(&mut u);
+        }
+    }
+    if let Some(name) = body.username.filter(|n| !n.is_empty() && *n != u.username) {
+        if !p.is_admin() {
+            return Err(denied("Permission denied to update username"));
+        }
+        validate_username(&name)?;
+        u.username = name;
+    }
+    if let Some(newpw) = body.newpassword.filter(|s| !s.is_empty()) {
+        if !p.is_admin() || p.id() == id {
+            let Some(old) = body.password.filter(|s| !s.is_empty()) else {
+                return Err(ApiError::invalid_payload("Current password is required to set a new password"));
+            };
+            if !password::verify(old, u.password_hash.clone()).await {
+                return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+            }
+        }
+        check_password_length(&state, &newpw)?;
+        u.password_hash = password::hash(newpw, state.config.bcrypt_cost).await?;
+        bump_tokens(&mut u);
+    } else if body.password.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid_payload("NewPassword is required when Password is given"));
+    }
+    if let Some(c) = body.usecache {
+        u.use_cache = c;
+    }
+    if let Some(t) = body.theme {
+        u.theme_color = t.color;
+    }
+    let saved = save_user_change(&state, u).await?;
+    ok_json(&saved.to_api())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+struct Passwd {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    newpassword: String,
+}
+
+pub async fn update_password(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    rate_limit(&state, &req, "/api/users/{id}/passwd")?;
+    let id = req.id("id", "user")?;
+    let p = req.principal().clone();
+    if !p.is_admin() && p.id() != id {
+        return Err(denied("Permission denied to update user"));
+    }
+    let body: Passwd = req.json().await?;
+    if body.password.is_empty() || body.newpassword.is_empty() {
+        return Err(ApiError::invalid_payload("Password and NewPassword are required"));
+    }
+    let _guard = state.identity.write_lock.lock().await;
+    let mut u = (*target_user(&state, &req)?).clone();
+    if !password::verify(body.password, u.password_hash.clone()).await {
+        return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+    }
+    check_password_length(&state, &body.newpassword)?;
+    u.password_hash = password::hash(body.newpassword, state.config.bcrypt_cost).await?;
+    bump_tokens(&mut u);
+    save_user_change(&state, u).await?;
+    no_content()
+}
+
+pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let p = req.principal().clone();
+    if id == 1 {
+        return Err(ApiError::forbidden("Cannot remove the initial admin account", ""));
+    }
+    if p.id() == id {
+        return Err(ApiError::forbidden("Cannot remove your own user account. Contact another administrator", ""));
+    }
+    let _guard = state.identity.write_lock.lock().await;
+    target_user(&state, &req)?;
+    let keys: Vec<u64> = state.identity.api_keys_of(id).iter().map(|k| k.id).collect();
+    let memberships: Vec<u64> = state.identity.memberships().iter().filter(|m| m.user_id == id).map(|m| m.id).collect();
+    let r = state
+        .write(move |tx| {
+            let users: Vec<User> = tx.all(USERS)?;
+            let target = users.iter().find(|u| u.id == id).ok_or(StoreError::NotFound)?;
+            if target.is_admin() && users.iter().filter(|u| u.is_admin()).count() <= 1 {
+                return Err(StoreError::Conflict("last admin".into()));
+            }
+            tx.delete(USERS, id)?;
+            for k in keys {
+                tx.delete(API_KEYS, k)?;
+            }
+            for m in memberships {
+                tx.delete(TEAM_MEMBERSHIPS, m)?;
+            }
+            Ok(())
+        })
+        .await;
+    match r {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(ApiError::forbidden("Cannot remove the last administrator", "")),
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("a user")),
+        Err(e) => return Err(store_err(e)),
+    }
+    state.identity.remove_user(id);
+    no_content()
+}
+
+pub async fn memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let p = req.principal();
+    if !p.is_admin() && p.id() != id {
+        return Err(denied("Permission denied to update user memberships"));
+    }
+    let v: Vec<_> = state.identity.memberships().into_iter().filter(|m| m.user_id == id).collect();
+    ok_json(&serde_json::to_value(v).unwrap_or_default())
+}
+
+pub async fn list_tokens(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let p = req.principal();
+    let target = target_user(&state, &req)?;
+    if p.id() != id && !(p.is_admin() && !target.is_admin()) {
+        return Err(denied("Permission denied to get user access tokens"));
+    }
+    let v: Vec<_> = state.identity.api_keys_of(id).iter().map(|k| k.to_api(false)).collect();
+    ok_json(&serde_json::Value::Array(v))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+struct CreateToken {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    rate_limit(&state, &req, "/api/users/{id}/tokens")?;
+    let id = req.id("id", "user")?;
+    let p = req.principal().clone();
+    if p.via_api_key {
+        return Err(ApiError::unauthorized("Auth not supported"));
+    }
+    if p.id() != id {
+        return Err(denied("Permission denied to create user access token"));
+    }
+    let body: CreateToken = req.json().await?;
+    let desc = body.description.trim();
+    if desc.is_empty() {
+        return Err(ApiError::invalid_payload("Invalid description: cannot be empty"));
+    }
+    if body.description.chars().count() >= 128 {
+        return Err(ApiError::invalid_payload("Invalid description: must be fewer than 128 characters"));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::invalid_payload("Invalid password: cannot be empty"));
+    }
+    if !password::verify(body.password, p.user.password_hash.clone()).await {
+        return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+    }
+    let raw = apikey::generate();
+    let digest = apikey::digest_b64(&apikey::digest(&raw));
+    let prefix = apikey::display_prefix(&raw);
+    let description = body.description.clone();
+    let key = state
+        .write(move |tx| {
+            let kid = tx.next_id(API_KEYS)?;
+            let k =
+                ApiKey { id: kid, user_id: id, description, prefix, digest, date_created: now_secs(), last_used: 0 };
+            tx.put(API_KEYS, kid, &k)?;
+            Ok(k)
+        })
+        .await
+        .map_err(store_err)?;
+    state.identity.put_api_key(key.clone());
+    Ok(json_response(StatusCode::CREATED, &serde_json::json!({"rawAPIKey": raw, "apiKey": key.to_api(true)})))
+}
+
+pub async fn delete_token(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "user")?;
+    let kid = req.id("keyId", "API key")?;
+    let p = req.principal();
+    if !p.is_admin() && p.id() != id {
+        return Err(denied("Permission denied to remove user access token"));
+    }
+    target_user(&state, &req)?;
+    let key = state.identity.api_key(kid).ok_or_else(|| ApiError::not_found("an API key"))?;
+    if key.user_id != id {
+        return Err(denied("Permission denied to remove user access token"));
+    }
+    state.write(move |tx| tx.delete(API_KEYS, kid)).await.map_err(store_err)?;
+    state.identity.remove_api_key(kid);
+    no_content()
+}
+
+pub async fn roles(_state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    ok_json(&serde_json::json!([
+        {"Id": 1, "Name": "Environment administrator", "Description": "Full control of all resources in an environment", "Authorizations": {}, "Priority": 1},
+        {"Id": 2, "Name": "Operator", "Description": "Operational control of all existing resources in an environment", "Authorizations": {}, "Priority": 2},
+        {"Id": 3, "Name": "Helpdesk", "Description": "Read-only access of all resources in an environment", "Authorizations": {}, "Priority": 3},
+        {"Id": 4, "Name": "Standard user", "Description": "Full control of assigned resources in an environment", "Authorizations": {}, "Priority": 4},
+        {"Id": 5, "Name": "Read-only user", "Description": "Read-only access of assigned resources in an environment", "Authorizations": {}, "Priority": 5}
+    ]))
+}

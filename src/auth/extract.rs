@@ -1,0 +1,185 @@
+//! Turns the credentials on a request into a [`Principal`], in Portainer's
+//! order: `X-API-Key` header, the `portainer_api_key` cookie, then
+//! `Authorization: Bearer`. A credential that is present but invalid fails
+//! at once; it never falls through to the next. `?token=` in the query
+//! string is refused (it leaks into logs and Referer headers).
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use super::identity::Identity;
+use super::jwt::{JwtError, JwtKeys};
+use crate::error::ApiError;
+use crate::store::model::User;
+
+pub const COOKIE_NAME: &str = "portainer_api_key";
+
+/// The caller, as every handler sees it. The role comes from the user
+/// record in memory, not from the token: a demoted admin loses admin rights
+/// on the next request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: Arc<User>,
+    /// Set when authenticated by API key (some routes insist on a JWT).
+    pub via_api_key: bool,
+    /// The token's id and expiry, for logout.
+    pub jti: Option<(String, u64)>,
+    /// From the token: the password used to log in is shorter than the
+    /// required length, so clients should ask for a new one.
+    pub force_change_password: bool,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.user.is_admin()
+    }
+
+    pub fn id(&self) -> u64 {
+        self.user.id
+    }
+}
+
+/// Why authentication failed: the label of the auth-failure metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    QueryToken,
+    BadJwt,
+    Expired,
+    Revoked,
+    UserGone,
+    BadApiKey,
+    BothCredentials,
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::QueryToken => "query_token",
+            AuthFailure::BadJwt => "invalid_jwt",
+            AuthFailure::Expired => "expired",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::UserGone => "user_gone",
+            AuthFailure::BadApiKey => "invalid_api_key",
+            AuthFailure::BothCredentials => "both_credentials",
+        }
+    }
+
+    pub fn to_error(self) -> ApiError {
+        match self {
+            AuthFailure::Missing => ApiError::unauthorized("A valid authorization token is missing"),
+            AuthFailure::QueryToken => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "A valid authorization token is missing",
+                "Tokens in the query string are refused: send an Authorization: Bearer header",
+            ),
+            AuthFailure::UserGone => ApiError::unauthorized("An authorization token is invalid"),
+            AuthFailure::BothCredentials => ApiError::forbidden(
+                "api key and auth header are not allowed at the same time",
+                "api key and auth header are not allowed at the same time",
+            ),
+            AuthFailure::BadJwt | AuthFailure::Expired | AuthFailure::Revoked | AuthFailure::BadApiKey => {
+                ApiError::unauthorized("Invalid JWT token")
+            }
+        }
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    for h in headers.get_all(http::header::COOKIE) {
+        let Ok(s) = h.to_str() else { continue };
+        for part in s.split(';') {
+            let part = part.trim();
+            if let Some(v) = part.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+fn query_has_token(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv == "token" || kv.starts_with("token=")))
+}
+
+/// Authenticates a request from its headers and query string alone: no
+/// store access, no lock beyond a dashmap shard read.
+pub fn authenticate(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    identity: &Identity,
+    keys: &JwtKeys,
+) -> Result<Principal, AuthFailure> {
+    let api_key = headers.get("x-api-key");
+    let cookie = cookie_value(headers, COOKIE_NAME);
+    let bearer = headers.get(http::header::AUTHORIZATION);
+    if api_key.is_some() && bearer.is_some() && cookie.is_none() {
+        return Err(AuthFailure::BothCredentials);
+    }
+    if let Some(k) = api_key {
+        let raw = k.to_str().map_err(|_| AuthFailure::BadApiKey)?;
+        let digest = super::apikey::digest(raw.trim());
+        let key = identity.api_key_by_digest(&digest).ok_or(AuthFailure::BadApiKey)?;
+        let stored = super::apikey::digest_b64(&digest);
+        if !bool::from(stored.as_bytes().ct_eq(key.digest.as_bytes())) {
+            return Err(AuthFailure::BadApiKey);
+        }
+        let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
+        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false });
+    }
+    let token = if let Some(c) = cookie {
+        c
+    } else if let Some(b) = bearer {
+        let s = b.to_str().map_err(|_| AuthFailure::BadJwt)?.trim();
+        s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")).unwrap_or(s).trim()
+    } else if query_has_token(query) {
+        return Err(AuthFailure::QueryToken);
+    } else {
+        return Err(AuthFailure::Missing);
+    };
+    let claims = keys.verify(token).map_err(|e| match e {
+        JwtError::Expired => AuthFailure::Expired,
+        JwtError::Invalid => AuthFailure::BadJwt,
+    })?;
+    if claims.scope != "default" {
+        return Err(AuthFailure::BadJwt);
+    }
+    if identity.is_revoked(&claims.jti) {
+        return Err(AuthFailure::Revoked);
+    }
+    let user = identity.user(claims.id).ok_or(AuthFailure::UserGone)?;
+    // A password or role change after the token was issued kills it: the
+    // generation counter is exact where second-resolution `iat` is not.
+    if claims.gen != user.token_generation || claims.iat < user.token_issue_at {
+        return Err(AuthFailure::Revoked);
+    }
+    Ok(Principal {
+        user,
+        via_api_key: false,
+        force_change_password: claims.force_change_password,
+        jti: Some((claims.jti, claims.exp)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_parsing_finds_the_named_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, "a=1; portainer_api_key=tok; b=2".parse().unwrap());
+        assert_eq!(cookie_value(&h, COOKIE_NAME), Some("tok"));
+        assert_eq!(cookie_value(&h, "c"), None);
+    }
+
+    #[test]
+    fn query_tokens_are_detected() {
+        assert!(query_has_token(Some("a=1&token=x")));
+        assert!(!query_has_token(Some("tokens=1")));
+        assert!(!query_has_token(None));
+    }
+}

@@ -1,0 +1,531 @@
+//! Configuration: built-in defaults < optional TOML file (`--config`) <
+//! `BERTH_*` environment < command-line flags.
+//!
+//! Every setting has one command-line flag and one environment variable
+//! (clap reads both, flag first), and a key in the TOML file's sections.
+//! Parsing collects every problem before failing, so a user fixes their
+//! file in one pass. Portainer's flag names (`--bind`, `--bind-https`,
+//! `--data`, `--sslcert`, `--sslkey`, `--admin-password-file`,
+//! `--log-level`) are kept so a command line moves over unchanged.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Defaults, written out once so the example file and the code agree.
+pub mod defaults {
+    pub const BIND: &str = "0.0.0.0:9000";
+    pub const BIND_HTTPS: &str = "0.0.0.0:9443";
+    pub const DATA: &str = "./data";
+    pub const HEADER_READ_TIMEOUT: &str = "30s";
+    pub const MAX_HEADERS: usize = 100;
+    pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+    pub const MAX_JSON_BODY: usize = 1024 * 1024;
+    pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
+    pub const MAX_CONNECTIONS: usize = 20_000;
+    pub const DRAIN_TIMEOUT: &str = "30s";
+    pub const LOG_LEVEL: &str = "info";
+    pub const LOG_FORMAT: &str = "text";
+    pub const ADMIN_INIT_WINDOW: &str = "5m";
+    pub const BCRYPT_COST: u32 = 10;
+    pub const DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
+    pub const CONNECT_TIMEOUT: &str = "5s";
+    pub const PING_TIMEOUT: &str = "5s";
+    pub const POOL_IDLE_TIMEOUT: &str = "90s";
+    pub const POOL_MAX_IDLE: usize = 64;
+    pub const MAX_TUNNELS: usize = 20_000;
+    pub const HEALTH_INTERVAL: &str = "5m";
+    pub const HEALTH_TIMEOUT: &str = "5s";
+    pub const HEALTH_CONCURRENCY: usize = 64;
+}
+
+/// Command line. Each field is optional so that "not given" falls through
+/// to the environment (clap), then to the file, then to the default.
+#[derive(Parser, Debug, Default, Clone)]
+#[command(
+    name = "berth",
+    version,
+    about = "Authenticating, multiplexing edge proxy for Docker hosts, speaking Portainer's HTTP API"
+)]
+pub struct Cli {
+    /// TOML configuration file (see config/berth.example.toml)
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (Portainer: --bind)
+    #[arg(long, env = "BERTH_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// HTTPS listen address (Portainer: --bind-https); "off" disables HTTPS
+    #[arg(long = "bind-https", env = "BERTH_BIND_HTTPS", value_name = "ADDR")]
+    pub bind_https: Option<String>,
+    /// Data directory: store, TLS material, signing secret (Portainer: --data)
+    #[arg(long, env = "BERTH_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// PEM certificate for HTTPS; a self-signed one is generated when absent
+    #[arg(long, env = "BERTH_SSLCERT", value_name = "FILE")]
+    pub sslcert: Option<PathBuf>,
+    /// PEM private key for HTTPS
+    #[arg(long, env = "BERTH_SSLKEY", value_name = "FILE")]
+    pub sslkey: Option<PathBuf>,
+    /// File holding the initial admin password (plain text) to create user "admin" on first start
+    #[arg(long = "admin-password-file", env = "BERTH_ADMIN_PASSWORD_FILE", value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter)
+    #[arg(long = "log-level", env = "BERTH_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json
+    #[arg(long = "log-format", env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Time a client has to send its request headers. The timer also runs
+    /// while a keep-alive connection waits for its next request, so it is
+    /// the idle keep-alive timeout too.
+    #[arg(long = "header-read-timeout", env = "BERTH_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// Most request headers accepted (431 beyond)
+    #[arg(long = "max-headers", env = "BERTH_MAX_HEADERS", value_name = "N")]
+    pub max_headers: Option<usize>,
+    /// Most bytes of request headers accepted (431 beyond)
+    #[arg(long = "max-header-bytes", env = "BERTH_MAX_HEADER_BYTES", value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Largest JSON body accepted on /api/* (413 beyond)
+    #[arg(long = "max-json-body", env = "BERTH_MAX_JSON_BODY", value_name = "BYTES")]
+    pub max_json_body: Option<usize>,
+    /// Largest multipart upload accepted on /api/* (endpoint TLS files, stack files)
+    #[arg(long = "max-upload-body", env = "BERTH_MAX_UPLOAD_BODY", value_name = "BYTES")]
+    pub max_upload_body: Option<usize>,
+    /// Most client connections open at once; more wait in the accept queue
+    #[arg(long = "max-connections", env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Time in-flight requests and tunnels get to finish on SIGTERM/SIGINT
+    #[arg(long = "drain-timeout", env = "BERTH_DRAIN_TIMEOUT", value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// Whether GET /metrics needs an admin credential
+    #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
+    pub metrics_auth: Option<bool>,
+    /// Extra listen address that serves only /metrics (no auth)
+    #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
+    /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma separated)
+    #[arg(long = "trusted-proxies", env = "BERTH_TRUSTED_PROXIES", value_name = "IPS", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// File holding the JWT signing secret; default <data>/jwt.secret, created on first start
+    #[arg(long = "jwt-secret-file", env = "BERTH_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// How long after first start the first admin may be created
+    #[arg(long = "admin-init-window", env = "BERTH_ADMIN_INIT_WINDOW", value_name = "DURATION")]
+    pub admin_init_window: Option<String>,
+    /// When set, POST /api/users/admin/init must carry this value in X-Berth-Setup-Token
+    #[arg(long = "setup-token", env = "BERTH_SETUP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub setup_token: Option<String>,
+    /// bcrypt cost for new password hashes (Portainer uses 10)
+    #[arg(long = "bcrypt-cost", env = "BERTH_BCRYPT_COST", value_name = "COST")]
+    pub bcrypt_cost: Option<u32>,
+    /// Docker host used when an endpoint is created with an empty URL
+    #[arg(long = "docker-socket", env = "BERTH_DOCKER_SOCKET", value_name = "URL")]
+    pub docker_socket: Option<String>,
+    /// Time allowed to open a connection to a Docker host (504 beyond)
+    #[arg(long = "connect-timeout", env = "BERTH_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Time allowed for the ping that checks a new endpoint
+    #[arg(long = "ping-timeout", env = "BERTH_PING_TIMEOUT", value_name = "DURATION")]
+    pub ping_timeout: Option<String>,
+    /// Idle pooled connections to Docker hosts are closed after this long
+    #[arg(long = "pool-idle-timeout", env = "BERTH_POOL_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub pool_idle_timeout: Option<String>,
+    /// Most idle pooled connections kept per Docker host
+    #[arg(long = "pool-max-idle", env = "BERTH_POOL_MAX_IDLE", value_name = "N")]
+    pub pool_max_idle: Option<usize>,
+    /// Most hijacked tunnels (attach/exec/websocket) open at once
+    #[arg(long = "max-tunnels", env = "BERTH_MAX_TUNNELS", value_name = "N")]
+    pub max_tunnels: Option<usize>,
+    /// How often every endpoint is checked (Portainer: snapshot interval)
+    #[arg(long = "health-interval", env = "BERTH_HEALTH_INTERVAL", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Per-endpoint time limit of a health check
+    #[arg(long = "health-timeout", env = "BERTH_HEALTH_TIMEOUT", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Most endpoint checks running at once
+    #[arg(long = "health-concurrency", env = "BERTH_HEALTH_CONCURRENCY", value_name = "N")]
+    pub health_concurrency: Option<usize>,
+    /// Worker threads of the async runtime (default: one per core)
+    #[arg(long = "workers", env = "BERTH_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// The TOML file. Unknown keys are errors: a typo must not silently fall
+/// back to a default.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub docker: FileDocker,
+    #[serde(default)]
+    pub log: FileLog,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub bind: Option<String>,
+    pub bind_https: Option<String>,
+    pub data: Option<PathBuf>,
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    pub header_read_timeout: Option<String>,
+    pub max_headers: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_json_body: Option<usize>,
+    pub max_upload_body: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub drain_timeout: Option<String>,
+    pub metrics_auth: Option<bool>,
+    pub metrics_bind: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub workers: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    pub admin_password_file: Option<PathBuf>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub admin_init_window: Option<String>,
+    pub setup_token: Option<String>,
+    pub bcrypt_cost: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileDocker {
+    pub docker_socket: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub ping_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle: Option<usize>,
+    pub max_tunnels: Option<usize>,
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub bind_https: Option<SocketAddr>,
+    pub data: PathBuf,
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    pub admin_password_file: Option<PathBuf>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub header_read_timeout: Duration,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_json_body: usize,
+    pub max_upload_body: usize,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+    pub metrics_auth: bool,
+    pub metrics_bind: Option<SocketAddr>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub admin_init_window: Duration,
+    pub setup_token: Option<String>,
+    pub bcrypt_cost: u32,
+    pub docker_socket: String,
+    pub connect_timeout: Duration,
+    pub ping_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+    pub max_tunnels: usize,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub health_concurrency: usize,
+    pub workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::build(Cli::default(), FileConfig::default()).expect("built-in defaults are valid")
+    }
+}
+
+/// Accepts Portainer's ":9000" (all interfaces) as well as full addresses.
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
+    full.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Collects every validation problem, naming the field.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn dur(&mut self, field: &str, v: &str) -> Duration {
+        parse_duration(v).unwrap_or_else(|e| {
+            self.0.push(format!("{field}: invalid duration {v:?}: {e}"));
+            Duration::ZERO
+        })
+    }
+
+    fn positive(&mut self, field: &str, v: usize) -> usize {
+        if v == 0 {
+            self.0.push(format!("{field}: must be greater than 0"));
+        }
+        v
+    }
+
+    fn addr(&mut self, field: &str, v: &str) -> SocketAddr {
+        parse_addr(v).unwrap_or_else(|e| {
+            self.0.push(format!("{field}: invalid address {v:?}: {e}"));
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+}
+
+/// Every error found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads the file named by `--config` (if any) and merges it under the
+    /// command line and environment.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(vec![format!("config {}: {e}", path.display())]))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError(vec![format!("config {}: {e}", path.display())]))?
+            }
+            None => FileConfig::default(),
+        };
+        Config::build(cli, file)
+    }
+
+    pub fn build(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        use defaults as d;
+        let mut p = Problems(Vec::new());
+        let s = file.server;
+        let a = file.auth;
+        let k = file.docker;
+        let l = file.log;
+
+        let bind = p.addr("bind", &cli.bind.or(s.bind).unwrap_or_else(|| d::BIND.into()));
+        let bind_https_s = cli.bind_https.or(s.bind_https).unwrap_or_else(|| d::BIND_HTTPS.into());
+        let bind_https = match bind_https_s.as_str() {
+            "off" | "" => None,
+            v => Some(p.addr("bind_https", v)),
+        };
+        let sslcert = cli.sslcert.or(s.sslcert);
+        let sslkey = cli.sslkey.or(s.sslkey);
+        if sslcert.is_some() != sslkey.is_some() {
+            p.0.push("sslcert/sslkey: give both or neither".into());
+        }
+        let log_level = cli.log_level.or(l.level).unwrap_or_else(|| d::LOG_LEVEL.into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            p.0.push(format!("log_level: invalid level or filter {log_level:?}"));
+        }
+        let log_format = match cli.log_format.or(l.format).unwrap_or_else(|| d::LOG_FORMAT.into()).as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                p.0.push(format!("log_format: must be \"text\" or \"json\", not {other:?}"));
+                LogFormat::Text
+            }
+        };
+        let header_read_timeout = p.dur(
+            "header_read_timeout",
+            &cli.header_read_timeout.or(s.header_read_timeout).unwrap_or_else(|| d::HEADER_READ_TIMEOUT.into()),
+        );
+        let max_headers = p.positive("max_headers", cli.max_headers.or(s.max_headers).unwrap_or(d::MAX_HEADERS));
+        let max_header_bytes =
+            p.positive("max_header_bytes", cli.max_header_bytes.or(s.max_header_bytes).unwrap_or(d::MAX_HEADER_BYTES));
+        if max_header_bytes < 8192 {
+            p.0.push("max_header_bytes: must be at least 8192 (hyper's minimum read buffer)".into());
+        }
+        let max_json_body =
+            p.positive("max_json_body", cli.max_json_body.or(s.max_json_body).unwrap_or(d::MAX_JSON_BODY));
+        let max_upload_body =
+            p.positive("max_upload_body", cli.max_upload_body.or(s.max_upload_body).unwrap_or(d::MAX_UPLOAD_BODY));
+        let max_connections =
+            p.positive("max_connections", cli.max_connections.or(s.max_connections).unwrap_or(d::MAX_CONNECTIONS));
+        let drain_timeout =
+            p.dur("drain_timeout", &cli.drain_timeout.or(s.drain_timeout).unwrap_or_else(|| d::DRAIN_TIMEOUT.into()));
+        let metrics_auth = cli.metrics_auth.or(s.metrics_auth).unwrap_or(false);
+        let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
+        let mut trusted_proxies = Vec::new();
+        for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
+            let ip = ip.trim();
+            if ip.is_empty() {
+                continue;
+            }
+            match ip.parse() {
+                Ok(v) => trusted_proxies.push(v),
+                Err(_) => p.0.push(format!("trusted_proxies: {ip:?} is not an IP address")),
+            }
+        }
+        let admin_init_window = p.dur(
+            "admin_init_window",
+            &cli.admin_init_window.or(a.admin_init_window).unwrap_or_else(|| d::ADMIN_INIT_WINDOW.into()),
+        );
+        let bcrypt_cost = cli.bcrypt_cost.or(a.bcrypt_cost).unwrap_or(d::BCRYPT_COST);
+        if !(4..=31).contains(&bcrypt_cost) {
+            p.0.push(format!("bcrypt_cost: must be between 4 and 31, not {bcrypt_cost}"));
+        }
+        let docker_socket = cli.docker_socket.or(k.docker_socket).unwrap_or_else(|| d::DOCKER_SOCKET.into());
+        if let Err(e) = crate::connector::DockerUrl::parse(&docker_socket) {
+            p.0.push(format!("docker_socket: {e}"));
+        }
+        let connect_timeout = p.dur(
+            "connect_timeout",
+            &cli.connect_timeout.or(k.connect_timeout).unwrap_or_else(|| d::CONNECT_TIMEOUT.into()),
+        );
+        let ping_timeout =
+            p.dur("ping_timeout", &cli.ping_timeout.or(k.ping_timeout).unwrap_or_else(|| d::PING_TIMEOUT.into()));
+        let pool_idle_timeout = p.dur(
+            "pool_idle_timeout",
+            &cli.pool_idle_timeout.or(k.pool_idle_timeout).unwrap_or_else(|| d::POOL_IDLE_TIMEOUT.into()),
+        );
+        let pool_max_idle = cli.pool_max_idle.or(k.pool_max_idle).unwrap_or(d::POOL_MAX_IDLE);
+        let max_tunnels = p.positive("max_tunnels", cli.max_tunnels.or(k.max_tunnels).unwrap_or(d::MAX_TUNNELS));
+        let health_interval = p.dur(
+            "health_interval",
+            &cli.health_interval.or(k.health_interval).unwrap_or_else(|| d::HEALTH_INTERVAL.into()),
+        );
+        let health_timeout = p.dur(
+            "health_timeout",
+            &cli.health_timeout.or(k.health_timeout).unwrap_or_else(|| d::HEALTH_TIMEOUT.into()),
+        );
+        let health_concurrency = p.positive(
+            "health_concurrency",
+            cli.health_concurrency.or(k.health_concurrency).unwrap_or(d::HEALTH_CONCURRENCY),
+        );
+        for (name, v) in [
+            ("header_read_timeout", header_read_timeout),
+            ("connect_timeout", connect_timeout),
+            ("ping_timeout", ping_timeout),
+            ("health_interval", health_interval),
+            ("health_timeout", health_timeout),
+        ] {
+            if v.is_zero() && !p.0.iter().any(|e| e.starts_with(name)) {
+                p.0.push(format!("{name}: must be greater than 0"));
+            }
+        }
+        let workers = cli.workers.or(s.workers);
+        if workers == Some(0) {
+            p.0.push("workers: must be greater than 0".into());
+        }
+        if !p.0.is_empty() {
+            return Err(ConfigError(p.0));
+        }
+        Ok(Config {
+            bind,
+            bind_https,
+            data: cli.data.or(s.data).unwrap_or_else(|| d::DATA.into()),
+            sslcert,
+            sslkey,
+            admin_password_file: cli.admin_password_file.or(a.admin_password_file),
+            log_level,
+            log_format,
+            header_read_timeout,
+            max_headers,
+            max_header_bytes,
+            max_json_body,
+            max_upload_body,
+            max_connections,
+            drain_timeout,
+            metrics_auth,
+            metrics_bind,
+            trusted_proxies,
+            jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
+            admin_init_window,
+            setup_token: cli.setup_token.or(a.setup_token).filter(|t| !t.is_empty()),
+            bcrypt_cost,
+            docker_socket,
+            connect_timeout,
+            ping_timeout,
+            pool_idle_timeout,
+            pool_max_idle,
+            max_tunnels,
+            health_interval,
+            health_timeout,
+            health_concurrency,
+            workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_portainer() {
+        let c = Config::default();
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.bind_https.unwrap().port(), 9443);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_headers, 100);
+        assert_eq!(c.max_json_body, 1 << 20);
+        assert_eq!(c.admin_init_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn cli_beats_file() {
+        let file: FileConfig = toml::from_str("[server]\nbind = \"127.0.0.1:1\"\nmax_headers = 5").unwrap();
+        let cli = Cli { bind: Some(":7000".into()), ..Cli::default() };
+        let c = Config::build(cli, file).unwrap();
+        assert_eq!(c.bind.port(), 7000);
+        assert_eq!(c.max_headers, 5);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_field() {
+        let file: FileConfig =
+            toml::from_str("[server]\nbind = \"nope\"\nmax_headers = 0\ndrain_timeout = \"forever\"").unwrap();
+        let err = Config::build(Cli::default(), file).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("bind:"), "{text}");
+        assert!(text.contains("max_headers:"), "{text}");
+        assert!(text.contains("drain_timeout:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("[server]\nbnd = \"x\"").is_err());
+    }
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../config/berth.example.toml");
+        let file: FileConfig = toml::from_str(text).expect("example parses");
+        let c = Config::build(Cli::default(), file).expect("example validates");
+        let d = Config::default();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+}

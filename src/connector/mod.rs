@@ -1,0 +1,340 @@
+//! The transport layer to Docker hosts, shared by endpoint registration pings,
+//! the health checker and the proxy.
+//!
+//! One [`Upstream`] per endpoint owns that endpoint's keep-alive pool. The pool
+//! is our own (see `pool.rs`) on top of hyper's HTTP/1 client connections
+//! rather than hyper-util's legacy `Client`, because plugging a custom
+//! connector into the legacy client requires implementing
+//! `tower_service::Service`, and `tower-service` is not a direct dependency.
+//! Driving `hyper::client::conn::http1` ourselves also makes the two things
+//! the proxy depends on explicit: every connection runs `with_upgrades()` (so
+//! attach/exec `101` responses can be hijacked) and requests carry no total
+//! timeout (a `logs -f` may last days).
+
+mod pool;
+mod tls;
+mod transport;
+mod url;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::body::UpstreamBody;
+use pool::{Pool, Sender};
+use transport::Transport;
+
+pub use tls::{validate_tls_files, TlsFiles, TlsOptions};
+pub use url::DockerUrl;
+
+/// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
+/// enough for `/containers/json?all=1` on a host with tens of thousands of
+/// containers, small enough that a misbehaving host cannot exhaust memory.
+pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// Bodies of pings are a few bytes ("OK"); reading them lets the connection
+/// go back to the pool, but nothing bigger is worth waiting for.
+const MAX_PING_BODY: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ConnectorSettings {
+    /// Covers DNS, the TCP handshake and the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Zero disables keep-alive pooling.
+    pub pool_idle_timeout: Duration,
+    /// Zero disables keep-alive pooling.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ConnectorSettings {
+    fn default() -> Self {
+        ConnectorSettings {
+            connect_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+        }
+    }
+}
+
+/// Display strings are user-facing: the proxy puts them in the `details` of
+/// its 502/504 answers, the API in its 400s when a registration ping fails.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Any failure to establish the connection other than a timeout: refused,
+    /// no such socket, permission denied, unreachable, DNS failure.
+    #[error("{0}")]
+    ConnectRefused(String),
+    #[error("timed out connecting to the Docker host")]
+    ConnectTimeout,
+    /// TLS configuration or handshake failure.
+    #[error("{0}")]
+    Tls(String),
+    /// The connection failed after it was established.
+    #[error("{0}")]
+    Io(String),
+    /// The total timeout of `ping`/`get_json` elapsed.
+    #[error("the Docker host did not answer in time")]
+    Timeout,
+    #[error("the Docker host answered with HTTP status {0}")]
+    BadStatus(u16),
+    #[error("the Docker host answered with invalid JSON: {0}")]
+    BadJson(String),
+    #[error("the Docker host's answer exceeds {0} bytes")]
+    TooLarge(usize),
+    /// A request we were asked to build is not valid HTTP (bad path).
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+impl UpstreamError {
+    /// The proxy answers 504 for these and 502 for every other failure.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::ConnectTimeout | UpstreamError::Timeout)
+    }
+
+    /// True when nothing could be sent because no connection was made.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ConnectRefused(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_)
+        )
+    }
+}
+
+/// hyper's own messages are terse ("connection error"); the cause chain is
+/// what tells a user that the peer reset the connection.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+struct Inner {
+    url: DockerUrl,
+    host: HeaderValue,
+    transport: Transport,
+    pool: Arc<Pool>,
+    /// Connections whose task is alive (idle or busy); upgraded ones leave
+    /// the count when hyper hands their socket to a tunnel.
+    open: Arc<AtomicUsize>,
+}
+
+/// One per endpoint; owns the endpoint's connection pool. Cheap to clone.
+/// Dropping every clone drops the pool and closes its idle connections
+/// (busy ones finish their current exchange first). Rebuild it when the URL
+/// or the TLS material changes.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("url", &self.inner.url.to_string()).finish_non_exhaustive()
+    }
+}
+
+/// Keeps the open-connection count honest however the connection task ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Upstream {
+    /// Fails only on unusable TLS material; nothing is dialled here.
+    pub fn new(
+        url: &DockerUrl,
+        tls: &TlsOptions,
+        settings: &ConnectorSettings,
+    ) -> Result<Upstream, UpstreamError> {
+        let transport = Transport::new(url, tls, settings.connect_timeout)?;
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                url: url.clone(),
+                host: url.host_header(),
+                transport,
+                pool: Arc::new(Pool::new(
+                    settings.pool_idle_timeout,
+                    settings.pool_max_idle_per_host,
+                )),
+                open: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    pub fn url(&self) -> &DockerUrl {
+        &self.inner.url
+    }
+
+    /// Keep-alive connections waiting in the pool (for a gauge).
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.idle_count()
+    }
+
+    /// Connections currently open to the host, idle or busy, excluding ones
+    /// handed over to upgrade tunnels (for a gauge).
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Sends one request. `req.uri()` is origin-form (`/v1.41/containers/json?all=1`);
+    /// the Host header and HTTP version are set here. No total timeout is
+    /// applied: the response body may legitimately stream for days. Dropping
+    /// the returned future (or the response body) closes the connection,
+    /// which is how a client disconnect propagates to the Docker host.
+    pub async fn request(
+        &self,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        req.headers_mut().insert(header::HOST, self.inner.host.clone());
+        // Upgrades (attach, exec) only exist in HTTP/1.1, and HTTP/1.0 would
+        // also forfeit keep-alive.
+        *req.version_mut() = Version::HTTP_11;
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let pq = req.uri().path_and_query().cloned();
+            *req.uri_mut() = pq.map(Uri::from).unwrap_or_else(|| Uri::from_static("/"));
+        }
+
+        loop {
+            let (mut tx, reused) = match self.inner.pool.checkout() {
+                Some(tx) => (tx, true),
+                None => (self.connect().await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    self.recycle(tx);
+                    return Ok(resp);
+                }
+                Err(mut err) => match err.take_message() {
+                    // A pooled connection the host closed while it sat idle;
+                    // the request was never written, so retrying is safe. A
+                    // fresh connection is not retried: the host is failing.
+                    Some(back) if reused => req = back,
+                    _ => return Err(UpstreamError::Io(describe(err.error()))),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let stream = self.inner.transport.connect().await?;
+        let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Io(describe(&e)))?;
+        self.inner.open.fetch_add(1, Ordering::Relaxed);
+        let guard = OpenGuard(self.inner.open.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %describe(&e), "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// hyper signals readiness once the response body has been read to the
+    /// end; only then can the connection carry another request. Waiting for
+    /// that is a task of its own because the body is consumed elsewhere (by
+    /// the client of the proxy, possibly for days).
+    fn recycle(&self, mut tx: Sender) {
+        if !self.inner.pool.enabled() {
+            return;
+        }
+        let pool = Arc::downgrade(&self.inner.pool);
+        tokio::spawn(async move {
+            if tx.ready().await.is_ok() {
+                if let Some(pool) = pool.upgrade() {
+                    pool.checkin(tx);
+                }
+            }
+        });
+    }
+
+    fn get_request(path_and_query: &str, accept: &'static str) -> Result<Request<UpstreamBody>, UpstreamError> {
+        let uri: Uri = path_and_query
+            .parse()
+            .map_err(|e| UpstreamError::InvalidRequest(format!("invalid path {path_and_query:?}: {e}")))?;
+        let mut req = Request::new(UpstreamBody::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static(accept));
+        Ok(req)
+    }
+
+    /// `GET /_ping` bounded by `timeout` in total; Ok only for a 2xx.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), UpstreamError> {
+        let exchange = async {
+            let resp = self.request(Self::get_request("/_ping", "text/plain")?).await?;
+            let status = resp.status();
+            // Read the tiny body so the connection can be reused; a failure
+            // here does not change the host's verdict.
+            let _ = Limited::new(resp.into_body(), MAX_PING_BODY).collect().await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(UpstreamError::BadStatus(status.as_u16()))
+            }
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    /// `GET` a JSON document (snapshots: `/info`, `/version`, `/containers/json?all=1`,
+    /// `/images/json`, `/volumes`) bounded by `timeout` in total and by
+    /// [`MAX_JSON_BODY`] in size.
+    pub async fn get_json(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        self.get_json_limited(path_and_query, timeout, MAX_JSON_BODY).await
+    }
+
+    pub async fn get_json_limited(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let exchange = async {
+            let resp = self.request(Self::get_request(path_and_query, "application/json")?).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(UpstreamError::BadStatus(status.as_u16()));
+            }
+            let body = read_limited(resp.into_body(), max_bytes).await?;
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::BadJson(e.to_string()))
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
+    }
+}
+
+async fn read_limited(body: Incoming, max: usize) -> Result<Bytes, UpstreamError> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(UpstreamError::TooLarge(max)),
+        Err(e) => Err(UpstreamError::Io(describe(&*e))),
+    }
+}

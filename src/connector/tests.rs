@@ -1,0 +1,296 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use super::test_support::{spawn_tcp, spawn_tls, spawn_unix, Pki};
+use super::*;
+
+/// Every test is bounded: a hang is a failure, not a stuck CI job.
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn settings() -> ConnectorSettings {
+    ConnectorSettings {
+        connect_timeout: Duration::from_secs(2),
+        pool_idle_timeout: Duration::from_secs(30),
+        pool_max_idle_per_host: 4,
+    }
+}
+
+fn plain() -> TlsOptions {
+    TlsOptions::default()
+}
+
+async fn fake_docker(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| h.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let (status, body) = match req.uri().path() {
+        "/_ping" => (StatusCode::OK, "OK".to_string()),
+        "/version" => (StatusCode::OK, r#"{"ApiVersion":"1.41","Version":"fake"}"#.to_string()),
+        "/host" => (StatusCode::OK, serde_json::json!({ "host": host }).to_string()),
+        "/big" => (StatusCode::OK, format!("[{}]", vec!["1"; 10_000].join(","))),
+        "/notjson" => (StatusCode::OK, "this is not json".to_string()),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"message":"boom"}"#.to_string()),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+async fn wait_until(mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time");
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f).await.expect("test timed out")
+}
+
+#[tokio::test]
+async fn unix_socket_ping_and_json() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        spawn_unix(&sock, fake_docker).await;
+        let url = DockerUrl::parse(&format!("unix://{}", sock.display())).unwrap();
+        let up = Upstream::new(&url, &plain(), &settings()).unwrap();
+
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        let v = up.get_json("/version", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(v["ApiVersion"], "1.41");
+        let v = up.get_json("/host", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(v["host"], "docker");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tcp_ping_json_errors_and_connection_reuse() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let url = DockerUrl::parse(&format!("tcp://{addr}")).unwrap();
+        let up = Upstream::new(&url, &plain(), &settings()).unwrap();
+
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        wait_until(|| up.idle_connections() == 1).await;
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        assert_eq!(up.open_connections(), 1, "the second ping reuses the pooled connection");
+
+        let v = up.get_json("/host", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(v["host"], addr.to_string());
+
+        let e = up.get_json("/nope", Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::BadStatus(500)), "{e:?}");
+        let e = up.get_json("/notjson", Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::BadJson(_)), "{e:?}");
+        let e = up.get_json_limited("/big", Duration::from_secs(2), 1000).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::TooLarge(1000)), "{e:?}");
+        let v = up.get_json("/big", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 10_000);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ping_fails_on_non_2xx() {
+    bounded(async {
+        let addr = spawn_tcp(|_req: Request<Incoming>| async {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"down")));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        })
+        .await;
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
+            .unwrap();
+        let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::BadStatus(503)), "{e:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn idle_connections_expire() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let s = ConnectorSettings { pool_idle_timeout: Duration::from_millis(200), ..settings() };
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &s).unwrap();
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        wait_until(|| up.idle_connections() == 1).await;
+        wait_until(|| up.idle_connections() == 0).await;
+        // Dropping the pooled sender makes hyper close the connection.
+        wait_until(|| up.open_connections() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refused_connections() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
+            .unwrap();
+        let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::ConnectRefused(_)), "{e:?}");
+        assert!(!e.is_timeout());
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = DockerUrl::Unix(dir.path().join("missing.sock"));
+        let up = Upstream::new(&url, &plain(), &settings()).unwrap();
+        let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::ConnectRefused(_)), "{e:?}");
+    })
+    .await
+}
+
+/// On loopback a TCP connect never times out (the kernel completes the
+/// handshake even if nobody calls accept), so the black hole is a listener
+/// that never answers the TLS ClientHello: the connect timeout covers the
+/// TLS handshake.
+#[tokio::test]
+async fn tls_handshake_black_hole_is_a_connect_timeout() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = ConnectorSettings { connect_timeout: Duration::from_millis(300), ..settings() };
+        let tls = TlsOptions { enabled: true, skip_verify: true, files: TlsFiles::default() };
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &tls, &s).unwrap();
+        let started = std::time::Instant::now();
+        let e = up.ping(Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::ConnectTimeout), "{e:?}");
+        assert!(e.is_timeout());
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(listener);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn silent_host_hits_the_total_timeout() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                conns.push(s);
+            }
+        });
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
+            .unwrap();
+        let e = up.ping(Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Timeout), "{e:?}");
+        let e = up.get_json("/version", Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Timeout), "{e:?}");
+        held.abort();
+    })
+    .await
+}
+
+fn files(ca: Option<&str>, cert: Option<&str>, key: Option<&str>) -> TlsFiles {
+    TlsFiles {
+        ca: ca.map(|s| s.as_bytes().to_vec()),
+        cert: cert.map(|s| s.as_bytes().to_vec()),
+        key: key.map(|s| s.as_bytes().to_vec()),
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls() {
+    bounded(async {
+        let pki = Pki::new();
+        let addr = spawn_tls(pki.server_config(true), fake_docker).await;
+        let url = DockerUrl::parse(&format!("tcp://{addr}")).unwrap();
+
+        let tls = TlsOptions {
+            enabled: true,
+            skip_verify: false,
+            files: files(Some(&pki.ca_pem), Some(&pki.client_cert_pem), Some(&pki.client_key_pem)),
+        };
+        validate_tls_files(&tls.files, false, false).unwrap();
+        let up = Upstream::new(&url, &tls, &settings()).unwrap();
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        let v = up.get_json("/version", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(v["Version"], "fake");
+
+        // Without a client certificate the server refuses us. With TLS 1.3
+        // the client finishes its handshake first, so the refusal may only
+        // surface when the request is written.
+        let no_client = TlsOptions { files: files(Some(&pki.ca_pem), None, None), ..tls.clone() };
+        let up = Upstream::new(&url, &no_client, &settings()).unwrap();
+        let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
+        assert!(!e.is_timeout(), "{e:?}");
+
+        // A server certificate from another CA is rejected during the handshake.
+        let other = Pki::new();
+        let wrong_ca = TlsOptions {
+            files: files(Some(&other.ca_pem), Some(&pki.client_cert_pem), Some(&pki.client_key_pem)),
+            ..tls.clone()
+        };
+        let up = Upstream::new(&url, &wrong_ca, &settings()).unwrap();
+        let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::Tls(_)), "{e:?}");
+        assert!(e.to_string().contains("certificate"), "{e}");
+
+        // skip_verify accepts the unknown server certificate but still
+        // presents the client certificate.
+        let skip = TlsOptions { skip_verify: true, ..wrong_ca };
+        let up = Upstream::new(&url, &skip, &settings()).unwrap();
+        up.ping(Duration::from_secs(2)).await.unwrap();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tls_skip_verify_without_any_files() {
+    bounded(async {
+        let pki = Pki::new();
+        let addr = spawn_tls(pki.server_config(false), fake_docker).await;
+        let tls = TlsOptions { enabled: true, skip_verify: true, files: TlsFiles::default() };
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &tls, &settings())
+            .unwrap();
+        up.ping(Duration::from_secs(2)).await.unwrap();
+
+        // Verification on but no CA: refused up front rather than failing
+        // every handshake later.
+        let no_ca = TlsOptions { skip_verify: false, ..tls };
+        let e = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &no_ca, &settings())
+            .unwrap_err();
+        assert!(matches!(e, UpstreamError::Tls(_)), "{e:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn real_docker_engine_over_unix() {
+    let sock = PathBuf::from("/var/run/docker.sock");
+    if !sock.exists() {
+        eprintln!("skipped: /var/run/docker.sock does not exist");
+        return;
+    }
+    let up = Upstream::new(&DockerUrl::Unix(sock), &plain(), &settings()).unwrap();
+    match up.ping(Duration::from_secs(5)).await {
+        Ok(()) => {}
+        Err(UpstreamError::ConnectRefused(e)) => {
+            eprintln!("skipped: cannot use /var/run/docker.sock: {e}");
+            return;
+        }
+        Err(e) => panic!("docker ping failed: {e:?}"),
+    }
+    let v = up.get_json("/version", Duration::from_secs(5)).await.unwrap();
+    assert!(v["ApiVersion"].is_string(), "{v}");
+}

@@ -1,0 +1,115 @@
+//! The endpoint map the request path reads: `DashMap<id, Arc<EndpointEntry>>`.
+//!
+//! An entry bundles the stored record with its connection pool
+//! ([`Upstream`]). A change is stored durably first, then a whole new entry
+//! is swapped in, so a reader sees the old endpoint or the new one, never
+//! half of one; dropping the last `Arc` of an old entry drops its pool.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::auth::Principal;
+use crate::connector::{ConnectorSettings, DockerUrl, TlsFiles, TlsOptions, Upstream, UpstreamError};
+use crate::store::model::{Endpoint, EndpointGroup, Id};
+
+pub struct EndpointEntry {
+    pub record: Endpoint,
+    pub upstream: Upstream,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    map: DashMap<Id, Arc<EndpointEntry>>,
+    groups: DashMap<Id, EndpointGroup>,
+}
+
+impl Registry {
+    pub fn get(&self, id: Id) -> Option<Arc<EndpointEntry>> {
+        self.map.get(&id).map(|e| e.clone())
+    }
+
+    pub fn insert(&self, entry: EndpointEntry) {
+        self.map.insert(entry.record.id, Arc::new(entry));
+    }
+
+    pub fn remove(&self, id: Id) -> Option<Arc<EndpointEntry>> {
+        self.map.remove(&id).map(|(_, e)| e)
+    }
+
+    pub fn all(&self) -> Vec<Arc<EndpointEntry>> {
+        let mut v: Vec<_> = self.map.iter().map(|e| e.clone()).collect();
+        v.sort_by_key(|e| e.record.id);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn group(&self, id: Id) -> Option<EndpointGroup> {
+        self.groups.get(&id).map(|g| g.clone())
+    }
+
+    pub fn groups(&self) -> Vec<EndpointGroup> {
+        let mut v: Vec<_> = self.groups.iter().map(|g| g.clone()).collect();
+        v.sort_by_key(|g| g.id);
+        v
+    }
+
+    pub fn put_group(&self, g: EndpointGroup) {
+        self.groups.insert(g.id, g);
+    }
+
+    pub fn remove_group(&self, id: Id) {
+        self.groups.remove(&id);
+    }
+
+    /// Portainer's rule: a standard user may use an endpoint when they, or
+    /// one of their teams, hold a policy on the endpoint or on its group.
+    pub fn may_access(&self, p: &Principal, record: &Endpoint, teams: &[Id]) -> bool {
+        if p.is_admin() {
+            return true;
+        }
+        let uid = p.id().to_string();
+        if record.user_access_policies.contains_key(&uid)
+            || teams.iter().any(|t| record.team_access_policies.contains_key(&t.to_string()))
+        {
+            return true;
+        }
+        match self.groups.get(&record.group_id) {
+            Some(g) => {
+                g.user_access_policies.contains_key(&uid)
+                    || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
+            }
+            None => false,
+        }
+    }
+}
+
+/// Reads an endpoint's stored TLS files back into memory.
+pub fn load_tls_files(record: &Endpoint) -> std::io::Result<TlsFiles> {
+    let read = |p: &str| -> std::io::Result<Option<Vec<u8>>> {
+        if p.is_empty() {
+            Ok(None)
+        } else {
+            std::fs::read(p).map(Some)
+        }
+    };
+    Ok(TlsFiles { ca: read(&record.tls.ca_cert)?, cert: read(&record.tls.cert)?, key: read(&record.tls.key)? })
+}
+
+/// Builds the connection pool for a record (and its TLS material).
+pub fn build_upstream(
+    record: &Endpoint,
+    files: TlsFiles,
+    settings: &ConnectorSettings,
+) -> Result<Upstream, UpstreamError> {
+    let url = DockerUrl::parse(&record.url).map_err(UpstreamError::Io)?;
+    let tls = TlsOptions { enabled: record.tls.tls, skip_verify: record.tls.skip_verify, files };
+    Upstream::new(&url, &tls, settings)
+}

@@ -1,0 +1,183 @@
+#![recursion_limit = "256"]
+//! Berth: an authenticating, multiplexing edge proxy for Docker hosts that
+//! speaks Portainer's HTTP API.
+//!
+//! # Layout
+//! - [`config`]: defaults < TOML file < `BERTH_*` env < flags, validated into [`config::Config`].
+//! - [`server`]: listeners (HTTP, HTTPS, metrics), hyper connection limits, graceful drain.
+//! - [`router`]: classifies each request, authenticates, applies the route policy, logs it.
+//! - [`proxy_route`] → [`proxy`]: the Docker proxy hot path (`/api/endpoints/{id}/docker/*`).
+//! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
+//! - [`endpoints`]: the in-memory endpoint registry and the access rule.
+//! - [`api`]: Portainer's `/api/*` routes, one file per resource.
+//! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
+//! - [`store`]: the durable redb store and its records ([`store::model`]).
+//! - [`metrics`]: the app-owned Prometheus registry. [`error`]: Portainer-shaped errors.
+//! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
+//! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod connector;
+pub mod endpoints;
+pub mod error;
+pub mod fsutil;
+pub mod metrics;
+pub mod proxy;
+pub mod proxy_route;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod testkit;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::model::Settings;
+use crate::store::Store;
+
+/// Opens the store, loads memory, and prepares everything the server needs.
+pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<AppState>> {
+    std::fs::create_dir_all(&config.data).with_context(|| format!("creating data directory {}", config.data.display()))?;
+    let store = Store::open(&config.data)?;
+    let identity = auth::Identity::load(&store)?;
+    let secret_path = config.jwt_secret_file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
+    let jwt = auth::jwt::JwtKeys::load_or_create(&secret_path)
+        .with_context(|| format!("loading JWT secret {}", secret_path.display()))?;
+    let settings: Settings = store.load_meta(api::settings::SETTINGS_KEY)?.unwrap_or_default();
+    let instance_id: String = match store.load_meta::<String>("instance_id")? {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let i2 = id.clone();
+            store.write(move |tx| tx.put_meta("instance_id", &i2)).await?;
+            id
+        }
+    };
+    let metrics = metrics::Metrics::new();
+    let tunnels = proxy::Tunnels::new(config.max_tunnels, metrics.tunnels_open.clone());
+    let endpoints = endpoints::Registry::default();
+    let state = AppState {
+        dummy_hash: tokio::task::spawn_blocking({
+            let cost = config.bcrypt_cost;
+            move || auth::password::dummy_hash(cost)
+        })
+        .await?,
+        config,
+        store,
+        metrics,
+        identity,
+        jwt,
+        settings: std::sync::RwLock::new(Arc::new(settings)),
+        limiter: auth::ratelimit::RateLimiter::default(),
+        started: Instant::now(),
+        instance_id,
+        shutdown,
+        routes: api::table(),
+        endpoints,
+        tunnels,
+    };
+    Ok(Arc::new(state))
+}
+
+/// Creates user "admin" from `--admin-password-file` when no user exists.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let Some(path) = &state.config.admin_password_file else { return Ok(()) };
+    if !state.identity.users().is_empty() {
+        return Ok(());
+    }
+    let pw = tokio::fs::read_to_string(path).await.with_context(|| format!("reading {}", path.display()))?;
+    let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        anyhow::bail!("{} is empty", path.display());
+    }
+    let hash = auth::password::hash(pw, state.config.bcrypt_cost).await.map_err(|e| anyhow::anyhow!("{}", e.details))?;
+    let user = state
+        .store
+        .write(move |tx| {
+            let id = tx.next_id(store::USERS)?;
+            let u = store::model::User {
+                id,
+                username: "admin".into(),
+                password_hash: hash,
+                role: store::model::ROLE_ADMIN,
+                token_issue_at: 0,
+                token_generation: 0,
+                theme_color: String::new(),
+                use_cache: true,
+            };
+            tx.put(store::USERS, id, &u)?;
+            Ok(u)
+        })
+        .await?;
+    state.identity.put_user(user);
+    tracing::info!("administrator \"admin\" created from the admin password file");
+    Ok(())
+}
+
+/// Listeners bound by the caller (tests bind port 0; main binds the config).
+pub struct Listeners {
+    pub http: TcpListener,
+    pub https: Option<TcpListener>,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let http = TcpListener::bind(config.bind).await.with_context(|| format!("binding HTTP on {}", config.bind))?;
+        let https = match config.bind_https {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding HTTPS on {a}"))?),
+            None => None,
+        };
+        let metrics = match config.metrics_bind {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding metrics on {a}"))?),
+            None => None,
+        };
+        Ok(Listeners { http, https, metrics })
+    }
+}
+
+/// Serves until `state.shutdown` is cancelled, then drains: no new
+/// connections, in-flight requests and open tunnels get `drain_timeout`.
+pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<()> {
+    bootstrap_admin(&state).await?;
+    let server = server::Server::new(state.clone());
+    let tls = match &listeners.https {
+        Some(_) => Some(server::tls::acceptor(&state.config)?),
+        None => None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    tracing::info!(addr = %listeners.http.local_addr()?, "HTTP listening");
+    tasks.spawn(server.clone().run_listener(listeners.http, None, server::Surface::Api));
+    if let Some(l) = listeners.https {
+        tracing::info!(addr = %l.local_addr()?, "HTTPS listening");
+        tasks.spawn(server.clone().run_listener(l, tls, server::Surface::Api));
+    }
+    if let Some(l) = listeners.metrics {
+        tracing::info!(addr = %l.local_addr()?, "metrics listening");
+        tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
+    }
+    background::spawn_all(&state);
+    state.shutdown.cancelled().await;
+    tracing::info!("shutting down: draining connections and tunnels");
+    while tasks.join_next().await.is_some() {}
+    server.tracker.close();
+    let drain = state.config.drain_timeout;
+    let conns = tokio::time::timeout(drain, server.tracker.wait()).await.is_ok();
+    let tunnels = state.tunnels.drain(drain).await;
+    if !conns || !tunnels {
+        tracing::warn!("drain time exceeded; closing remaining connections");
+    }
+    Ok(())
+}
+
+pub mod background;

@@ -1,0 +1,197 @@
+//! Forwarding one client request to a Docker host: the transparent part of
+//! `/api/endpoints/{id}/docker/...`.
+//!
+//! The request is rewritten in place (hop-by-hop headers and Berth's own
+//! credentials removed), its body streamed to the host as it arrives, and the
+//! host's response streamed back frame by frame: nothing is buffered, so
+//! `logs -f`, `events` and `stats` reach the client as Docker writes them.
+//!
+//! # Hijacked streams (attach, exec)
+//!
+//! Modern clients send `Upgrade: tcp` + `Connection: Upgrade`; Docker answers
+//! `101` and both connections become raw byte pipes. We forward the handshake,
+//! and on a `101` splice the two upgraded connections in a tracked task (see
+//! [`Tunnels`]). Half-close passes through: when the client shuts down its
+//! write side (stdin EOF), the Docker side's write half is shut down too,
+//! while output keeps flowing back until the container closes its side.
+//!
+//! Docker's older behaviour (no `Upgrade` header; Docker answers `200` with
+//! `Content-Type: application/vnd.docker.raw-stream` and takes the connection
+//! over) cannot be hijacked through an HTTP/1.1 server: hyper only hands over
+//! a connection after a `101`. What is done instead: the host's output is
+//! relayed as an ordinary streamed response (read until the host closes), and
+//! the client's request body keeps streaming to the host for as long as the
+//! client frames it (chunked or Content-Length). Input written after the
+//! request without such framing cannot be carried. Current Docker CLIs and
+//! SDKs always send the `Upgrade` header, so this only affects very old clients.
+//!
+//! # Errors
+//!
+//! Before response headers: connection failures become a 502 (504 for a
+//! connect timeout) in Portainer's JSON error shape, naming the endpoint.
+//! After the headers have been sent, an upstream failure can only end the
+//! stream, which hyper turns into an aborted response body.
+
+mod headers;
+mod tunnel;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{ResponseBody, UpstreamBody};
+use crate::connector::{Upstream, UpstreamError};
+use crate::error::ApiError;
+
+pub use headers::SESSION_COOKIE;
+pub use tunnel::Tunnels;
+
+pub struct ProxyTarget<'a> {
+    pub endpoint_id: u64,
+    pub endpoint_name: &'a str,
+    pub upstream: &'a Upstream,
+    pub tunnels: &'a Tunnels,
+}
+
+/// `docker_path_and_query` is what remains of the request target after
+/// stripping `/api/endpoints/{id}/docker`, byte for byte: it starts with '/'
+/// and includes `?query` if any. Never panics; every failure is a response.
+pub async fn forward(
+    target: ProxyTarget<'_>,
+    mut req: Request<Incoming>,
+    docker_path_and_query: &str,
+) -> Response<ResponseBody> {
+    let uri = match upstream_uri(docker_path_and_query) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return ApiError::bad_request("Invalid Docker API path", e.to_string()).into_response()
+        }
+    };
+
+    // hyper only offers upgrades on HTTP/1.1, where it treats any Upgrade
+    // header as a request to switch; mirror that exactly.
+    let wants_upgrade = req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE);
+    let mut upgrade = None;
+    if wants_upgrade {
+        let Some(slot) = target.tunnels.reserve() else {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many open attach/exec sessions",
+                format!(
+                    "the limit of {} concurrent hijacked connections is reached, retry later",
+                    target.tunnels.max()
+                ),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .into_response();
+        };
+        upgrade = Some((slot, hyper::upgrade::on(&mut req)));
+    }
+
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, wants_upgrade);
+    headers::strip_credentials(&mut parts.headers);
+    // hyper's server already answered `Expect: 100-continue` to the client
+    // (when we started reading the body); the host must not answer it again.
+    parts.headers.remove(header::EXPECT);
+    parts.uri = uri;
+    parts.extensions.clear();
+    let upstream_req = Request::from_parts(parts, UpstreamBody::Stream(body));
+
+    let mut resp = match target.upstream.request(upstream_req).await {
+        Ok(resp) => resp,
+        Err(e) => return unreachable_host(&target, &e),
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some((slot, client_upgrade)) = upgrade else {
+            // hyper's server cannot switch a connection that did not ask to.
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "Invalid answer from the Docker host of environment {} ({})",
+                    target.endpoint_id, target.endpoint_name
+                ),
+                "the Docker host switched protocols on a request that did not ask for it",
+            )
+            .into_response();
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let endpoint_id = target.endpoint_id;
+        target
+            .tunnels
+            .spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
+        let (mut parts, _empty) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        return Response::from_parts(parts, ResponseBody::empty());
+    }
+
+    // Anything else, including a refused upgrade: an ordinary response, and
+    // the client connection stays an ordinary HTTP connection.
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, ResponseBody::Stream(body))
+}
+
+fn upstream_uri(path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
+    if path_and_query.starts_with('/') {
+        return Uri::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()));
+    }
+    // "/api/endpoints/1/docker" or "...docker?x": the Docker API root.
+    let mut s = String::with_capacity(path_and_query.len() + 1);
+    s.push('/');
+    s.push_str(path_and_query);
+    Uri::from_maybe_shared(Bytes::from(s))
+}
+
+fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<ResponseBody> {
+    let status = if e.is_timeout() { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    tracing::debug!(
+        endpoint_id = target.endpoint_id,
+        endpoint = target.endpoint_name,
+        error = %e,
+        "docker proxy request failed"
+    );
+    ApiError::new(
+        status,
+        format!(
+            "Unable to reach the Docker host of environment {} ({})",
+            target.endpoint_id, target.endpoint_name
+        ),
+        e.to_string(),
+    )
+    .into_response()
+}
+
+/// Both upgrades complete independently: the host's is already done (we hold
+/// its 101), the client's completes once hyper has written our 101 to it.
+async fn splice(endpoint_id: u64, client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = tokio::join!(client, upstream);
+    let (client, upstream) = match (client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            tracing::debug!(
+                endpoint_id,
+                client_error = ?c.err(),
+                upstream_error = ?u.err(),
+                "tunnel could not be established"
+            );
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    // copy_bidirectional shuts down the opposite writer when one side reads
+    // EOF and keeps copying the other direction: exactly half-close.
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((to_host, to_client)) => {
+            tracing::debug!(endpoint_id, to_host, to_client, "tunnel closed")
+        }
+        Err(e) => tracing::debug!(endpoint_id, error = %e, "tunnel ended with an error"),
+    }
+}

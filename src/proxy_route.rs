@@ -1,0 +1,84 @@
+//! `/api/endpoints/{id}/docker/*`: authenticate, find the endpoint, check
+//! the caller may use it, then hand the request to the proxy. Everything
+//! here reads memory only: no store access, no global lock.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth::extract::authenticate;
+use crate::body::ResponseBody;
+use crate::error::ApiError;
+use crate::metrics::{docker_route_template, status_class};
+use crate::proxy::{forward, ProxyTarget};
+use crate::router::AuthedUser;
+use crate::state::AppState;
+
+pub async fn handle(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    raw_id: &str,
+    docker_path: &str,
+) -> Response<ResponseBody> {
+    let principal = match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+        Ok(p) => p,
+        Err(f) => {
+            state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+            return f.to_error().into_response();
+        }
+    };
+    let user = AuthedUser(principal.id());
+    let mut resp = proxied(state, req, raw_id, docker_path, &principal).await;
+    resp.extensions_mut().insert(user);
+    resp
+}
+
+async fn proxied(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    raw_id: &str,
+    docker_path: &str,
+    principal: &crate::auth::Principal,
+) -> Response<ResponseBody> {
+    let id: u64 = match raw_id.parse() {
+        Ok(id) => id,
+        Err(e) => {
+            return ApiError::bad_request("Invalid environment identifier route variable", format!("{e}: {raw_id:?}"))
+                .into_response()
+        }
+    };
+    let Some(entry) = state.endpoints.get(id) else {
+        return ApiError::not_found("an environment").into_response();
+    };
+    if !principal.is_admin() {
+        let teams = state.identity.teams_of(principal.id());
+        if !state.endpoints.may_access(principal, &entry.record, &teams) {
+            return ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
+                .into_response();
+        }
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{docker_path}?{q}"),
+        None => docker_path.to_owned(),
+    };
+    let template = docker_route_template(docker_path);
+    let endpoint_label = entry.record.id.to_string();
+    let start = Instant::now();
+    let target = ProxyTarget {
+        endpoint_id: entry.record.id,
+        endpoint_name: &entry.record.name,
+        upstream: &entry.upstream,
+        tunnels: &state.tunnels,
+    };
+    let resp = forward(target, req, &path_and_query).await;
+    let m = &state.metrics;
+    m.proxy_requests.with_label_values(&[&endpoint_label, &template, status_class(resp.status().as_u16())]).inc();
+    m.proxy_duration.with_label_values(&[&endpoint_label, &template]).observe(start.elapsed().as_secs_f64());
+    if matches!(resp.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
+        let kind = if resp.status() == StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" };
+        m.upstream_connect_failures.with_label_values(&[&endpoint_label, kind]).inc();
+    }
+    resp
+}

@@ -1,0 +1,240 @@
+//! The one entry point of every request: classify (Docker proxy, API,
+//! metrics), authenticate, apply the route's policy, dispatch, then write
+//! the access-log line and the request metrics.
+//!
+//! The Docker proxy prefix is recognised by hand before the route table:
+//! it is the hot path, and it must not pay for the generic machinery.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::api::{self, ApiRequest, Match, Policy};
+use crate::auth::extract::authenticate;
+use crate::body::ResponseBody;
+use crate::error::{ApiError, InternalCause};
+use crate::server::Surface;
+use crate::state::AppState;
+
+/// Set on a response by whoever authenticated the caller, for the access log.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthedUser(pub u64);
+
+/// Route template of the request, for metrics labels and the access log.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteTemplate(pub &'static str);
+
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    _tls: bool,
+    surface: Surface,
+) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client_ip = client_ip(&state, &req, peer);
+    let (mut resp, route) = route(&state, req, client_ip, surface).await;
+    let status = resp.status().as_u16();
+    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    let elapsed = start.elapsed();
+    if route != "/api/endpoints/{id}/docker/*" {
+        state.metrics.http_requests.with_label_values(&[route, method.as_str(), &status.to_string()]).inc();
+        state.metrics.http_duration.with_label_values(&[route, method.as_str()]).observe(elapsed.as_secs_f64());
+    }
+    let user = resp.extensions().get::<AuthedUser>().map(|u| u.0);
+    let bytes =
+        resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let cause = resp.extensions().get::<InternalCause>().map(|c| c.0.as_str());
+    tracing::info!(
+        target: "berth::access",
+        %method,
+        path = %path,
+        status,
+        duration_us = elapsed.as_micros() as u64,
+        user = user.map(|u| u as i64).unwrap_or(-1),
+        bytes = bytes.map(|b| b as i64).unwrap_or(-1),
+        client = %client_ip,
+        cause = cause.unwrap_or(""),
+        "request"
+    );
+    resp
+}
+
+/// The client's address: the TCP peer, or the nearest untrusted hop of
+/// `X-Forwarded-For` when the peer is a configured trusted proxy. A client
+/// cannot pick its own address by sending the header directly.
+fn client_ip(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> IpAddr {
+    let peer_ip = peer.ip();
+    if state.config.trusted_proxies.is_empty() || !state.config.trusted_proxies.contains(&peer_ip) {
+        return peer_ip;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in req.headers().get_all("x-forwarded-for") {
+        if let Ok(s) = v.to_str() {
+            hops.extend(s.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+        }
+    }
+    hops.into_iter().rev().find(|ip| !state.config.trusted_proxies.contains(ip)).unwrap_or(peer_ip)
+}
+
+/// Splits `/api/endpoints/{id}/docker/rest` without allocating; the id is
+/// returned raw so bad ids get a clear 400.
+pub fn split_docker_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/endpoints/")?;
+    let slash = rest.find('/')?;
+    let (id, tail) = rest.split_at(slash);
+    let docker = tail.strip_prefix("/docker")?;
+    if !(docker.is_empty() || docker.starts_with('/')) {
+        return None;
+    }
+    if docker.is_empty() {
+        return None;
+    }
+    Some((id, docker))
+}
+
+async fn route(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    client_ip: IpAddr,
+    surface: Surface,
+) -> (Response<ResponseBody>, &'static str) {
+    let path = req.uri().path();
+    if surface == Surface::MetricsOnly {
+        if path == "/metrics" && req.method() == Method::GET {
+            return (metrics_response(state), "/metrics");
+        }
+        return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
+    }
+    if let Some((raw_id, docker_path)) = split_docker_path(path) {
+        let raw_id = raw_id.to_owned();
+        let docker_path = docker_path.to_owned();
+        let resp = crate::proxy_route::handle(state, req, &raw_id, &docker_path).await;
+        return (resp, "/api/endpoints/{id}/docker/*");
+    }
+    if path == "/metrics" {
+        if req.method() != Method::GET {
+            return (method_not_allowed(), "/metrics");
+        }
+        if state.config.metrics_auth {
+            match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+                Ok(p) if p.is_admin() => {}
+                Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
+                Err(f) => {
+                    state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+                    return (f.to_error().into_response(), "/metrics");
+                }
+            }
+        }
+        return (metrics_response(state), "/metrics");
+    }
+    if !path.starts_with("/api/") && path != "/api" {
+        return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "No such route").into_response(), "unmatched");
+    }
+    let (policy, handler, template, params) = match state.routes.find(req.method(), path) {
+        Match::Found { policy, handler, template, params } => (policy, handler, template, params),
+        Match::MethodNotAllowed(r) => return (method_not_allowed_for(r), r.path),
+        Match::NotFound => {
+            return (
+                ApiError::new(StatusCode::NOT_FOUND, "Not found", "No such API route").into_response(),
+                "unmatched",
+            )
+        }
+    };
+    // Portainer's admin-init watchdog: once the window has passed with no
+    // administrator, the API answers only status and public settings.
+    if !state.admin_init_open()
+        && state.identity.admin_count() == 0
+        && !matches!(template, "/api/status" | "/api/system/status" | "/api/settings/public")
+    {
+        let e = ApiError::new(StatusCode::SEE_OTHER, "Administrator initialization timeout", "").with_header(
+            header::HeaderName::from_static("redirect-reason"),
+            HeaderValue::from_static("AdminInitTimeout"),
+        );
+        return (e.into_response(), template);
+    }
+    let principal = if policy == Policy::Public {
+        None
+    } else {
+        match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+            Ok(p) => Some(p),
+            Err(f) => {
+                state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+                return (f.to_error().into_response(), template);
+            }
+        }
+    };
+    if let Some(p) = &principal {
+        let allowed = match policy {
+            Policy::Admin => p.is_admin(),
+            Policy::TeamLeader => p.is_admin() || state.identity.is_any_leader(p.id()),
+            Policy::Public | Policy::Authenticated | Policy::Restricted => true,
+        };
+        if !allowed {
+            let mut r = ApiError::access_denied().into_response();
+            r.extensions_mut().insert(AuthedUser(p.id()));
+            return (r, template);
+        }
+    }
+    let user = principal.as_ref().map(|p| p.id());
+    let (parts, body) = req.into_parts();
+    let api_req =
+        ApiRequest { parts, body: Some(body), params, principal, client_ip, max_json_body: state.config.max_json_body };
+    let mut resp = match handler(state.clone(), api_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(route = template, status = e.status.as_u16(), message = %e.message, cause = e.internal.as_deref().unwrap_or(""), "request failed");
+            }
+            e.into_response()
+        }
+    };
+    if let Some(u) = user {
+        resp.extensions_mut().insert(AuthedUser(u));
+    }
+    (resp, template)
+}
+
+fn metrics_response(state: &AppState) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(state.metrics.render()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+fn method_not_allowed() -> Response<ResponseBody> {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "").into_response()
+}
+
+fn method_not_allowed_for(r: &api::Route) -> Response<ResponseBody> {
+    let allow: Vec<&str> = r.methods.iter().map(|(m, _, _)| m.as_str()).collect();
+    let mut resp =
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", format!("Allowed: {}", allow.join(", ")))
+            .into_response();
+    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_paths_split() {
+        assert_eq!(split_docker_path("/api/endpoints/1/docker/_ping"), Some(("1", "/_ping")));
+        assert_eq!(
+            split_docker_path("/api/endpoints/12/docker/v1.41/containers/json"),
+            Some(("12", "/v1.41/containers/json"))
+        );
+        assert_eq!(split_docker_path("/api/endpoints/1/docker"), None);
+        assert_eq!(split_docker_path("/api/endpoints/1/dockerx/a"), None);
+        assert_eq!(split_docker_path("/api/endpoints/1"), None);
+        assert_eq!(split_docker_path("/api/endpoints/abc/docker/x"), Some(("abc", "/x")));
+    }
+}

@@ -1,0 +1,127 @@
+//! Listeners: accept loops for HTTP, HTTPS and the optional metrics-only
+//! port, each connection served by hyper's HTTP/1.1 with upgrades, explicit
+//! limits, and graceful drain on shutdown.
+
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::state::AppState;
+
+/// What a listener serves: the whole API, or only `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Api,
+    MetricsOnly,
+}
+
+/// Connection-level settings shared by every accepted connection.
+#[derive(Clone)]
+pub struct Server {
+    pub state: Arc<AppState>,
+    /// Caps concurrent client connections across all listeners.
+    pub permits: Arc<Semaphore>,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl Server {
+    pub fn new(state: Arc<AppState>) -> Server {
+        let permits = Arc::new(Semaphore::new(state.config.max_connections));
+        Server { state, permits, tracker: TaskTracker::new() }
+    }
+
+    fn builder(&self) -> http1::Builder {
+        let c = &self.state.config;
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(c.header_read_timeout)
+            .max_headers(c.max_headers)
+            .max_buf_size(c.max_header_bytes.max(8192))
+            .keep_alive(true)
+            .half_close(false);
+        b
+    }
+
+    /// Accepts until shutdown. A connection waits for a permit before it is
+    /// accepted, so past the cap clients queue in the kernel backlog.
+    pub async fn run_listener(self, listener: TcpListener, tls: Option<TlsAcceptor>, surface: Surface) {
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let tls = tls.clone();
+            self.tracker.spawn(async move {
+                this.state.metrics.connections_open.inc();
+                match tls {
+                    Some(acceptor) => {
+                        let hs =
+                            tokio::time::timeout(this.state.config.header_read_timeout, acceptor.accept(stream)).await;
+                        match hs {
+                            Ok(Ok(s)) => this.serve_conn(s, peer, true, surface).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    None => this.serve_conn(stream, peer, false, surface).await,
+                }
+                this.state.metrics.connections_open.dec();
+                drop(permit);
+            });
+        }
+    }
+
+    async fn serve_conn<IO>(&self, io: IO, peer: SocketAddr, tls: bool, surface: Surface)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = self.state.clone();
+        let svc = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::router::handle(state, req, peer, tls, surface).await) }
+        });
+        let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();
+        tokio::pin!(conn);
+        let shutdown = self.state.shutdown.clone();
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+            }
+            _ = shutdown.cancelled() => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                if let Err(e) = conn.as_mut().await {
+                    tracing::debug!(%peer, error = %e, "connection ended with error during drain");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Everything a request handler can reach, built once at start-up and
+//! shared behind an `Arc`.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::ratelimit::RateLimiter;
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::model::Settings;
+use crate::store::{Store, StoreError};
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub identity: Identity,
+    pub jwt: JwtKeys,
+    /// Read on logins and settings calls only, never on the proxy path.
+    pub(crate) settings: RwLock<Arc<Settings>>,
+    pub limiter: RateLimiter,
+    /// bcrypt hash that unknown usernames are checked against.
+    pub dummy_hash: String,
+    pub started: Instant,
+    pub instance_id: String,
+    pub shutdown: CancellationToken,
+    pub routes: crate::api::Routes,
+    pub endpoints: crate::endpoints::Registry,
+    pub tunnels: crate::proxy::Tunnels,
+}
+
+impl AppState {
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_settings(&self, s: Settings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+    }
+
+    /// Admin creation is allowed only within the init window after start
+    /// (Portainer: 5 minutes), so an exposed fresh instance cannot be
+    /// claimed by a stranger days later.
+    pub fn admin_init_open(&self) -> bool {
+        self.started.elapsed() < self.config.admin_init_window
+    }
+
+    pub fn session_lifetime(&self) -> Duration {
+        humantime::parse_duration(&go_duration_to_humantime(&self.settings().user_session_timeout))
+            .unwrap_or(Duration::from_secs(8 * 3600))
+    }
+
+    /// Runs a store write and records its latency.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&crate::store::Tx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let t = Instant::now();
+        let r = self.store.write(f).await;
+        self.metrics.store_write.observe(t.elapsed().as_secs_f64());
+        r
+    }
+}
+
+/// Portainer stores Go durations ("8h", "1h30m", "5m0s"); humantime wants
+/// spaces between units.
+pub fn go_duration_to_humantime(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    let mut prev_alpha = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() && prev_alpha {
+            out.push(' ');
+        }
+        prev_alpha = c.is_ascii_alphabetic();
+        out.push(c);
+    }
+    out
+}
+
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
+    humantime::parse_duration(&go_duration_to_humantime(s)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("8h"), Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("5m0s"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_go_duration("bogus"), None);
+    }
+}

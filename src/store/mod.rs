@@ -1,0 +1,292 @@
+//! The durable store: one redb file in the data directory.
+//!
+//! Each entity lives in its own table keyed by a monotonic id (never
+//! reused: the next id is kept in the `meta` table and bumped in the same
+//! transaction as the insert). Values are JSON of the `model` structs.
+//! Every write commits with redb's default immediate durability, so the
+//! data is fsynced before the call returns and before any response goes
+//! out. All calls run on the blocking pool, never on an async worker.
+
+pub mod model;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A table of JSON records keyed by id.
+pub type Table = TableDefinition<'static, u64, &'static [u8]>;
+
+pub const USERS: Table = TableDefinition::new("users");
+pub const TEAMS: Table = TableDefinition::new("teams");
+pub const TEAM_MEMBERSHIPS: Table = TableDefinition::new("team_membership");
+pub const API_KEYS: Table = TableDefinition::new("api_key");
+pub const ENDPOINTS: Table = TableDefinition::new("endpoints");
+pub const ENDPOINT_GROUPS: Table = TableDefinition::new("endpoint_groups");
+pub const TAGS: Table = TableDefinition::new("tags");
+pub const REGISTRIES: Table = TableDefinition::new("registries");
+pub const STACKS: Table = TableDefinition::new("stacks");
+pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
+/// Singletons and id sequences, keyed by name.
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
+/// Revoked JWT ids with their expiry (unix seconds), so logouts survive a restart.
+const REVOKED: TableDefinition<'static, &'static str, u64> = TableDefinition::new("revoked_tokens");
+
+pub const ALL_TABLES: [Table; 10] =
+    [USERS, TEAMS, TEAM_MEMBERSHIPS, API_KEYS, ENDPOINTS, ENDPOINT_GROUPS, TAGS, REGISTRIES, STACKS, SNAPSHOTS];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("another Berth process is already using the data directory {0} (its store is locked); stop it or choose another --data")]
+    Locked(PathBuf),
+    #[error("the store {0} is corrupt or unreadable ({1}); Berth will not re-initialise it. Restore it from a backup or move it away")]
+    Corrupt(PathBuf, String),
+    #[error("store error: {0}")]
+    Db(String),
+    #[error("record encoding error: {0}")]
+    Encoding(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_err!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Encoding(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+/// A write transaction handed to closures passed to [`Store::write`].
+pub struct Tx<'a> {
+    txn: &'a redb::WriteTransaction,
+}
+
+impl Tx<'_> {
+    /// Next id of a table; bumped in this transaction, so an aborted write
+    /// leaves a gap rather than a reused id.
+    pub fn next_id(&self, table: Table) -> Result<u64, StoreError> {
+        let key = format!("seq:{}", redb::TableHandle::name(&table));
+        let mut meta = self.txn.open_table(META)?;
+        let cur = match meta.get(key.as_str())? {
+            Some(v) => {
+                u64::from_le_bytes(v.value().try_into().map_err(|_| StoreError::Encoding("bad sequence".into()))?)
+            }
+            None => 0,
+        };
+        let next = cur + 1;
+        meta.insert(key.as_str(), next.to_le_bytes().as_slice())?;
+        Ok(next)
+    }
+
+    pub fn put<T: Serialize>(&self, table: Table, id: u64, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value)?;
+        let mut t = self.txn.open_table(table)?;
+        t.insert(id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, table: Table, id: u64) -> Result<Option<T>, StoreError> {
+        let t = self.txn.open_table(table)?;
+        let v = t.get(id)?;
+        match v {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns whether a record was removed.
+    pub fn delete(&self, table: Table, id: u64) -> Result<bool, StoreError> {
+        let mut t = self.txn.open_table(table)?;
+        let existed = t.remove(id)?.is_some();
+        Ok(existed)
+    }
+
+    pub fn all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, StoreError> {
+        let t = self.txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value)?;
+        let mut meta = self.txn.open_table(META)?;
+        meta.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(REVOKED)?;
+        t.insert(jti, exp)?;
+        Ok(())
+    }
+
+    pub fn prune_revoked(&self, now: u64) -> Result<usize, StoreError> {
+        let mut t = self.txn.open_table(REVOKED)?;
+        let mut removed = 0;
+        t.retain(|_, exp| {
+            let keep = exp >= now;
+            removed += usize::from(!keep);
+            keep
+        })?;
+        Ok(removed)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `<data>/berth.redb`. A store held by another
+    /// process is refused at once; a corrupt file is refused, never replaced.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join("berth.redb");
+        let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(data_dir.to_path_buf())),
+            Err(e) if existed => return Err(StoreError::Corrupt(path, e.to_string())),
+            Err(e) => return Err(StoreError::Db(e.to_string())),
+        };
+        let store = Store { db: Arc::new(db) };
+        // Create every table up front so readers never meet a missing one.
+        let txn = store.db.begin_write()?;
+        for t in ALL_TABLES {
+            txn.open_table(t)?;
+        }
+        txn.open_table(META)?;
+        txn.open_table(REVOKED)?;
+        txn.commit()?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool and commits
+    /// durably; an `Err` from `f` aborts everything it wrote.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write()?;
+            let r = f(&Tx { txn: &txn });
+            match r {
+                Ok(v) => {
+                    txn.commit()?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = txn.abort();
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
+    }
+
+    /// Synchronous full read of a table, for loading memory at start-up.
+    pub fn load_all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
+        let t = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn load_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
+        let t = txn.open_table(META)?;
+        let v = t.get(key)?;
+        match v {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn load_revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
+        let t = txn.open_table(REVOKED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_monotonic_and_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.write(|tx| tx.next_id(TAGS)).await.unwrap();
+        let b = store
+            .write(|tx| {
+                let id = tx.next_id(TAGS)?;
+                tx.put(TAGS, id, &serde_json::json!({"x": 1}))?;
+                Ok(id)
+            })
+            .await
+            .unwrap();
+        store.write(move |tx| tx.delete(TAGS, b)).await.unwrap();
+        // An aborted write still leaves no reuse.
+        let _ = store
+            .write(|tx| {
+                tx.next_id(TAGS)?;
+                Err::<(), _>(StoreError::Conflict("abort".into()))
+            })
+            .await;
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let c = store.write(|tx| tx.next_id(TAGS)).await.unwrap();
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn a_second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = Store::open(dir.path()).unwrap();
+        match Store::open(dir.path()) {
+            Err(StoreError::Locked(_)) => {}
+            other => panic!("expected Locked, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        match Store::open(dir.path()) {
+            Err(StoreError::Corrupt(..)) => {}
+            other => panic!("expected Corrupt, got {:?}", other.err()),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0x42u8; 8192]);
+    }
+}

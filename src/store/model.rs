@@ -1,0 +1,263 @@
+//! Records as stored. Field names follow Portainer's JSON where the record
+//! is also what the API returns; secrets (password hashes, key digests,
+//! registry passwords) live in fields the API views never serialise.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub type Id = u64;
+
+pub const ROLE_ADMIN: u8 = 1;
+pub const ROLE_USER: u8 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    pub username: String,
+    /// bcrypt hash; never leaves the store module's callers through the API.
+    pub password_hash: String,
+    pub role: u8,
+    /// Tokens issued before this instant (unix seconds) are refused: bumped
+    /// on password and role changes.
+    pub token_issue_at: u64,
+    /// Bumped with `token_issue_at`; tokens carry it, so revocation is exact
+    /// even within one second.
+    #[serde(default)]
+    pub token_generation: u64,
+    #[serde(default)]
+    pub theme_color: String,
+    #[serde(default = "yes")]
+    pub use_cache: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == ROLE_ADMIN
+    }
+
+    /// Portainer's user object, without the hash.
+    pub fn to_api(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Id": self.id,
+            "Username": self.username,
+            "Role": self.role,
+            "TokenIssueAt": self.token_issue_at,
+            "ThemeSettings": {"color": self.theme_color},
+            "UseCache": self.use_cache,
+            "PortainerAuthorizations": null,
+            "EndpointAuthorizations": null,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Team {
+    pub id: Id,
+    pub name: String,
+}
+
+pub const TEAM_LEADER: u8 = 1;
+pub const TEAM_MEMBER: u8 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamMembership {
+    #[serde(rename = "Id")]
+    pub id: Id,
+    #[serde(rename = "UserID")]
+    pub user_id: Id,
+    #[serde(rename = "TeamID")]
+    pub team_id: Id,
+    #[serde(rename = "Role")]
+    pub role: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Id,
+    pub user_id: Id,
+    pub description: String,
+    pub prefix: String,
+    /// SHA-256 of the raw key, standard base64 (Portainer's scheme).
+    pub digest: String,
+    pub date_created: u64,
+    pub last_used: u64,
+}
+
+impl ApiKey {
+    /// Portainer's lowerCamel key object; the digest is shown only at creation.
+    pub fn to_api(&self, with_digest: bool) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "id": self.id,
+            "userId": self.user_id,
+            "description": self.description,
+            "prefix": self.prefix,
+            "dateCreated": self.date_created,
+            "lastUsed": self.last_used,
+        });
+        if with_digest {
+            v["digest"] = self.digest.clone().into();
+        }
+        v
+    }
+}
+
+/// `{"RoleId": n}` keyed by user or team id as a string, as Portainer stores it.
+pub type AccessPolicies = BTreeMap<String, AccessPolicy>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccessPolicy {
+    #[serde(rename = "RoleId", default)]
+    pub role_id: u64,
+}
+
+/// Settings that the identity and endpoint features use, in Portainer's names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Settings {
+    /// Go-style duration ("8h") of new JWTs.
+    pub user_session_timeout: String,
+    pub required_password_length: usize,
+    /// Go-style duration between endpoint health checks and snapshots.
+    pub snapshot_interval: String,
+    /// Login limiter: burst size and refill per second.
+    pub login_rate_burst: u32,
+    pub login_rate_per_second: f64,
+    /// Admin-init window as a duration string (informational: the daemon
+    /// closes the window this long after start).
+    pub admin_init_window: String,
+    #[serde(default)]
+    pub logo_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            user_session_timeout: "8h".into(),
+            required_password_length: 12,
+            snapshot_interval: "5m".into(),
+            login_rate_burst: 10,
+            login_rate_per_second: 1.0,
+            admin_init_window: "5m".into(),
+            logo_url: String::new(),
+        }
+    }
+}
+
+/// TLS settings of an endpoint; the file paths point into `<data>/tls/<id>/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EndpointTls {
+    #[serde(rename = "TLS")]
+    pub tls: bool,
+    #[serde(rename = "TLSSkipVerify")]
+    pub skip_verify: bool,
+    #[serde(rename = "TLSSkipClientVerify", default)]
+    pub skip_client_verify: bool,
+    #[serde(rename = "TLSCACert", default, skip_serializing_if = "String::is_empty")]
+    pub ca_cert: String,
+    #[serde(rename = "TLSCert", default, skip_serializing_if = "String::is_empty")]
+    pub cert: String,
+    #[serde(rename = "TLSKey", default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+}
+
+/// What standard users may do on an endpoint (Portainer's lowerCamel keys).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySettings {
+    pub allow_bind_mounts_for_regular_users: bool,
+    pub allow_privileged_mode_for_regular_users: bool,
+    pub allow_volume_browser_for_regular_users: bool,
+    pub allow_host_namespace_for_regular_users: bool,
+    pub allow_device_mapping_for_regular_users: bool,
+    pub allow_stack_management_for_regular_users: bool,
+    pub allow_container_capabilities_for_regular_users: bool,
+    pub allow_sysctl_setting_for_regular_users: bool,
+    pub enable_host_management_features: bool,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            allow_bind_mounts_for_regular_users: true,
+            allow_privileged_mode_for_regular_users: true,
+            allow_volume_browser_for_regular_users: false,
+            allow_host_namespace_for_regular_users: true,
+            allow_device_mapping_for_regular_users: true,
+            allow_stack_management_for_regular_users: true,
+            allow_container_capabilities_for_regular_users: true,
+            allow_sysctl_setting_for_regular_users: true,
+            enable_host_management_features: false,
+        }
+    }
+}
+
+pub const ENDPOINT_UP: u8 = 1;
+pub const ENDPOINT_DOWN: u8 = 2;
+
+/// An endpoint (environment) as stored. Field names are Portainer's, so the
+/// API view is this record plus computed fields.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    pub id: Id,
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    #[serde(rename = "URL")]
+    pub url: String,
+    #[serde(rename = "PublicURL", default)]
+    pub public_url: String,
+    #[serde(default = "one")]
+    pub group_id: Id,
+    #[serde(rename = "TLSConfig", default)]
+    pub tls: EndpointTls,
+    #[serde(default)]
+    pub tag_ids: Vec<Id>,
+    #[serde(default = "one_u8")]
+    pub status: u8,
+    #[serde(default)]
+    pub user_access_policies: AccessPolicies,
+    #[serde(default)]
+    pub team_access_policies: AccessPolicies,
+    #[serde(default)]
+    pub security_settings: SecuritySettings,
+}
+
+fn one() -> Id {
+    1
+}
+
+fn one_u8() -> u8 {
+    1
+}
+
+/// Endpoint group; group 1 ("Unassigned") always exists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointGroup {
+    pub id: Id,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tag_ids: Vec<Id>,
+    #[serde(default)]
+    pub user_access_policies: AccessPolicies,
+    #[serde(default)]
+    pub team_access_policies: AccessPolicies,
+}
+
+/// Tag; note Portainer spells its id `ID`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tag {
+    #[serde(rename = "ID")]
+    pub id: Id,
+    #[serde(rename = "Name")]
+    pub name: String,
+}
