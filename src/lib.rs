@@ -27,6 +27,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod proxy;
 pub mod proxy_route;
+pub mod registries;
 pub mod router;
 pub mod server;
 pub mod state;
@@ -66,6 +67,12 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     let metrics = metrics::Metrics::new();
     let tunnels = proxy::Tunnels::new(config.max_tunnels, metrics.tunnels_open.clone());
     let endpoints = endpoints::Registry::default();
+    let registries = registries::Registries::default();
+    for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
+        registries.put(r);
+    }
+    let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
+        .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
     let state = AppState {
         dummy_hash: tokio::task::spawn_blocking({
             let cost = config.bcrypt_cost;
@@ -85,6 +92,8 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         routes: api::table(),
         endpoints,
         tunnels,
+        registries,
+        sealer,
     };
     Ok(Arc::new(state))
 }

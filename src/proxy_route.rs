@@ -37,7 +37,7 @@ pub async fn handle(
 
 async fn proxied(
     state: &Arc<AppState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     raw_id: &str,
     docker_path: &str,
     principal: &crate::auth::Principal,
@@ -57,6 +57,19 @@ async fn proxied(
         if !state.endpoints.may_access(principal, &entry.record, &teams) {
             return ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
                 .into_response();
+        }
+    }
+    if req.headers().contains_key(crate::registries::HEADER) {
+        let translated = crate::registries::translate(
+            req.headers_mut(),
+            &state.registries,
+            |r| state.sealer.open(&r.sealed_password),
+            principal,
+            id,
+            || state.identity.teams_of(principal.id()),
+        );
+        if let Err(e) = translated {
+            return e.into_response();
         }
     }
     let path_and_query = match req.uri().query() {

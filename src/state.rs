@@ -31,6 +31,9 @@ pub struct AppState {
     pub routes: crate::api::Routes,
     pub endpoints: crate::endpoints::Registry,
     pub tunnels: crate::proxy::Tunnels,
+    pub registries: crate::registries::Registries,
+    /// Seals secrets Berth must read back (registry passwords).
+    pub sealer: crate::auth::seal::Sealer,
 }
 
 impl AppState {

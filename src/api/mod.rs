@@ -3,6 +3,7 @@
 //! Portainer resource.
 
 pub mod auth;
+pub mod registries;
 pub mod settings;
 pub mod status;
 pub mod teams;
@@ -257,6 +258,17 @@ pub fn table() -> Routes {
         vec![(M::PUT, TeamLeader, h!(teams::update_membership)), (M::DELETE, TeamLeader, h!(teams::delete_membership))],
     );
     add("/api/roles", vec![(M::GET, Admin, h!(users::roles))]);
+    add("/api/registries", vec![(M::GET, Admin, h!(registries::list)), (M::POST, Admin, h!(registries::create))]);
+    add(
+        "/api/registries/{id}",
+        vec![
+            (M::GET, Authenticated, h!(registries::inspect)),
+            (M::PUT, Admin, h!(registries::update)),
+            (M::DELETE, Admin, h!(registries::delete)),
+        ],
+    );
+    add("/api/endpoints/{id}/registries", vec![(M::GET, Authenticated, h!(registries::for_endpoint))]);
+    add("/api/endpoints/{id}/registries/{registryId}", vec![(M::PUT, Admin, h!(registries::grant))]);
     Routes::new(v)
 }
 

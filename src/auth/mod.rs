@@ -7,6 +7,7 @@ pub mod identity;
 pub mod jwt;
 pub mod password;
 pub mod ratelimit;
+pub mod seal;
 
 pub use extract::Principal;
 pub use identity::Identity;

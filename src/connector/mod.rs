@@ -105,10 +105,7 @@ impl UpstreamError {
 
     /// True when nothing could be sent because no connection was made.
     pub fn is_connect(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::ConnectRefused(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_)
-        )
+        matches!(self, UpstreamError::ConnectRefused(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_))
     }
 }
 
@@ -164,21 +161,14 @@ impl Drop for OpenGuard {
 
 impl Upstream {
     /// Fails only on unusable TLS material; nothing is dialled here.
-    pub fn new(
-        url: &DockerUrl,
-        tls: &TlsOptions,
-        settings: &ConnectorSettings,
-    ) -> Result<Upstream, UpstreamError> {
+    pub fn new(url: &DockerUrl, tls: &TlsOptions, settings: &ConnectorSettings) -> Result<Upstream, UpstreamError> {
         let transport = Transport::new(url, tls, settings.connect_timeout)?;
         Ok(Upstream {
             inner: Arc::new(Inner {
                 url: url.clone(),
                 host: url.host_header(),
                 transport,
-                pool: Arc::new(Pool::new(
-                    settings.pool_idle_timeout,
-                    settings.pool_max_idle_per_host,
-                )),
+                pool: Arc::new(Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_host)),
                 open: Arc::new(AtomicUsize::new(0)),
             }),
         })
@@ -204,10 +194,7 @@ impl Upstream {
     /// applied: the response body may legitimately stream for days. Dropping
     /// the returned future (or the response body) closes the connection,
     /// which is how a client disconnect propagates to the Docker host.
-    pub async fn request(
-        &self,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn request(&self, mut req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
         req.headers_mut().insert(header::HOST, self.inner.host.clone());
         // Upgrades (attach, exec) only exist in HTTP/1.1, and HTTP/1.0 would
         // also forfeit keep-alive.
@@ -304,11 +291,7 @@ impl Upstream {
     /// `GET` a JSON document (snapshots: `/info`, `/version`, `/containers/json?all=1`,
     /// `/images/json`, `/volumes`) bounded by `timeout` in total and by
     /// [`MAX_JSON_BODY`] in size.
-    pub async fn get_json(
-        &self,
-        path_and_query: &str,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, UpstreamError> {
+    pub async fn get_json(&self, path_and_query: &str, timeout: Duration) -> Result<serde_json::Value, UpstreamError> {
         self.get_json_limited(path_and_query, timeout, MAX_JSON_BODY).await
     }
 

@@ -13,8 +13,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,11 +34,7 @@ fn ca_params(cn: &str) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, cn);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p
 }
 
@@ -51,8 +46,7 @@ impl Pki {
         let issuer = Issuer::new(ca, ca_key);
 
         let server_key = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
+        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
         sp.distinguished_name.push(DnType::CommonName, "docker host");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
@@ -83,25 +77,22 @@ impl Pki {
     /// A Docker daemon started with `--tlsverify` (client certificates from
     /// our CA required) or plain `--tls`.
     pub fn server_config(&self, require_client_cert: bool) -> Arc<rustls::ServerConfig> {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap();
+        let builder =
+            rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
         let builder = if require_client_cert {
             let mut roots = rustls::RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
                 roots.add(c.unwrap()).unwrap();
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .unwrap();
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
         };
-        let chain = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
+        let chain =
+            CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).unwrap();
         Arc::new(builder.with_single_cert(chain, key).unwrap())
     }
@@ -121,10 +112,8 @@ where
         async move { Ok::<_, Infallible>(h(req).await) }
     });
     tokio::spawn(async move {
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades()
-            .await;
+        let _ =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc).with_upgrades().await;
     });
 }
 
@@ -182,4 +171,25 @@ where
         }
     });
     addr
+}
+
+/// A streamed body fed from a channel, for tests that control exactly when
+/// each chunk is produced.
+pub(crate) struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+pub(crate) fn chan_body(buffer: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChanBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(buffer);
+    (tx, ChanBody(rx))
+}
+
+impl Body for ChanBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.get_mut().0.poll_recv(cx).map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+    }
 }

@@ -26,11 +26,7 @@ fn plain() -> TlsOptions {
 }
 
 async fn fake_docker(req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .map(|h| h.to_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
+    let host = req.headers().get(http::header::HOST).map(|h| h.to_str().unwrap_or("").to_owned()).unwrap_or_default();
     let (status, body) = match req.uri().path() {
         "/_ping" => (StatusCode::OK, "OK".to_string()),
         "/version" => (StatusCode::OK, r#"{"ApiVersion":"1.41","Version":"fake"}"#.to_string()),
@@ -112,8 +108,7 @@ async fn ping_fails_on_non_2xx() {
             r
         })
         .await;
-        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
-            .unwrap();
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings()).unwrap();
         let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
         assert!(matches!(e, UpstreamError::BadStatus(503)), "{e:?}");
     })
@@ -141,8 +136,7 @@ async fn refused_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
-            .unwrap();
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings()).unwrap();
         let e = up.ping(Duration::from_secs(2)).await.unwrap_err();
         assert!(matches!(e, UpstreamError::ConnectRefused(_)), "{e:?}");
         assert!(!e.is_timeout());
@@ -190,8 +184,7 @@ async fn silent_host_hits_the_total_timeout() {
                 conns.push(s);
             }
         });
-        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings())
-            .unwrap();
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings()).unwrap();
         let e = up.ping(Duration::from_millis(300)).await.unwrap_err();
         assert!(matches!(e, UpstreamError::Timeout), "{e:?}");
         let e = up.get_json("/version", Duration::from_millis(300)).await.unwrap_err();
@@ -261,15 +254,13 @@ async fn tls_skip_verify_without_any_files() {
         let pki = Pki::new();
         let addr = spawn_tls(pki.server_config(false), fake_docker).await;
         let tls = TlsOptions { enabled: true, skip_verify: true, files: TlsFiles::default() };
-        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &tls, &settings())
-            .unwrap();
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &tls, &settings()).unwrap();
         up.ping(Duration::from_secs(2)).await.unwrap();
 
         // Verification on but no CA: refused up front rather than failing
         // every handshake later.
         let no_ca = TlsOptions { skip_verify: false, ..tls };
-        let e = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &no_ca, &settings())
-            .unwrap_err();
+        let e = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &no_ca, &settings()).unwrap_err();
         assert!(matches!(e, UpstreamError::Tls(_)), "{e:?}");
     })
     .await

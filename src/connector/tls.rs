@@ -43,20 +43,14 @@ pub struct TlsOptions {
 /// enables both ring and aws-lc-rs, so rustls cannot pick a default itself.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
 }
 
 /// Each given file must be PEM of the right kind; the key must match the
 /// client certificate; neither the CA nor the client certificate may be
 /// expired; the CA is required unless `skip_verify`; certificate and key are
 /// required (together) unless `skip_client_verify`. The `Err` is user-facing.
-pub fn validate_tls_files(
-    files: &TlsFiles,
-    skip_verify: bool,
-    skip_client_verify: bool,
-) -> Result<(), String> {
+pub fn validate_tls_files(files: &TlsFiles, skip_verify: bool, skip_client_verify: bool) -> Result<(), String> {
     match &files.ca {
         Some(ca) => {
             for der in parse_certs(ca, "the TLS CA certificate")? {
@@ -64,18 +58,10 @@ pub fn validate_tls_files(
             }
         }
         None if skip_verify => {}
-        None => {
-            return Err(
-                "a TLS CA certificate is required unless TLS verification is skipped".into()
-            )
-        }
+        None => return Err("a TLS CA certificate is required unless TLS verification is skipped".into()),
     }
 
-    let chain = files
-        .cert
-        .as_deref()
-        .map(|c| parse_certs(c, "the TLS certificate"))
-        .transpose()?;
+    let chain = files.cert.as_deref().map(|c| parse_certs(c, "the TLS certificate")).transpose()?;
     if let Some(leaf) = chain.as_ref().and_then(|c| c.first()) {
         check_validity(leaf, "the TLS certificate")?;
     }
@@ -84,10 +70,9 @@ pub fn validate_tls_files(
     match (chain, key) {
         (Some(chain), Some(key)) => check_key_matches(chain, key),
         (None, None) if skip_client_verify => Ok(()),
-        (None, None) => Err(
-            "a TLS client certificate and key are required unless client verification is skipped"
-                .into(),
-        ),
+        (None, None) => {
+            Err("a TLS client certificate and key are required unless client verification is skipped".into())
+        }
         (Some(_), None) => Err("the TLS certificate was given without its key".into()),
         (None, Some(_)) => Err("the TLS key was given without its certificate".into()),
     }
@@ -130,10 +115,7 @@ fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
-fn check_key_matches(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<(), String> {
+fn check_key_matches(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<(), String> {
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
@@ -159,20 +141,14 @@ pub(crate) fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, Strin
         .map_err(|e| format!("cannot configure TLS: {e}"))?;
 
     let builder = if tls.skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
     } else {
         let Some(ca) = &tls.files.ca else {
-            return Err(
-                "a TLS CA certificate is required unless TLS verification is skipped".into()
-            );
+            return Err("a TLS CA certificate is required unless TLS verification is skipped".into());
         };
         let mut roots = RootCertStore::empty();
         for der in parse_certs(ca, "the TLS CA certificate")? {
-            roots
-                .add(der)
-                .map_err(|e| format!("the TLS CA certificate cannot be used as a trust anchor: {e}"))?;
+            roots.add(der).map_err(|e| format!("the TLS CA certificate cannot be used as a trust anchor: {e}"))?;
         }
         builder.with_root_certificates(roots)
     };
@@ -223,12 +199,7 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -237,12 +208,7 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -284,10 +250,7 @@ mod tests {
         let e = validate_tls_files(&none, false, true).unwrap_err();
         assert!(e.contains("CA certificate is required"), "{e}");
 
-        let lone_cert = TlsFiles {
-            cert: Some(pki.client_cert_pem.clone().into_bytes()),
-            ..Default::default()
-        };
+        let lone_cert = TlsFiles { cert: Some(pki.client_cert_pem.clone().into_bytes()), ..Default::default() };
         let e = validate_tls_files(&lone_cert, true, true).unwrap_err();
         assert!(e.contains("without its key"), "{e}");
     }
@@ -295,26 +258,22 @@ mod tests {
     #[test]
     fn not_pem_is_rejected() {
         let pki = Pki::new();
-        let e = validate_tls_files(&files("hello", &pki.client_cert_pem, &pki.client_key_pem), false, false)
-            .unwrap_err();
+        let e =
+            validate_tls_files(&files("hello", &pki.client_cert_pem, &pki.client_key_pem), false, false).unwrap_err();
         assert!(e.contains("CA certificate") && e.contains("CERTIFICATE"), "{e}");
 
         // A key uploaded where the CA belongs is PEM, but of the wrong kind.
-        let e = validate_tls_files(
-            &files(&pki.client_key_pem, &pki.client_cert_pem, &pki.client_key_pem),
-            false,
-            false,
-        )
-        .unwrap_err();
+        let e =
+            validate_tls_files(&files(&pki.client_key_pem, &pki.client_cert_pem, &pki.client_key_pem), false, false)
+                .unwrap_err();
         assert!(e.contains("does not contain a PEM-encoded CERTIFICATE"), "{e}");
 
-        let e = validate_tls_files(&files(&pki.ca_pem, &pki.client_cert_pem, &pki.ca_pem), false, false)
-            .unwrap_err();
+        let e = validate_tls_files(&files(&pki.ca_pem, &pki.client_cert_pem, &pki.ca_pem), false, false).unwrap_err();
         assert!(e.contains("private key"), "{e}");
 
         let broken = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
-        let e = validate_tls_files(&files(broken, &pki.client_cert_pem, &pki.client_key_pem), false, false)
-            .unwrap_err();
+        let e =
+            validate_tls_files(&files(broken, &pki.client_cert_pem, &pki.client_key_pem), false, false).unwrap_err();
         assert!(e.contains("not valid PEM"), "{e}");
     }
 
@@ -331,8 +290,8 @@ mod tests {
     fn expired_ca_is_rejected() {
         let pki = Pki::new();
         let expired = Pki::expired_ca_pem();
-        let e = validate_tls_files(&files(&expired, &pki.client_cert_pem, &pki.client_key_pem), false, false)
-            .unwrap_err();
+        let e =
+            validate_tls_files(&files(&expired, &pki.client_cert_pem, &pki.client_key_pem), false, false).unwrap_err();
         assert!(e.contains("CA certificate expired"), "{e}");
     }
 }

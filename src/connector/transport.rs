@@ -47,11 +47,7 @@ macro_rules! delegate {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_read(cx, buf))
     }
 }
@@ -148,10 +144,7 @@ impl Transport {
 
     async fn connect_inner(&self) -> Result<Stream, UpstreamError> {
         match &self.target {
-            Target::Unix(path) => UnixStream::connect(path)
-                .await
-                .map(Stream::Unix)
-                .map_err(|e| self.connect_error(e)),
+            Target::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix).map_err(|e| self.connect_error(e)),
             Target::Tcp { host, port, addr } => {
                 let tcp = match addr {
                     Some(addr) => connect_tcp(*addr).await.map_err(|e| self.connect_error(e))?,
@@ -164,17 +157,15 @@ impl Transport {
                     .connect(tls.server_name.clone(), tcp)
                     .await
                     .map(|s| Stream::Tls(Box::new(s)))
-                    .map_err(|e| {
-                        UpstreamError::Tls(format!("TLS handshake with {} failed: {e}", self.display))
-                    })
+                    .map_err(|e| UpstreamError::Tls(format!("TLS handshake with {} failed: {e}", self.display)))
             }
         }
     }
 
     async fn resolve_and_connect(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
-        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-            UpstreamError::ConnectRefused(format!("cannot resolve {host}: {e}"))
-        })?;
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| UpstreamError::ConnectRefused(format!("cannot resolve {host}: {e}")))?;
         let mut last = None;
         for addr in addrs {
             match connect_tcp(addr).await {

@@ -35,9 +35,7 @@ impl DockerUrl {
         if scheme.eq_ignore_ascii_case("tcp") {
             return parse_tcp(rest);
         }
-        Err(format!(
-            "unsupported URL scheme {scheme:?} in {s:?}: only unix:// and tcp:// are supported"
-        ))
+        Err(format!("unsupported URL scheme {scheme:?} in {s:?}: only unix:// and tcp:// are supported"))
     }
 
     /// Host header sent upstream. Docker ignores it on a unix socket, but
@@ -46,11 +44,7 @@ impl DockerUrl {
         match self {
             DockerUrl::Unix(_) => HeaderValue::from_static("docker"),
             DockerUrl::Tcp { host, port } => {
-                let v = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
+                let v = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
                 // Hosts are validated to a safe character set in `parse`, but
                 // the enum fields are public, so fall back rather than panic.
                 HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("docker"))
@@ -82,9 +76,7 @@ fn parse_tcp(rest: &str) -> Result<DockerUrl, String> {
         return Err("the tcp URL has no host".into());
     }
     if let Some(c) = authority.chars().find(|c| matches!(c, '/' | '?' | '#' | '@')) {
-        return Err(format!(
-            "the tcp URL must be tcp://host:port, found unexpected {c:?} in {authority:?}"
-        ));
+        return Err(format!("the tcp URL must be tcp://host:port, found unexpected {c:?} in {authority:?}"));
     }
 
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
@@ -113,10 +105,7 @@ fn parse_tcp(rest: &str) -> Result<DockerUrl, String> {
         return Err("the tcp URL has no host".into());
     }
     if !host.contains(':') {
-        if let Some(c) = host
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-        {
+        if let Some(c) = host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
             return Err(format!("invalid character {c:?} in host {host:?}"));
         }
     }
@@ -127,9 +116,7 @@ fn parse_tcp(rest: &str) -> Result<DockerUrl, String> {
     if !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("port {port:?} is not a number"));
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("port {port} is out of range (1-65535)"))?;
+    let port: u16 = port.parse().map_err(|_| format!("port {port} is out of range (1-65535)"))?;
     if port == 0 {
         return Err("port 0 is not a valid port (1-65535)".into());
     }

@@ -68,9 +68,7 @@ pub async fn forward(
 ) -> Response<ResponseBody> {
     let uri = match upstream_uri(docker_path_and_query) {
         Ok(uri) => uri,
-        Err(e) => {
-            return ApiError::bad_request("Invalid Docker API path", e.to_string()).into_response()
-        }
+        Err(e) => return ApiError::bad_request("Invalid Docker API path", e.to_string()).into_response(),
     };
 
     // hyper only offers upgrades on HTTP/1.1, where it treats any Upgrade
@@ -123,9 +121,7 @@ pub async fn forward(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let endpoint_id = target.endpoint_id;
-        target
-            .tunnels
-            .spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
+        target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
         let (mut parts, _empty) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
         return Response::from_parts(parts, ResponseBody::empty());
@@ -159,10 +155,7 @@ fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<Res
     );
     ApiError::new(
         status,
-        format!(
-            "Unable to reach the Docker host of environment {} ({})",
-            target.endpoint_id, target.endpoint_name
-        ),
+        format!("Unable to reach the Docker host of environment {} ({})", target.endpoint_id, target.endpoint_name),
         e.to_string(),
     )
     .into_response()

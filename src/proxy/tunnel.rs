@@ -61,10 +61,7 @@ impl Tunnels {
             return None;
         }
         let max = self.inner.max;
-        self.inner
-            .reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()?;
+        self.inner.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
         Some(Slot { inner: self.inner.clone(), open: false })
     }
 

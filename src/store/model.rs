@@ -261,3 +261,46 @@ pub struct Tag {
     #[serde(rename = "Name")]
     pub name: String,
 }
+
+/// A registry's grants on one endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegistryAccess {
+    #[serde(default)]
+    pub user_access_policies: AccessPolicies,
+    #[serde(default)]
+    pub team_access_policies: AccessPolicies,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// A container registry. The password is stored sealed (AES-256-GCM with a
+/// key in the data directory) and never returned by the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Registry {
+    pub id: Id,
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    pub name: String,
+    #[serde(rename = "URL")]
+    pub url: String,
+    #[serde(rename = "BaseURL", default)]
+    pub base_url: String,
+    #[serde(default)]
+    pub authentication: bool,
+    #[serde(default)]
+    pub username: String,
+    /// Sealed password (base64 of nonce ‖ ciphertext); empty when none.
+    #[serde(default)]
+    pub sealed_password: String,
+    #[serde(default)]
+    pub gitlab: serde_json::Value,
+    #[serde(default)]
+    pub quay: serde_json::Value,
+    #[serde(default)]
+    pub ecr: serde_json::Value,
+    /// Keyed by endpoint id as a string.
+    #[serde(default)]
+    pub registry_accesses: BTreeMap<String, RegistryAccess>,
+}

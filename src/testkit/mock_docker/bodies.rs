@@ -164,6 +164,8 @@ impl Body for EchoBody {
 pub struct TruncatedBody<B> {
     inner: B,
     remaining: u64,
+    /// A frame was shortened, so the body certainly goes on past the limit.
+    cut: bool,
     state: TruncState,
 }
 
@@ -181,6 +183,7 @@ impl<B> TruncatedBody<B> {
         TruncatedBody {
             inner,
             remaining: limit,
+            cut: false,
             state: TruncState::Passing,
         }
     }
@@ -209,7 +212,7 @@ where
                     )));
                 }
                 TruncState::Passing if this.remaining == 0 => {
-                    if this.inner.is_end_stream() {
+                    if !this.cut && this.inner.is_end_stream() {
                         // Exactly `limit` bytes long: nothing to cut.
                         this.state = TruncState::Done;
                         continue;
@@ -234,6 +237,7 @@ where
                     };
                     if data.len() as u64 > this.remaining {
                         data.truncate(this.remaining as usize);
+                        this.cut = true;
                     }
                     this.remaining -= data.len() as u64;
                     if !data.is_empty() {

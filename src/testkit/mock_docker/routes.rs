@@ -200,12 +200,13 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<MockBod
 fn ping(method: &Method) -> Response<MockBody> {
     // dockerd sends `Content-Length: 0` to HEAD rather than the length a GET
     // would have.
-    let body = if method == Method::HEAD {
-        empty()
+    let (body, len) = if method == Method::HEAD {
+        (empty(), "0")
     } else {
-        full(Bytes::from_static(b"OK"))
+        (full(Bytes::from_static(b"OK")), "2")
     };
     docker(StatusCode::OK)
+        .header(header::CONTENT_LENGTH, len)
         .header(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate")
         .header(header::PRAGMA, "no-cache")
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
