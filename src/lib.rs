@@ -48,7 +48,8 @@ use crate::store::Store;
 
 /// Opens the store, loads memory, and prepares everything the server needs.
 pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<AppState>> {
-    std::fs::create_dir_all(&config.data).with_context(|| format!("creating data directory {}", config.data.display()))?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("creating data directory {}", config.data.display()))?;
     let store = Store::open(&config.data)?;
     let identity = auth::Identity::load(&store)?;
     let secret_path = config.jwt_secret_file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
@@ -67,6 +68,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     let metrics = metrics::Metrics::new();
     let tunnels = proxy::Tunnels::new(config.max_tunnels, metrics.tunnels_open.clone());
     let endpoints = endpoints::Registry::default();
+    endpoints::load::load(&store, &endpoints, &config).await.context("loading endpoints")?;
     let registries = registries::Registries::default();
     for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
         registries.put(r);
@@ -109,7 +111,8 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     if pw.is_empty() {
         anyhow::bail!("{} is empty", path.display());
     }
-    let hash = auth::password::hash(pw, state.config.bcrypt_cost).await.map_err(|e| anyhow::anyhow!("{}", e.details))?;
+    let hash =
+        auth::password::hash(pw, state.config.bcrypt_cost).await.map_err(|e| anyhow::anyhow!("{}", e.details))?;
     let user = state
         .store
         .write(move |tx| {
@@ -176,6 +179,7 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
         tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
     }
     background::spawn_all(&state);
+    endpoints::health::spawn(&state);
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");
     while tasks.join_next().await.is_some() {}

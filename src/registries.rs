@@ -97,8 +97,9 @@ pub fn translate(
             return Err(ApiError::forbidden("Access denied to resource", "Permission denied to use this registry"));
         }
         let (username, password) = if r.authentication {
-            let pw = open_password(&r)
-                .ok_or_else(|| ApiError::internal("Unable to read registry credentials", "sealed password unreadable"))?;
+            let pw = open_password(&r).ok_or_else(|| {
+                ApiError::internal("Unable to read registry credentials", "sealed password unreadable")
+            })?;
             (r.username.clone(), pw)
         } else {
             (String::new(), String::new())

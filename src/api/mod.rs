@@ -3,9 +3,13 @@
 //! Portainer resource.
 
 pub mod auth;
+pub mod endpoint_groups;
+pub mod endpoints;
+pub mod form;
 pub mod registries;
 pub mod settings;
 pub mod status;
+pub mod tags;
 pub mod teams;
 pub mod users;
 
@@ -267,6 +271,47 @@ pub fn table() -> Routes {
             (M::DELETE, Admin, h!(registries::delete)),
         ],
     );
+    add(
+        "/api/endpoints",
+        vec![
+            (M::GET, Restricted, h!(endpoints::list)),
+            (M::POST, Admin, h!(endpoints::create)),
+            (M::DELETE, Admin, h!(endpoints::delete_many)),
+        ],
+    );
+    add("/api/endpoints/snapshot", vec![(M::POST, Admin, h!(endpoints::snapshot_all))]);
+    add(
+        "/api/endpoints/{id}",
+        vec![
+            (M::GET, Restricted, h!(endpoints::inspect)),
+            (M::PUT, Admin, h!(endpoints::update)),
+            (M::DELETE, Admin, h!(endpoints::delete)),
+        ],
+    );
+    add("/api/endpoints/{id}/settings", vec![(M::PUT, Admin, h!(endpoints::update_settings))]);
+    add("/api/endpoints/{id}/snapshot", vec![(M::POST, Admin, h!(endpoints::snapshot_one))]);
+    add("/api/upload/tls/{certificate}", vec![(M::POST, Admin, h!(endpoints::upload_tls))]);
+    add(
+        "/api/endpoint_groups",
+        vec![(M::GET, Restricted, h!(endpoint_groups::list)), (M::POST, Admin, h!(endpoint_groups::create))],
+    );
+    add(
+        "/api/endpoint_groups/{id}",
+        vec![
+            (M::GET, Admin, h!(endpoint_groups::inspect)),
+            (M::PUT, Admin, h!(endpoint_groups::update)),
+            (M::DELETE, Admin, h!(endpoint_groups::delete)),
+        ],
+    );
+    add(
+        "/api/endpoint_groups/{id}/endpoints/{endpointId}",
+        vec![
+            (M::PUT, Admin, h!(endpoint_groups::add_endpoint)),
+            (M::DELETE, Admin, h!(endpoint_groups::remove_endpoint)),
+        ],
+    );
+    add("/api/tags", vec![(M::GET, Authenticated, h!(tags::list)), (M::POST, Admin, h!(tags::create))]);
+    add("/api/tags/{id}", vec![(M::DELETE, Admin, h!(tags::delete))]);
     add("/api/endpoints/{id}/registries", vec![(M::GET, Authenticated, h!(registries::for_endpoint))]);
     add("/api/endpoints/{id}/registries/{registryId}", vec![(M::PUT, Admin, h!(registries::grant))]);
     Routes::new(v)

@@ -63,7 +63,9 @@ fn check_unique(all: &[Registry], r: &Registry) -> Result<(), StoreError> {
             return Err(StoreError::Conflict("Another registry with the same name already exists".into()));
         }
         if o.url == r.url && o.authentication == r.authentication && o.username == r.username {
-            return Err(StoreError::Conflict("Another registry with the same URL and credentials already exists".into()));
+            return Err(StoreError::Conflict(
+                "Another registry with the same URL and credentials already exists".into(),
+            ));
         }
     }
     Ok(())
@@ -91,7 +93,9 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let username = p.username.unwrap_or_default();
     let password = p.password.unwrap_or_default();
     if authentication && (username.is_empty() || password.is_empty()) {
-        return Err(ApiError::invalid_payload("Invalid credentials. Username and password must be specified when authentication is enabled"));
+        return Err(ApiError::invalid_payload(
+            "Invalid credentials. Username and password must be specified when authentication is enabled",
+        ));
     }
     let sealed = if authentication { state.sealer.seal(&password) } else { String::new() };
     let draft = Registry {
@@ -178,7 +182,9 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
             r.sealed_password = state.sealer.seal(&pw);
         }
         if r.username.is_empty() || r.sealed_password.is_empty() {
-            return Err(ApiError::invalid_payload("Invalid credentials. Username and password must be specified when authentication is enabled"));
+            return Err(ApiError::invalid_payload(
+                "Invalid credentials. Username and password must be specified when authentication is enabled",
+            ));
         }
     }
     for (field, v) in [(&mut r.gitlab, p.gitlab), (&mut r.quay, p.quay), (&mut r.ecr, p.ecr)] {

@@ -23,8 +23,9 @@ impl Sealer {
             }
             Err(e) => return Err(e),
         };
-        Sealer::from_key(&bytes)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is not a 32-byte key", path.display())))
+        Sealer::from_key(&bytes).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is not a 32-byte key", path.display()))
+        })
     }
 
     pub fn from_key(bytes: &[u8]) -> Option<Sealer> {

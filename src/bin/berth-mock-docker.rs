@@ -14,7 +14,11 @@ use berth::testkit::{FailMode, MockDocker, MockOptions};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "berth-mock-docker", version, about = "A fake Docker Engine (API 1.41) for Berth's tests and benchmarks")]
+#[command(
+    name = "berth-mock-docker",
+    version,
+    about = "A fake Docker Engine (API 1.41) for Berth's tests and benchmarks"
+)]
 struct Args {
     /// Listen on this unix socket path (a stale socket there is replaced).
     #[arg(long)]

@@ -131,6 +131,24 @@ async fn idle_connections_expire() {
 }
 
 #[tokio::test]
+async fn pooling_can_be_disabled() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let s = ConnectorSettings { pool_max_idle_per_host: 0, ..settings() };
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &s).unwrap();
+        for _ in 0..3 {
+            // The sender is dropped while the body is still in flight; the
+            // body must still arrive whole.
+            let v = up.get_json("/big", Duration::from_secs(2)).await.unwrap();
+            assert_eq!(v.as_array().unwrap().len(), 10_000);
+        }
+        assert_eq!(up.idle_connections(), 0);
+        wait_until(|| up.open_connections() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn refused_connections() {
     bounded(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

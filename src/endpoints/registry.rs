@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 use crate::auth::Principal;
 use crate::connector::{ConnectorSettings, DockerUrl, TlsFiles, TlsOptions, Upstream, UpstreamError};
-use crate::store::model::{Endpoint, EndpointGroup, Id};
+use crate::store::model::{DockerSnapshot, Endpoint, EndpointGroup, Id, Tag};
 
 pub struct EndpointEntry {
     pub record: Endpoint,
@@ -22,6 +22,14 @@ pub struct EndpointEntry {
 pub struct Registry {
     map: DashMap<Id, Arc<EndpointEntry>>,
     groups: DashMap<Id, EndpointGroup>,
+    tags: DashMap<Id, Tag>,
+    /// Latest snapshot per endpoint; kept apart from the entry so that a
+    /// snapshot every few minutes does not rebuild entries the proxy holds.
+    snapshots: DashMap<Id, Arc<DockerSnapshot>>,
+    /// Serialises changes to endpoints, groups and tags (API writes and the
+    /// health checker's status updates) so that a read-modify-store-swap
+    /// never loses a concurrent one. Never taken on the proxy path.
+    pub write_lock: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -67,6 +75,42 @@ impl Registry {
 
     pub fn remove_group(&self, id: Id) {
         self.groups.remove(&id);
+    }
+
+    pub fn tag(&self, id: Id) -> Option<Tag> {
+        self.tags.get(&id).map(|t| t.clone())
+    }
+
+    pub fn tags(&self) -> Vec<Tag> {
+        let mut v: Vec<_> = self.tags.iter().map(|t| t.clone()).collect();
+        v.sort_by_key(|t| t.id);
+        v
+    }
+
+    pub fn put_tag(&self, t: Tag) {
+        self.tags.insert(t.id, t);
+    }
+
+    pub fn remove_tag(&self, id: Id) {
+        self.tags.remove(&id);
+    }
+
+    pub fn snapshot(&self, id: Id) -> Option<Arc<DockerSnapshot>> {
+        self.snapshots.get(&id).map(|s| s.clone())
+    }
+
+    pub fn put_snapshot(&self, id: Id, s: DockerSnapshot) {
+        self.snapshots.insert(id, Arc::new(s));
+    }
+
+    pub fn remove_snapshot(&self, id: Id) {
+        self.snapshots.remove(&id);
+    }
+
+    /// Endpoints up and down, for the status gauge.
+    pub fn status_counts(&self) -> (usize, usize) {
+        let up = self.map.iter().filter(|e| e.record.status == crate::store::model::ENDPOINT_UP).count();
+        (up, self.map.len() - up)
     }
 
     /// Portainer's rule: a standard user may use an endpoint when they, or

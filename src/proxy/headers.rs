@@ -7,6 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Berth's session cookie (named after Portainer's, which clients already send).
 pub const SESSION_COOKIE: &str = "portainer_api_key";
@@ -28,17 +29,28 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers. With `keep_upgrade`, the handshake of a
 /// protocol switch is kept, normalised to `Connection: Upgrade` plus the
 /// original `Upgrade` value, because that handshake is exactly what must
-/// reach the other side.
+/// reach the other side; an h2c upgrade's `HTTP2-Settings` belongs to it too.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    let (upgrade, settings) = if keep_upgrade {
+        (headers.get(header::UPGRADE).cloned(), headers.get(HTTP2_SETTINGS).cloned())
+    } else {
+        (None, None)
+    };
     remove_connection_listed(headers);
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    if let Some(upgrade) = upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, upgrade);
+    let Some(upgrade) = upgrade else { return };
+    match settings {
+        Some(settings) => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, HTTP2-Settings"));
+            headers.insert(HTTP2_SETTINGS, settings);
+        }
+        None => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        }
     }
+    headers.insert(header::UPGRADE, upgrade);
 }
 
 /// Removes `Connection` and every header it names.
@@ -166,6 +178,20 @@ mod tests {
         assert_eq!(h["connection"], "Upgrade");
         assert_eq!(h["upgrade"], "tcp");
         assert_eq!(h.len(), 2);
+
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "Upgrade, HTTP2-Settings");
+        assert_eq!(h["upgrade"], "h2c");
+        assert_eq!(h["http2-settings"], "AAMAAABkAAQAAP__");
+
+        let mut h = map(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMA")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
     }
 
     #[test]

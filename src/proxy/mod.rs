@@ -19,11 +19,13 @@
 //! `Content-Type: application/vnd.docker.raw-stream` and takes the connection
 //! over) cannot be hijacked through an HTTP/1.1 server: hyper only hands over
 //! a connection after a `101`. What is done instead: the host's output is
-//! relayed as an ordinary streamed response (read until the host closes), and
-//! the client's request body keeps streaming to the host for as long as the
-//! client frames it (chunked or Content-Length). Input written after the
-//! request without such framing cannot be carried. Current Docker CLIs and
-//! SDKs always send the `Upgrade` header, so this only affects very old clients.
+//! relayed as an ordinary streamed response (read until the host closes; to
+//! an HTTP/1.1 client hyper frames it as chunked, so a client that reads the
+//! raw socket after the headers sees chunk markers), and the client's request
+//! body keeps streaming to the host for as long as the client frames it
+//! (chunked or Content-Length). Input written after the request without such
+//! framing cannot be carried. Current Docker CLIs and SDKs always send the
+//! `Upgrade` header, so this only affects very old clients.
 //!
 //! # Errors
 //!
@@ -51,6 +53,46 @@ use crate::error::ApiError;
 pub use headers::SESSION_COOKIE;
 pub use tunnel::Tunnels;
 
+/// Set in the extensions of every response `forward` generated itself instead
+/// of relaying the Docker host's, so metrics and the access log can tell "the
+/// host was unreachable" from a 502 that the host (or a proxy in front of it)
+/// returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// The path left after the route prefix is not a valid request target (400).
+    BadPath,
+    /// The hijacked-connection cap is reached or shutdown has begun (503).
+    TunnelLimit,
+    /// Connecting (TCP, unix socket or TLS handshake) failed (502).
+    Unreachable,
+    /// Connecting took longer than the connect timeout (504).
+    ConnectTimeout,
+    /// The connection broke after it was established, before response headers (502).
+    Upstream,
+    /// The host answered 101 to a request that did not ask to upgrade (502).
+    Protocol,
+}
+
+impl ProxyFailure {
+    /// A short metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProxyFailure::BadPath => "bad_path",
+            ProxyFailure::TunnelLimit => "tunnel_limit",
+            ProxyFailure::Unreachable => "unreachable",
+            ProxyFailure::ConnectTimeout => "timeout",
+            ProxyFailure::Upstream => "upstream",
+            ProxyFailure::Protocol => "protocol",
+        }
+    }
+}
+
+fn failure(e: ApiError, kind: ProxyFailure) -> Response<ResponseBody> {
+    let mut resp = e.into_response();
+    resp.extensions_mut().insert(kind);
+    resp
+}
+
 pub struct ProxyTarget<'a> {
     pub endpoint_id: u64,
     pub endpoint_name: &'a str,
@@ -68,7 +110,9 @@ pub async fn forward(
 ) -> Response<ResponseBody> {
     let uri = match upstream_uri(docker_path_and_query) {
         Ok(uri) => uri,
-        Err(e) => return ApiError::bad_request("Invalid Docker API path", e.to_string()).into_response(),
+        Err(e) => {
+            return failure(ApiError::bad_request("Invalid Docker API path", e.to_string()), ProxyFailure::BadPath)
+        }
     };
 
     // hyper only offers upgrades on HTTP/1.1, where it treats any Upgrade
@@ -77,16 +121,24 @@ pub async fn forward(
     let mut upgrade = None;
     if wants_upgrade {
         let Some(slot) = target.tunnels.reserve() else {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many open attach/exec sessions",
-                format!(
-                    "the limit of {} concurrent hijacked connections is reached, retry later",
-                    target.tunnels.max()
-                ),
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-            .into_response();
+            let e = if target.tunnels.is_draining() {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unable to open an attach/exec session",
+                    "the server is shutting down",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many open attach/exec sessions",
+                    format!(
+                        "the limit of {} concurrent hijacked connections is reached, retry later",
+                        target.tunnels.max()
+                    ),
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            };
+            return failure(e, ProxyFailure::TunnelLimit);
         };
         upgrade = Some((slot, hyper::upgrade::on(&mut req)));
     }
@@ -109,15 +161,15 @@ pub async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some((slot, client_upgrade)) = upgrade else {
             // hyper's server cannot switch a connection that did not ask to.
-            return ApiError::new(
+            let e = ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!(
                     "Invalid answer from the Docker host of environment {} ({})",
                     target.endpoint_id, target.endpoint_name
                 ),
                 "the Docker host switched protocols on a request that did not ask for it",
-            )
-            .into_response();
+            );
+            return failure(e, ProxyFailure::Protocol);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let endpoint_id = target.endpoint_id;
@@ -146,19 +198,25 @@ fn upstream_uri(path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
 }
 
 fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<ResponseBody> {
-    let status = if e.is_timeout() { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    let (status, kind) = if e.is_timeout() {
+        (StatusCode::GATEWAY_TIMEOUT, ProxyFailure::ConnectTimeout)
+    } else if e.is_connect() {
+        (StatusCode::BAD_GATEWAY, ProxyFailure::Unreachable)
+    } else {
+        (StatusCode::BAD_GATEWAY, ProxyFailure::Upstream)
+    };
     tracing::debug!(
         endpoint_id = target.endpoint_id,
         endpoint = target.endpoint_name,
         error = %e,
         "docker proxy request failed"
     );
-    ApiError::new(
+    let e = ApiError::new(
         status,
         format!("Unable to reach the Docker host of environment {} ({})", target.endpoint_id, target.endpoint_name),
         e.to_string(),
-    )
-    .into_response()
+    );
+    failure(e, kind)
 }
 
 /// Both upgrades complete independently: the host's is already done (we hold

@@ -56,7 +56,12 @@ async fn front(upstream: Upstream, tunnels: Tunnels) -> SocketAddr {
             let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
             let docker = pq.strip_prefix(PREFIX).unwrap_or(&pq);
             let target = ProxyTarget { endpoint_id: 3, endpoint_name: "prod", upstream: &upstream, tunnels: &tunnels };
-            forward(target, req, docker).await
+            let mut resp = forward(target, req, docker).await;
+            // Expose the failure kind, which only exists in-process, to the test client.
+            if let Some(kind) = resp.extensions().get::<ProxyFailure>().copied() {
+                resp.headers_mut().insert("x-test-failure", http::HeaderValue::from_static(kind.label()));
+            }
+            resp
         }
     })
     .await
@@ -165,6 +170,7 @@ async fn request_is_rewritten_and_query_kept_byte_for_byte() {
             .unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("x-test-failure").is_none());
         for gone in ["connection", "x-resp-hop", "keep-alive", "proxy-authenticate"] {
             assert!(resp.headers().get(gone).is_none(), "response header {gone} leaked");
         }
@@ -426,6 +432,7 @@ async fn tunnel_cap_answers_503() {
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["x-test-failure"], "tunnel_limit");
         let v = body_json(resp).await;
         assert!(v["message"].as_str().unwrap().contains("Too many"), "{v}");
         assert_eq!(gauge.get(), 1);
@@ -452,6 +459,7 @@ async fn unreachable_hosts_are_502_and_504() {
             Request::get(format!("{PREFIX}/v1.41/info")).header("host", "b").body(Full::new(Bytes::new())).unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(resp.headers()["x-test-failure"], "unreachable");
         let v = body_json(resp).await;
         assert_eq!(v["message"], "Unable to reach the Docker host of environment 3 (prod)");
         assert!(v["details"].as_str().unwrap().contains(&dead.to_string()), "{v}");
@@ -469,6 +477,7 @@ async fn unreachable_hosts_are_502_and_504() {
             Request::get(format!("{PREFIX}/v1.41/info")).header("host", "b").body(Full::new(Bytes::new())).unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(resp.headers()["x-test-failure"], "timeout");
         let v = body_json(resp).await;
         assert_eq!(v["message"], "Unable to reach the Docker host of environment 3 (prod)");
         drop(black_hole);
@@ -517,6 +526,10 @@ async fn bad_path_is_400() {
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(body_json(resp).await["uri"], "/?x=1");
         assert!(upstream_uri("/a b").is_err());
+        // A double slash stays a path, never an authority.
+        let u = upstream_uri("//other-host/v1.41/info?x=%2F").unwrap();
+        assert!(u.authority().is_none());
+        assert_eq!(u.path_and_query().unwrap(), "//other-host/v1.41/info?x=%2F");
     })
     .await
 }

@@ -47,6 +47,11 @@ impl Tunnels {
         self.inner.max
     }
 
+    /// True once `drain` has been called: new tunnels are refused for good.
+    pub fn is_draining(&self) -> bool {
+        self.inner.tracker.is_closed()
+    }
+
     /// Refuses new tunnels and waits up to `timeout` for the open ones to end
     /// on their own. Returns true if all closed; tunnels still open after that
     /// are left to die with the runtime.

@@ -304,3 +304,41 @@ pub struct Registry {
     #[serde(default)]
     pub registry_accesses: BTreeMap<String, RegistryAccess>,
 }
+
+/// The latest health-check snapshot of a Docker endpoint, in Portainer's
+/// `DockerSnapshot` names (the raw Docker documents are not kept: with
+/// thousands of endpoints they would dominate memory for no client benefit).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DockerSnapshot {
+    /// Unix seconds.
+    pub time: i64,
+    pub docker_version: String,
+    /// The node is a swarm manager.
+    pub swarm: bool,
+    #[serde(rename = "TotalCPU")]
+    pub total_cpu: i64,
+    pub total_memory: i64,
+    pub container_count: u64,
+    pub running_container_count: u64,
+    pub stopped_container_count: u64,
+    pub healthy_container_count: u64,
+    pub unhealthy_container_count: u64,
+    pub volume_count: u64,
+    pub image_count: u64,
+    pub service_count: u64,
+    pub stack_count: u64,
+    pub node_count: u64,
+    pub gpu_use_all: bool,
+    pub gpu_use_list: Vec<String>,
+    pub is_podman: bool,
+}
+
+/// What the `snapshots` table holds, keyed by endpoint id (Portainer's shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotRecord {
+    #[serde(rename = "EndpointId")]
+    pub endpoint_id: Id,
+    #[serde(rename = "Docker")]
+    pub docker: Option<DockerSnapshot>,
+}

@@ -26,10 +26,7 @@ impl Default for Fnv1a64 {
 
 impl Fnv1a64 {
     pub const fn new() -> Self {
-        Fnv1a64 {
-            state: OFFSET_BASIS,
-            len: 0,
-        }
+        Fnv1a64 { state: OFFSET_BASIS, len: 0 }
     }
 
     pub fn update(&mut self, data: &[u8]) {

@@ -35,9 +35,7 @@ fn pattern_buf() -> &'static Bytes {
 /// The bytes `/mock/stream` sends at stream offset `offset..offset+len`, for
 /// tests to compare what came through the proxy against.
 pub fn pattern_bytes(offset: u64, len: usize) -> Vec<u8> {
-    (0..len as u64)
-        .map(|i| ((offset + i) % PATTERN_PERIOD) as u8)
-        .collect()
+    (0..len as u64).map(|i| ((offset + i) % PATTERN_PERIOD) as u8).collect()
 }
 
 /// `remaining` bytes of the pattern in `chunk`-sized frames, sleeping
@@ -54,14 +52,7 @@ pub struct PatternBody {
 
 impl PatternBody {
     pub fn new(total: u64, chunk: usize, interval: Duration, exact_len: bool) -> Self {
-        PatternBody {
-            offset: 0,
-            remaining: total,
-            chunk: chunk.clamp(1, MAX_CHUNK),
-            interval,
-            sleep: None,
-            exact_len,
-        }
+        PatternBody { offset: 0, remaining: total, chunk: chunk.clamp(1, MAX_CHUNK), interval, sleep: None, exact_len }
     }
 }
 
@@ -69,10 +60,7 @@ impl Body for PatternBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
@@ -118,10 +106,7 @@ pub struct EchoBody {
 
 impl EchoBody {
     pub fn new(inner: Incoming, trailer: &'static [u8]) -> Self {
-        EchoBody {
-            inner,
-            trailer: Some(Bytes::from_static(trailer)),
-        }
+        EchoBody { inner, trailer: Some(Bytes::from_static(trailer)) }
     }
 }
 
@@ -129,10 +114,7 @@ impl Body for EchoBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if self.trailer.is_none() {
                 return Poll::Ready(None);
@@ -180,12 +162,7 @@ enum TruncState {
 
 impl<B> TruncatedBody<B> {
     pub fn new(inner: B, limit: u64) -> Self {
-        TruncatedBody {
-            inner,
-            remaining: limit,
-            cut: false,
-            state: TruncState::Passing,
-        }
+        TruncatedBody { inner, remaining: limit, cut: false, state: TruncState::Passing }
     }
 }
 
@@ -196,10 +173,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
             match &mut this.state {
@@ -207,9 +181,7 @@ where
                 TruncState::Flushing(sleep) => {
                     ready!(sleep.as_mut().poll(cx));
                     this.state = TruncState::Done;
-                    return Poll::Ready(Some(Err(
-                        "berth-mock-docker: connection cut by FailMode::CloseAfter".into(),
-                    )));
+                    return Poll::Ready(Some(Err("berth-mock-docker: connection cut by FailMode::CloseAfter".into())));
                 }
                 TruncState::Passing if this.remaining == 0 => {
                     if !this.cut && this.inner.is_end_stream() {
@@ -217,9 +189,7 @@ where
                         this.state = TruncState::Done;
                         continue;
                     }
-                    this.state = TruncState::Flushing(Box::pin(tokio::time::sleep(
-                        Duration::from_millis(50),
-                    )));
+                    this.state = TruncState::Flushing(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
                 }
                 TruncState::Passing => {
                     let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {

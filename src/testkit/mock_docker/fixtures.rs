@@ -151,18 +151,27 @@ pub fn containers() -> Bytes {
         json!([
             container(
                 "8dfafdbc3a40c5c3c4b2a0a1f8e9d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180",
-                "berth-mock-web", "berth-test/busybox:latest", "running", "Up 2 hours",
+                "berth-mock-web",
+                "berth-test/busybox:latest",
+                "running",
+                "Up 2 hours",
                 "172.17.0.2"
             ),
             container(
                 "1c7e2f3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f50",
-                "berth-mock-worker", "berth-test/busybox:latest", "running", "Up 5 minutes",
+                "berth-mock-worker",
+                "berth-test/busybox:latest",
+                "running",
+                "Up 5 minutes",
                 "172.17.0.3"
             ),
             container(
                 "f00dbabe0123456789abcdef0123456789abcdef0123456789abcdef01234567",
-                "berth-mock-job", "berth-test/busybox:latest", "exited",
-                "Exited (0) 3 days ago", ""
+                "berth-mock-job",
+                "berth-test/busybox:latest",
+                "exited",
+                "Exited (0) 3 days ago",
+                ""
             ),
         ])
     })
@@ -217,18 +226,8 @@ pub fn networks() -> Bytes {
                 "bridge",
                 Some("172.17.0.0/16")
             ),
-            network(
-                "host",
-                "a7a274163d556fdd25db563ab538e6a1c854926636666bc88eef846d8c7c0901",
-                "host",
-                None
-            ),
-            network(
-                "none",
-                "dcc27dc9ffcf49658055faac95190f4854c61e81ed7ac1b3fb7e7b0ce4879909",
-                "null",
-                None
-            ),
+            network("host", "a7a274163d556fdd25db563ab538e6a1c854926636666bc88eef846d8c7c0901", "host", None),
+            network("none", "dcc27dc9ffcf49658055faac95190f4854c61e81ed7ac1b3fb7e7b0ce4879909", "null", None),
         ])
     })
 }

@@ -162,11 +162,7 @@ impl FromStr for FailMode {
                 }
                 FailMode::Status(code as u16)
             }
-            _ => {
-                return Err(format!(
-                    "unknown fail mode {s:?} (none, refuse, drop, close-after:N, hang, status:N)"
-                ))
-            }
+            _ => return Err(format!("unknown fail mode {s:?} (none, refuse, drop, close-after:N, hang, status:N)")),
         })
     }
 }
@@ -186,12 +182,7 @@ pub struct MockOptions {
 
 impl Default for MockOptions {
     fn default() -> Self {
-        MockOptions {
-            delay: Duration::ZERO,
-            fail: FailMode::None,
-            swarm: false,
-            log_capacity: DEFAULT_LOG_CAPACITY,
-        }
+        MockOptions { delay: Duration::ZERO, fail: FailMode::None, swarm: false, log_capacity: DEFAULT_LOG_CAPACITY }
     }
 }
 
@@ -271,11 +262,7 @@ impl Shared {
         }
         let entry = RecordedRequest {
             method: req.method().clone(),
-            uri: req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| req.uri().to_string()),
+            uri: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| req.uri().to_string()),
             version: req.version(),
             headers: req.headers().clone(),
             received_at: Instant::now(),
@@ -310,11 +297,7 @@ enum Listener {
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // Rebinding the same port after `Refuse` must not fail on sockets of
     // the previous incarnation lingering in TIME_WAIT.
     sock.set_reuseaddr(true)?;
@@ -398,11 +381,7 @@ macro_rules! dispatch {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         dispatch!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
@@ -446,9 +425,7 @@ async fn serve_conn(conn: Conn, shared: Arc<Shared>) {
     // dockerd keeps idle connections open indefinitely; so does the mock,
     // so that connection-pool behaviour is Berth's, not the mock's.
     builder.header_read_timeout(None);
-    let conn = builder
-        .serve_connection(TokioIo::new(conn), service)
-        .with_upgrades();
+    let conn = builder.serve_connection(TokioIo::new(conn), service).with_upgrades();
     let mut mode = shared.mode_tx.subscribe();
     tokio::select! {
         r = conn => {
@@ -464,12 +441,7 @@ async fn serve_conn(conn: Conn, shared: Arc<Shared>) {
 /// Accepts until shutdown; closes the listener while the mode is `Refuse`
 /// and binds the same address again afterwards. `open` reports the
 /// listener's state so that [`MockDocker::set_fail`] can wait for it.
-async fn accept_loop(
-    first: Listener,
-    addr: BindAddr,
-    shared: Arc<Shared>,
-    open: watch::Sender<bool>,
-) {
+async fn accept_loop(first: Listener, addr: BindAddr, shared: Arc<Shared>, open: watch::Sender<bool>) {
     let mut listener = Some(first);
     let mut mode = shared.mode_tx.subscribe();
     loop {
@@ -549,10 +521,7 @@ impl MockBuilder {
 
     pub async fn start(self) -> io::Result<MockDocker> {
         if self.tcp.is_none() && self.unix.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "mock docker needs a unix path or a TCP address",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "mock docker needs a unix path or a TCP address"));
         }
         let shared = Arc::new(Shared::new(&self.options));
         let mut mock = MockDocker {
@@ -581,8 +550,7 @@ impl MockBuilder {
         for (listener, addr) in bound {
             let (tx, rx) = watch::channel(true);
             mock.listener_open.push(rx);
-            mock.tasks
-                .push(tokio::spawn(accept_loop(listener, addr, shared.clone(), tx)));
+            mock.tasks.push(tokio::spawn(accept_loop(listener, addr, shared.clone(), tx)));
         }
         // A mock started in `Refuse` mode must refuse from the first connect.
         mock.settle_listeners().await;
@@ -606,10 +574,7 @@ impl MockDocker {
     }
 
     pub async fn start_unix(path: impl AsRef<Path>) -> io::Result<MockDocker> {
-        MockBuilder::default()
-            .unix(path.as_ref().to_path_buf())
-            .start()
-            .await
+        MockBuilder::default().unix(path.as_ref().to_path_buf()).start().await
     }
 
     pub async fn start_tcp(addr: &str) -> io::Result<MockDocker> {
@@ -632,9 +597,7 @@ impl MockDocker {
 
     /// `unix:///path/to.sock`, Docker's form for a socket endpoint.
     pub fn unix_url(&self) -> Option<String> {
-        self.unix_path
-            .as_ref()
-            .map(|p| format!("unix://{}", p.display()))
+        self.unix_path.as_ref().map(|p| format!("unix://{}", p.display()))
     }
 
     /// `http://127.0.0.1:PORT{path}`, for talking to the mock directly.
@@ -658,11 +621,7 @@ impl MockDocker {
     }
 
     pub fn clear_requests(&self) {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Requests received since start, whether logged or not.
@@ -704,10 +663,7 @@ impl MockDocker {
     }
 
     pub fn set_delay(&self, delay: Duration) {
-        self.shared.delay_us.store(
-            delay.as_micros().min(u128::from(u64::MAX)) as u64,
-            Ordering::Relaxed,
-        );
+        self.shared.delay_us.store(delay.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
     }
 
     pub fn delay(&self) -> Duration {

@@ -92,9 +92,7 @@ pub(super) fn strip_version(path: &str) -> &str {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let is_version = seg
-        .split_once('.')
-        .is_some_and(|(a, b)| all_digits(a) && all_digits(b));
+    let is_version = seg.split_once('.').is_some_and(|(a, b)| all_digits(a) && all_digits(b));
     if !is_version {
         return path;
     }
@@ -116,23 +114,19 @@ fn id_route<'a>(path: &'a str, prefix: &str, suffix: &str) -> Option<&'a str> {
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    query.split('&').filter_map(|kv| kv.split_once('=').or(Some((kv, "")))).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
-fn query_num(query: &str, name: &str, default: u64) -> Result<u64, Response<MockBody>> {
+/// A numeric query parameter; the error is the message for a 400.
+fn query_num(query: &str, name: &str, default: u64) -> Result<u64, String> {
     match query_param(query, name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            docker_error(
-                StatusCode::BAD_REQUEST,
-                &format!("berth-mock-docker: query parameter {name}={v:?} is not a number"),
-            )
-        }),
+        Some(v) => v.parse().map_err(|_| format!("berth-mock-docker: query parameter {name}={v:?} is not a number")),
     }
+}
+
+fn bad_request(message: &str) -> Response<MockBody> {
+    docker_error(StatusCode::BAD_REQUEST, message)
 }
 
 fn wants_upgrade<B>(req: &Request<B>, proto: &str) -> bool {
@@ -169,20 +163,14 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<MockBod
             if wants_upgrade(&req, "h2c") {
                 hijack(req, shared, "h2c", None, false)
             } else {
-                docker_error(
-                    StatusCode::BAD_REQUEST,
-                    "berth-mock-docker: this route needs Upgrade: h2c",
-                )
+                docker_error(StatusCode::BAD_REQUEST, "berth-mock-docker: this route needs Upgrade: h2c")
             }
         }
         "/mock/stream" if is_get => stream(&query),
-        "/mock/upload" if method == Method::POST || method == Method::PUT => {
-            upload(req, &query).await
-        }
+        "/mock/upload" if method == Method::POST || method == Method::PUT => upload(req, &query).await,
         "/mock/headers" => echo_headers(&req),
         p if method == Method::POST
-            && (id_route(p, "/containers/", "/attach").is_some()
-                || id_route(p, "/exec/", "/start").is_some()) =>
+            && (id_route(p, "/containers/", "/attach").is_some() || id_route(p, "/exec/", "/start").is_some()) =>
         {
             if wants_upgrade(&req, "tcp") {
                 hijack(req, shared, "tcp", Some(RAW_STREAM), true)
@@ -200,11 +188,7 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<MockBod
 fn ping(method: &Method) -> Response<MockBody> {
     // dockerd sends `Content-Length: 0` to HEAD rather than the length a GET
     // would have.
-    let (body, len) = if method == Method::HEAD {
-        (empty(), "0")
-    } else {
-        (full(Bytes::from_static(b"OK")), "2")
-    };
+    let (body, len) = if method == Method::HEAD { (empty(), "0") } else { (full(Bytes::from_static(b"OK")), "2") };
     docker(StatusCode::OK)
         .header(header::CONTENT_LENGTH, len)
         .header(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate")
@@ -216,7 +200,7 @@ fn ping(method: &Method) -> Response<MockBody> {
 
 fn stream(query: &str) -> Response<MockBody> {
     let parsed = (|| {
-        Ok::<_, Response<MockBody>>((
+        Ok::<_, String>((
             query_num(query, "bytes", 1 << 20)?,
             query_num(query, "chunk", 16 * 1024)?,
             query_num(query, "interval_ms", 0)?,
@@ -224,15 +208,11 @@ fn stream(query: &str) -> Response<MockBody> {
     })();
     let (total, chunk, interval_ms) = match parsed {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(msg) => return bad_request(&msg),
     };
     let exact = query_param(query, "length") == Some("1");
-    let body = PatternBody::new(
-        total,
-        chunk.min(usize::MAX as u64) as usize,
-        Duration::from_millis(interval_ms),
-        exact,
-    );
+    let body =
+        PatternBody::new(total, chunk.min(usize::MAX as u64) as usize, Duration::from_millis(interval_ms), exact);
     docker(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(body.boxed_unsync())
@@ -242,7 +222,7 @@ fn stream(query: &str) -> Response<MockBody> {
 async fn upload(req: Request<Incoming>, query: &str) -> Response<MockBody> {
     let read_delay = match query_num(query, "read_delay_ms", 0) {
         Ok(ms) => Duration::from_millis(ms),
-        Err(resp) => return resp,
+        Err(msg) => return bad_request(&msg),
     };
     // Hashing costs about a nanosecond a byte; throughput benchmarks can
     // skip it so the mock is not what they measure.
@@ -254,10 +234,7 @@ async fn upload(req: Request<Incoming>, query: &str) -> Response<MockBody> {
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
-                return docker_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("berth-mock-docker: reading request body: {e}"),
-                )
+                return docker_error(StatusCode::BAD_REQUEST, &format!("berth-mock-docker: reading request body: {e}"))
             }
         };
         if let Ok(data) = frame.into_data() {
@@ -289,10 +266,7 @@ fn echo_headers<B>(req: &Request<B>) -> Response<MockBody> {
             .join(", ");
         map.insert(name.as_str().to_owned(), serde_json::Value::String(joined));
     }
-    json(
-        StatusCode::OK,
-        Bytes::from(serde_json::Value::Object(map).to_string()),
-    )
+    json(StatusCode::OK, Bytes::from(serde_json::Value::Object(map).to_string()))
 }
 
 /// Answers 101 and, once hyper hands over the connection, echoes it.
@@ -305,6 +279,8 @@ fn hijack(
 ) -> Response<MockBody> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = shared.shutdown.clone();
+    // A hijacked stream dies with the engine, like every other connection.
+    let mut mode = shared.mode_tx.subscribe();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -318,6 +294,7 @@ fn hijack(
                 tracing::debug!(error = %e, "mock docker: hijacked echo ended with error");
             },
             _ = shutdown.cancelled() => {}
+            _ = mode.wait_for(|m| m.kills_connections()) => {}
         }
     });
     let mut b = docker(StatusCode::SWITCHING_PROTOCOLS)

@@ -10,19 +10,11 @@ use super::*;
 use crate::testkit::checksum::fnv1a64;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 fn unix_client(path: &Path) -> reqwest::Client {
-    reqwest::Client::builder()
-        .unix_socket(path)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().unix_socket(path).timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 async fn tcp_mock() -> MockDocker {
@@ -98,21 +90,14 @@ fn fixtures_are_valid_json_of_docker_shape() {
 async fn ping_over_unix_and_tcp_with_docker_headers() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("docker.sock");
-    let mock = MockDocker::builder()
-        .unix(&sock)
-        .tcp("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
+    let mock = MockDocker::builder().unix(&sock).tcp("127.0.0.1:0").start().await.unwrap();
     assert_eq!(mock.unix_path(), Some(sock.as_path()));
     let port = mock.tcp_addr().unwrap().port();
     assert_ne!(port, 0);
     assert_eq!(mock.tcp_url().unwrap(), format!("tcp://127.0.0.1:{port}"));
 
-    for (c, url) in [
-        (unix_client(&sock), "http://docker/_ping".to_owned()),
-        (client(), mock.http_url("/v1.41/_ping")),
-    ] {
+    for (c, url) in [(unix_client(&sock), "http://docker/_ping".to_owned()), (client(), mock.http_url("/v1.41/_ping"))]
+    {
         let r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["api-version"], "1.41");
@@ -185,9 +170,7 @@ async fn request_log_keeps_what_reached_the_engine() {
     assert_eq!(r.header("x-registry-auth"), Some("abc"));
     assert_eq!(r.header("authorization"), Some("Bearer should-be-visible-here"));
 
-    let found = mock
-        .wait_for_request(|r| r.path() == "/version", Duration::from_millis(50))
-        .await;
+    let found = mock.wait_for_request(|r| r.path() == "/version", Duration::from_millis(50)).await;
     assert!(found.is_none());
     let waiter = mock.wait_for_request(|r| r.path() == "/version", Duration::from_secs(5));
     let sender = async {
@@ -206,10 +189,7 @@ async fn request_log_keeps_what_reached_the_engine() {
 async fn log_capacity_bounds_the_log() {
     let mock = MockDocker::builder()
         .tcp("127.0.0.1:0")
-        .options(MockOptions {
-            log_capacity: 2,
-            ..Default::default()
-        })
+        .options(MockOptions { log_capacity: 2, ..Default::default() })
         .start()
         .await
         .unwrap();
@@ -249,31 +229,19 @@ async fn headers_are_echoed_as_json() {
 async fn stream_sends_the_pattern_in_paced_chunks() {
     let mock = tcp_mock().await;
     let c = client();
-    let r = c
-        .get(mock.http_url("/mock/stream?bytes=100000&chunk=7000"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(mock.http_url("/mock/stream?bytes=100000&chunk=7000")).send().await.unwrap();
     assert!(r.headers().get("content-length").is_none());
     let body = r.bytes().await.unwrap();
     assert_eq!(body.len(), 100_000);
     assert_eq!(&body[..], &pattern_bytes(0, 100_000)[..]);
 
-    let r = c
-        .get(mock.http_url("/mock/stream?bytes=5000&length=1"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(mock.http_url("/mock/stream?bytes=5000&length=1")).send().await.unwrap();
     assert_eq!(r.headers()["content-length"], "5000");
     assert_eq!(&r.bytes().await.unwrap()[..], &pattern_bytes(0, 5000)[..]);
 
     // The first chunk must arrive while the second is still being held.
     let start = Instant::now();
-    let r = c
-        .get(mock.http_url("/mock/stream?bytes=20&chunk=10&interval_ms=400"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(mock.http_url("/mock/stream?bytes=20&chunk=10&interval_ms=400")).send().await.unwrap();
     let mut s = r.bytes_stream();
     let first = s.next().await.unwrap().unwrap();
     let first_at = start.elapsed();
@@ -292,18 +260,9 @@ async fn stream_sends_the_pattern_in_paced_chunks() {
 async fn upload_counts_and_checksums_a_streamed_body() {
     let mock = tcp_mock().await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        data.chunks(10_000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(10_000).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let v: Value = client()
-        .post(mock.http_url("/mock/upload"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = client().post(mock.http_url("/mock/upload")).body(body).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["bytes"], 300_000);
     assert_eq!(v["fnv1a64"], format!("{:016x}", fnv1a64(&data)));
 
@@ -352,12 +311,7 @@ where
 async fn attach_and_exec_hijack_echo_then_bye_after_half_close() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mock = MockDocker::builder()
-        .unix(&sock)
-        .tcp("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
+    let mock = MockDocker::builder().unix(&sock).tcp("127.0.0.1:0").start().await.unwrap();
     let tcp = TcpStream::connect(mock.tcp_addr().unwrap()).await.unwrap();
     check_tcp_hijack(tcp, "/v1.41/containers/abc123/attach?stream=1&stdin=1&stdout=1").await;
     let unix = UnixStream::connect(&sock).await.unwrap();
@@ -374,12 +328,7 @@ async fn attach_and_exec_hijack_echo_then_bye_after_half_close() {
 #[tokio::test]
 async fn attach_without_upgrade_echoes_the_body() {
     let mock = tcp_mock().await;
-    let r = client()
-        .post(mock.http_url("/containers/abc/attach?stream=1"))
-        .body("ping pong")
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(mock.http_url("/containers/abc/attach?stream=1")).body("ping pong").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/vnd.docker.raw-stream");
     assert_eq!(r.text().await.unwrap(), "ping pongbye\n");
@@ -389,11 +338,8 @@ async fn attach_without_upgrade_echoes_the_body() {
 async fn session_upgrades_to_h2c_and_echoes() {
     let mock = tcp_mock().await;
     let s = TcpStream::connect(mock.tcp_addr().unwrap()).await.unwrap();
-    let (mut s, head) = raw_request(
-        s,
-        "POST /session HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
-    )
-    .await;
+    let (mut s, head) =
+        raw_request(s, "POST /session HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.to_ascii_lowercase().contains("upgrade: h2c\r\n"), "{head}");
     s.write_all(b"PRI * HTTP/2.0").await.unwrap();
@@ -410,14 +356,15 @@ async fn session_upgrades_to_h2c_and_echoes() {
 async fn refuse_closes_the_listener_and_recovers_on_the_same_address() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mock = MockDocker::builder()
-        .unix(&sock)
-        .tcp("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
+    let mock = MockDocker::builder().unix(&sock).tcp("127.0.0.1:0").start().await.unwrap();
     let addr = mock.tcp_addr().unwrap();
     let mut kept = TcpStream::connect(addr).await.unwrap();
+    let (mut hijacked, head) = raw_request(
+        TcpStream::connect(addr).await.unwrap(),
+        "POST /exec/x/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
 
     mock.set_fail(FailMode::Refuse).await;
     let e = TcpStream::connect(addr).await.unwrap_err();
@@ -431,6 +378,13 @@ async fn refuse_closes_the_listener_and_recovers_on_the_same_address() {
         .expect("kept connection was not closed")
         .unwrap_or(0);
     assert_eq!(n, 0);
+    // So does a hijacked stream, without the `bye` of an orderly end.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), hijacked.read_to_end(&mut rest))
+        .await
+        .expect("hijacked stream was not closed")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
 
     mock.set_fail(FailMode::None).await;
     let r = client().get(mock.http_url("/_ping")).send().await.unwrap();
@@ -453,12 +407,7 @@ async fn drop_connection_and_status_and_hang_modes() {
     assert!(r.json::<Value>().await.unwrap()["message"].is_string());
 
     mock.set_fail(FailMode::Hang).await;
-    let err = c
-        .get(mock.http_url("/version"))
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await
-        .unwrap_err();
+    let err = c.get(mock.http_url("/version")).timeout(Duration::from_millis(300)).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(mock.last_request().unwrap().path(), "/version");
 
@@ -473,10 +422,7 @@ async fn close_after_cuts_the_body_at_exactly_n_bytes() {
     let r = client().get(mock.http_url("/containers/json")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // The length still promises the whole body, so the cut is detectable.
-    assert_eq!(
-        r.headers()["content-length"],
-        fixtures::containers().len().to_string()
-    );
+    assert_eq!(r.headers()["content-length"], fixtures::containers().len().to_string());
     let mut got = Vec::new();
     let mut s = r.bytes_stream();
     let mut failed = false;
@@ -495,11 +441,7 @@ async fn close_after_cuts_the_body_at_exactly_n_bytes() {
     // Streams are cut too; bodies under the limit pass whole.
     let r = client().get(mock.http_url("/_ping")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "OK");
-    let r = client()
-        .get(mock.http_url("/mock/stream?bytes=1000&chunk=64"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(mock.http_url("/mock/stream?bytes=1000&chunk=64")).send().await.unwrap();
     assert!(r.bytes().await.is_err());
 }
 
@@ -521,10 +463,7 @@ async fn delay_holds_back_every_answer() {
 async fn starting_in_refuse_mode_refuses_at_once() {
     let mock = MockDocker::builder()
         .tcp("127.0.0.1:0")
-        .options(MockOptions {
-            fail: FailMode::Refuse,
-            ..Default::default()
-        })
+        .options(MockOptions { fail: FailMode::Refuse, ..Default::default() })
         .start()
         .await
         .unwrap();
@@ -536,12 +475,7 @@ async fn starting_in_refuse_mode_refuses_at_once() {
 async fn dropping_the_handle_stops_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
-    let mock = MockDocker::builder()
-        .unix(&sock)
-        .tcp("127.0.0.1:0")
-        .start()
-        .await
-        .unwrap();
+    let mock = MockDocker::builder().unix(&sock).tcp("127.0.0.1:0").start().await.unwrap();
     let addr = mock.tcp_addr().unwrap();
     let mut open = TcpStream::connect(addr).await.unwrap();
     // Make sure the connection was accepted before stopping.

@@ -1,0 +1,120 @@
+//! Tags (`/api/tags`). Only id and name are stored; which endpoints and
+//! groups carry a tag is derived from their `TagIds` when answering, so the
+//! two sides can never disagree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::endpoints::check_name;
+use super::{no_content, ok_json, store_err, ApiRequest};
+use crate::body::ResponseBody;
+use crate::endpoints::EndpointEntry;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::model::{Endpoint, EndpointGroup, Tag};
+use crate::store::{ENDPOINTS, ENDPOINT_GROUPS, TAGS};
+
+fn tag_view(state: &AppState, t: &Tag) -> Value {
+    let endpoints: BTreeMap<String, bool> = state
+        .endpoints
+        .all()
+        .iter()
+        .filter(|e| e.record.tag_ids.contains(&t.id))
+        .map(|e| (e.record.id.to_string(), true))
+        .collect();
+    let groups: BTreeMap<String, bool> = state
+        .endpoints
+        .groups()
+        .iter()
+        .filter(|g| g.tag_ids.contains(&t.id))
+        .map(|g| (g.id.to_string(), true))
+        .collect();
+    json!({"ID": t.id, "Name": t.name, "Endpoints": endpoints, "EndpointGroups": groups})
+}
+
+pub async fn list(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let tags: Vec<Value> = state.endpoints.tags().iter().map(|t| tag_view(&state, t)).collect();
+    ok_json(&Value::Array(tags))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+struct CreateTag {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let b: CreateTag = req.json().await?;
+    check_name(&b.name, "tag")?;
+    let _guard = state.endpoints.write_lock.lock().await;
+    if state.endpoints.tags().iter().any(|t| t.name == b.name) {
+        return Err(ApiError::conflict("This name is already associated to a tag", ""));
+    }
+    let name = b.name;
+    let tag = state
+        .write(move |tx| {
+            let id = tx.next_id(TAGS)?;
+            let t = Tag { id, name };
+            tx.put(TAGS, id, &t)?;
+            Ok(t)
+        })
+        .await
+        .map_err(store_err)?;
+    state.endpoints.put_tag(tag.clone());
+    ok_json(&tag_view(&state, &tag))
+}
+
+/// Removes the tag and its id from every endpoint and group, in one
+/// transaction.
+pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let id = req.id("id", "tag")?;
+    let _guard = state.endpoints.write_lock.lock().await;
+    state.endpoints.tag(id).ok_or_else(|| ApiError::not_found("a tag"))?;
+    let entries: Vec<Arc<EndpointEntry>> =
+        state.endpoints.all().into_iter().filter(|e| e.record.tag_ids.contains(&id)).collect();
+    let records: Vec<Endpoint> = entries
+        .iter()
+        .map(|e| {
+            let mut r = e.record.clone();
+            r.tag_ids.retain(|t| *t != id);
+            r
+        })
+        .collect();
+    let groups: Vec<EndpointGroup> = state
+        .endpoints
+        .groups()
+        .into_iter()
+        .filter(|g| g.tag_ids.contains(&id))
+        .map(|mut g| {
+            g.tag_ids.retain(|t| *t != id);
+            g
+        })
+        .collect();
+    let (r2, g2) = (records.clone(), groups.clone());
+    state
+        .write(move |tx| {
+            for r in &r2 {
+                tx.put(ENDPOINTS, r.id, r)?;
+            }
+            for g in &g2 {
+                tx.put(ENDPOINT_GROUPS, g.id, g)?;
+            }
+            tx.delete(TAGS, id)?;
+            Ok(())
+        })
+        .await
+        .map_err(store_err)?;
+    for (e, record) in entries.iter().zip(records) {
+        state.endpoints.insert(EndpointEntry { record, upstream: e.upstream.clone() });
+    }
+    for g in groups {
+        state.endpoints.put_group(g);
+    }
+    state.endpoints.remove_tag(id);
+    no_content()
+}

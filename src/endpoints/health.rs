@@ -1,0 +1,352 @@
+//! The health checker: pings every endpoint every `health_interval` (and once
+//! at start), sets `Status` (1 up, 2 down) and keeps the latest snapshot.
+//!
+//! Checks run concurrently, at most `health_concurrency` at once, each bounded
+//! by `health_timeout`, so thousands of dead hosts cost time in this task only
+//! and never delay the API or the proxy. Results are applied in batches: one
+//! store transaction (one fsync) for many endpoints instead of one each, under
+//! the registry's write lock, re-reading the stored record so a concurrent
+//! `PUT` is never overwritten with a stale copy. The entry's `Upstream` is kept
+//! as is: a status change must not drop the pool requests are using.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::registry::EndpointEntry;
+use crate::connector::{Upstream, UpstreamError};
+use crate::state::AppState;
+use crate::store::model::{DockerSnapshot, Endpoint, Id, SnapshotRecord, ENDPOINT_DOWN, ENDPOINT_UP};
+use crate::store::{ENDPOINTS, SNAPSHOTS};
+
+/// Results applied per store transaction at most.
+const BATCH: usize = 512;
+/// Longest a finished result waits before it is applied.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The result of checking one endpoint.
+#[derive(Debug)]
+pub struct Outcome {
+    pub id: Id,
+    pub duration: Duration,
+    /// `Ok(None)`: up, but no snapshot could be read (e.g. `/info` failed).
+    pub result: Result<Option<DockerSnapshot>, String>,
+}
+
+impl Outcome {
+    fn status(&self) -> u8 {
+        if self.result.is_ok() {
+            ENDPOINT_UP
+        } else {
+            ENDPOINT_DOWN
+        }
+    }
+}
+
+/// Pings the host, then reads the documents a snapshot is made of. Only the
+/// ping decides up or down; a failing snapshot step is logged and its counts
+/// left at zero, as Portainer does. Everything fits in `timeout`.
+pub async fn check(upstream: &Upstream, timeout: Duration) -> Result<Option<DockerSnapshot>, UpstreamError> {
+    let deadline = Instant::now() + timeout;
+    upstream.ping(timeout).await?;
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    Ok(snapshot(upstream, left).await)
+}
+
+/// Reads `/info`, `/version`, `/containers/json?all=1`, `/images/json`,
+/// `/volumes` (and `/services`, `/nodes` on a swarm manager) within
+/// `timeout`. `None` when `/info` itself cannot be read.
+pub async fn snapshot(upstream: &Upstream, timeout: Duration) -> Option<DockerSnapshot> {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let (info, version, containers, images, volumes) = tokio::join!(
+        upstream.get_json("/info", left()),
+        upstream.get_json("/version", left()),
+        upstream.get_json("/containers/json?all=1", left()),
+        upstream.get_json("/images/json", left()),
+        upstream.get_json("/volumes", left()),
+    );
+    let ok = |what: &str, r: Result<serde_json::Value, UpstreamError>| match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!(url = %upstream.url(), error = %e, "snapshot: {what} failed");
+            None
+        }
+    };
+    let info = ok("/info", info)?;
+    let version = ok("/version", version);
+    let containers = ok("/containers/json", containers);
+    let images = ok("/images/json", images);
+    let volumes = ok("/volumes", volumes);
+    let manager = info.pointer("/Swarm/ControlAvailable").and_then(|v| v.as_bool()).unwrap_or(false);
+    let (services, nodes) = if manager {
+        let (s, n) = tokio::join!(upstream.get_json("/services", left()), upstream.get_json("/nodes", left()));
+        (ok("/services", s), ok("/nodes", n))
+    } else {
+        (None, None)
+    };
+    Some(build_snapshot(
+        &info,
+        version.as_ref(),
+        containers.as_ref(),
+        images.as_ref(),
+        volumes.as_ref(),
+        services.as_ref(),
+        nodes.as_ref(),
+    ))
+}
+
+fn len_of(v: Option<&serde_json::Value>) -> u64 {
+    v.and_then(|v| v.as_array()).map(|a| a.len() as u64).unwrap_or(0)
+}
+
+/// Portainer's counting rules, from the raw Docker documents.
+pub fn build_snapshot(
+    info: &serde_json::Value,
+    version: Option<&serde_json::Value>,
+    containers: Option<&serde_json::Value>,
+    images: Option<&serde_json::Value>,
+    volumes: Option<&serde_json::Value>,
+    services: Option<&serde_json::Value>,
+    nodes: Option<&serde_json::Value>,
+) -> DockerSnapshot {
+    let mut s = DockerSnapshot {
+        time: crate::auth::now_secs() as i64,
+        swarm: info.pointer("/Swarm/ControlAvailable").and_then(|v| v.as_bool()).unwrap_or(false),
+        total_cpu: info.get("NCPU").and_then(|v| v.as_i64()).unwrap_or(0),
+        total_memory: info.get("MemTotal").and_then(|v| v.as_i64()).unwrap_or(0),
+        docker_version: info.get("ServerVersion").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+        node_count: 1,
+        ..Default::default()
+    };
+    if let Some(v) = version {
+        if let Some(ver) = v.get("Version").and_then(|v| v.as_str()) {
+            s.docker_version = ver.to_owned();
+        }
+        s.is_podman = v.get("Components").and_then(|c| c.as_array()).is_some_and(|c| {
+            c.iter().any(|c| c.get("Name").and_then(|n| n.as_str()).is_some_and(|n| n.contains("Podman")))
+        });
+    }
+    let mut stacks = HashSet::new();
+    for c in containers.and_then(|c| c.as_array()).map(Vec::as_slice).unwrap_or(&[]) {
+        s.container_count += 1;
+        match c.get("State").and_then(|v| v.as_str()).unwrap_or("") {
+            "running" => s.running_container_count += 1,
+            "exited" | "stopped" => s.stopped_container_count += 1,
+            _ => {}
+        }
+        let status = c.get("Status").and_then(|v| v.as_str()).unwrap_or("");
+        if status.contains("(healthy)") {
+            s.healthy_container_count += 1;
+        } else if status.contains("(unhealthy)") {
+            s.unhealthy_container_count += 1;
+        }
+        let labels = c.get("Labels");
+        for key in ["com.docker.compose.project", "com.docker.stack.namespace"] {
+            if let Some(p) = labels.and_then(|l| l.get(key)).and_then(|v| v.as_str()) {
+                stacks.insert(p.to_owned());
+            }
+        }
+    }
+    s.stack_count = stacks.len() as u64;
+    s.image_count = len_of(images);
+    s.volume_count = len_of(volumes.and_then(|v| v.get("Volumes")));
+    s.service_count = len_of(services);
+    if let Some(nodes) = nodes.and_then(|n| n.as_array()) {
+        s.node_count = nodes.len() as u64;
+        // A manager reports cluster capacity, not its own.
+        s.total_cpu = nodes
+            .iter()
+            .filter_map(|n| n.pointer("/Description/Resources/NanoCPUs").and_then(|v| v.as_i64()))
+            .sum::<i64>()
+            / 1_000_000_000;
+        s.total_memory =
+            nodes.iter().filter_map(|n| n.pointer("/Description/Resources/MemoryBytes").and_then(|v| v.as_i64())).sum();
+    }
+    s
+}
+
+async fn check_one(entry: Arc<EndpointEntry>, timeout: Duration) -> Outcome {
+    let started = Instant::now();
+    let result = check(&entry.upstream, timeout).await.map_err(|e| e.to_string());
+    Outcome { id: entry.record.id, duration: started.elapsed(), result }
+}
+
+/// Stores and publishes results: status changes and snapshots in one
+/// transaction, then new registry entries for endpoints whose status
+/// changed, then metrics. Endpoints deleted meanwhile are skipped.
+pub async fn apply(state: &AppState, outcomes: Vec<Outcome>) {
+    if outcomes.is_empty() {
+        return;
+    }
+    let _guard = state.endpoints.write_lock.lock().await;
+    let updates: Vec<(Id, u8, Option<DockerSnapshot>)> =
+        outcomes.iter().map(|o| (o.id, o.status(), o.result.as_ref().ok().cloned().flatten())).collect();
+    let stored = state
+        .write(move |tx| {
+            for (id, status, snapshot) in updates {
+                let Some(mut rec) = tx.get::<Endpoint>(ENDPOINTS, id)? else { continue };
+                if rec.status != status {
+                    rec.status = status;
+                    tx.put(ENDPOINTS, id, &rec)?;
+                }
+                if let Some(docker) = snapshot {
+                    tx.put(SNAPSHOTS, id, &SnapshotRecord { endpoint_id: id, docker: Some(docker) })?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = &stored {
+        tracing::warn!(error = %e, "storing endpoint health results failed; statuses stay as they were");
+    }
+    let m = &state.metrics;
+    for o in outcomes {
+        let Some(cur) = state.endpoints.get(o.id) else { continue };
+        let label = o.id.to_string();
+        let status = o.status();
+        m.health_duration.with_label_values(&[&label]).observe(o.duration.as_secs_f64());
+        m.endpoint_up.with_label_values(&[&label]).set(i64::from(status == ENDPOINT_UP));
+        match &o.result {
+            Ok(_) => {}
+            Err(e) => {
+                m.health_failures.with_label_values(&[&label]).inc();
+                if cur.record.status != ENDPOINT_DOWN {
+                    tracing::warn!(endpoint = o.id, name = %cur.record.name, error = %e, "endpoint is down");
+                }
+            }
+        }
+        if stored.is_ok() && cur.record.status != status {
+            if status == ENDPOINT_UP {
+                tracing::info!(endpoint = o.id, name = %cur.record.name, "endpoint is up");
+            }
+            let mut record = cur.record.clone();
+            record.status = status;
+            state.endpoints.insert(EndpointEntry { record, upstream: cur.upstream.clone() });
+        }
+        if let Ok(Some(s)) = o.result {
+            state.endpoints.put_snapshot(o.id, s);
+        }
+    }
+    refresh_status_gauge(state);
+}
+
+pub fn refresh_status_gauge(state: &AppState) {
+    let (up, down) = state.endpoints.status_counts();
+    state.metrics.endpoints_by_status.with_label_values(&["up"]).set(up as i64);
+    state.metrics.endpoints_by_status.with_label_values(&["down"]).set(down as i64);
+}
+
+/// Checks `entries` with bounded concurrency and applies results as they
+/// come in. Returns early (dropping running checks) on shutdown.
+pub async fn check_endpoints(state: &Arc<AppState>, entries: Vec<Arc<EndpointEntry>>) {
+    let timeout = state.config.health_timeout;
+    let sem = Arc::new(Semaphore::new(state.config.health_concurrency.max(1)));
+    let mut set: JoinSet<Outcome> = JoinSet::new();
+    let mut pending: Vec<Outcome> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut queue = entries.into_iter();
+    let mut next = queue.next();
+    loop {
+        if !pending.is_empty() && (pending.len() >= BATCH || last_flush.elapsed() >= FLUSH_EVERY) {
+            apply(state, std::mem::take(&mut pending)).await;
+            last_flush = Instant::now();
+        }
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                set.abort_all();
+                return;
+            }
+            Some(done) = set.join_next(), if !set.is_empty() => {
+                match done {
+                    Ok(o) => pending.push(o),
+                    Err(e) => tracing::warn!(error = %e, "an endpoint check task failed"),
+                }
+            }
+            permit = sem.clone().acquire_owned(), if next.is_some() => {
+                let Ok(permit) = permit else { break };
+                if let Some(entry) = next.take() {
+                    set.spawn(async move {
+                        let _permit = permit;
+                        check_one(entry, timeout).await
+                    });
+                }
+                next = queue.next();
+            }
+            _ = tokio::time::sleep_until(last_flush + FLUSH_EVERY), if !pending.is_empty() => {}
+            else => break,
+        }
+    }
+    apply(state, pending).await;
+}
+
+/// One endpoint, now (`POST /api/endpoints/{id}/snapshot`). Returns whether
+/// it is up.
+pub async fn check_now(state: &Arc<AppState>, entry: Arc<EndpointEntry>) -> bool {
+    let o = check_one(entry, state.config.health_timeout).await;
+    let up = o.result.is_ok();
+    apply(state, vec![o]).await;
+    up
+}
+
+/// Starts the periodic checker; it ends when `state.shutdown` is cancelled.
+pub fn spawn(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        refresh_status_gauge(&state);
+        // A zero interval would spin; nothing useful is checked that often.
+        let interval = state.config.health_interval.max(Duration::from_millis(100));
+        loop {
+            let started = Instant::now();
+            check_endpoints(&state, state.endpoints.all()).await;
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(started + interval) => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snapshot_counts_follow_portainer() {
+        let info =
+            json!({"NCPU": 8, "MemTotal": 1024, "ServerVersion": "20.10.1", "Swarm": {"ControlAvailable": false}});
+        let version = json!({"Version": "20.10.24", "Components": [{"Name": "Engine"}]});
+        let containers = json!([
+            {"State": "running", "Status": "Up 2 hours (healthy)", "Labels": {"com.docker.compose.project": "web"}},
+            {"State": "running", "Status": "Up 1 hour (unhealthy)", "Labels": {"com.docker.compose.project": "web"}},
+            {"State": "exited", "Status": "Exited (0)", "Labels": {"com.docker.stack.namespace": "db"}},
+            {"State": "created", "Status": "Created", "Labels": null},
+        ]);
+        let images = json!([{}, {}, {}]);
+        let volumes = json!({"Volumes": [{}, {}], "Warnings": null});
+        let s = build_snapshot(&info, Some(&version), Some(&containers), Some(&images), Some(&volumes), None, None);
+        assert_eq!(s.docker_version, "20.10.24");
+        assert_eq!((s.total_cpu, s.total_memory, s.swarm), (8, 1024, false));
+        assert_eq!((s.container_count, s.running_container_count, s.stopped_container_count), (4, 2, 1));
+        assert_eq!((s.healthy_container_count, s.unhealthy_container_count), (1, 1));
+        assert_eq!((s.stack_count, s.image_count, s.volume_count, s.node_count), (2, 3, 2, 1));
+        assert!(!s.is_podman);
+
+        let info = json!({"NCPU": 2, "MemTotal": 5, "Swarm": {"ControlAvailable": true}});
+        let nodes = json!([
+            {"Description": {"Resources": {"NanoCPUs": 4_000_000_000i64, "MemoryBytes": 100}}},
+            {"Description": {"Resources": {"NanoCPUs": 2_000_000_000i64, "MemoryBytes": 50}}},
+        ]);
+        let services = json!([{}, {}, {}]);
+        let s = build_snapshot(&info, None, None, None, None, Some(&services), Some(&nodes));
+        assert!(s.swarm);
+        assert_eq!((s.node_count, s.total_cpu, s.total_memory, s.service_count), (2, 6, 150, 3));
+        assert_eq!(s.container_count, 0);
+    }
+}

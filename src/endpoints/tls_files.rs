@@ -1,0 +1,202 @@
+//! TLS material of endpoints on disk: `<data>/tls/<id>/{ca,cert,key}.pem`,
+//! the layout Portainer uses, so the paths clients see in `TLSConfig` look
+//! the same. The directory is 0700 and every file 0600 (the key is a
+//! credential to a Docker host, which is root on that host), and files are
+//! replaced atomically so a crash never leaves half a certificate.
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::connector::TlsFiles;
+use crate::store::model::{EndpointTls, Id};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFileKind {
+    Ca,
+    Cert,
+    Key,
+}
+
+impl TlsFileKind {
+    /// The `{certificate}` route value of `POST /api/upload/tls/{certificate}`.
+    pub fn from_route(s: &str) -> Option<TlsFileKind> {
+        match s {
+            "ca" => Some(TlsFileKind::Ca),
+            "cert" => Some(TlsFileKind::Cert),
+            "key" => Some(TlsFileKind::Key),
+            _ => None,
+        }
+    }
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            TlsFileKind::Ca => "ca.pem",
+            TlsFileKind::Cert => "cert.pem",
+            TlsFileKind::Key => "key.pem",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            TlsFileKind::Ca => "the TLS CA certificate",
+            TlsFileKind::Cert => "the TLS certificate",
+            TlsFileKind::Key => "the TLS key",
+        }
+    }
+}
+
+/// The data directory as an absolute path: paths stored in records and shown
+/// to clients must not depend on the daemon's working directory.
+pub fn absolute_data_dir(data: &Path) -> PathBuf {
+    std::fs::canonicalize(data).unwrap_or_else(|_| {
+        if data.is_absolute() {
+            data.to_path_buf()
+        } else {
+            std::env::current_dir().map(|d| d.join(data)).unwrap_or_else(|_| data.to_path_buf())
+        }
+    })
+}
+
+pub fn tls_dir(data: &Path, id: Id) -> PathBuf {
+    absolute_data_dir(data).join("tls").join(id.to_string())
+}
+
+pub fn tls_path(data: &Path, id: Id, kind: TlsFileKind) -> PathBuf {
+    tls_dir(data, id).join(kind.file_name())
+}
+
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes one file of an endpoint and returns its absolute path.
+pub fn write_file(data: &Path, id: Id, kind: TlsFileKind, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = tls_dir(data, id);
+    ensure_dir(&dir)?;
+    let path = dir.join(kind.file_name());
+    crate::fsutil::write_private_atomic(&path, bytes)?;
+    Ok(path)
+}
+
+/// Writes the files that are present and records their paths in `tls`.
+pub fn write_files(data: &Path, id: Id, files: &TlsFiles, tls: &mut EndpointTls) -> io::Result<()> {
+    let parts = [
+        (TlsFileKind::Ca, &files.ca, &mut tls.ca_cert),
+        (TlsFileKind::Cert, &files.cert, &mut tls.cert),
+        (TlsFileKind::Key, &files.key, &mut tls.key),
+    ];
+    for (kind, bytes, slot) in parts {
+        if let Some(b) = bytes {
+            *slot = write_file(data, id, kind, b)?.to_string_lossy().into_owned();
+        }
+    }
+    Ok(())
+}
+
+/// Removes an endpoint's TLS directory; a missing one is not an error.
+pub fn remove_dir(data: &Path, id: Id) -> io::Result<()> {
+    match std::fs::remove_dir_all(tls_dir(data, id)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub fn remove_file(data: &Path, id: Id, kind: TlsFileKind) -> io::Result<()> {
+    match std::fs::remove_file(tls_path(data, id, kind)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the files a record points at. The `Err` names the missing file.
+pub fn read_files(tls: &EndpointTls) -> Result<TlsFiles, String> {
+    let read = |p: &str, kind: TlsFileKind| -> Result<Option<Vec<u8>>, String> {
+        if p.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(p).map(Some).map_err(|e| format!("{} ({p}) cannot be read: {e}", kind.what()))
+    };
+    Ok(TlsFiles {
+        ca: read(&tls.ca_cert, TlsFileKind::Ca)?,
+        cert: read(&tls.cert, TlsFileKind::Cert)?,
+        key: read(&tls.key, TlsFileKind::Key)?,
+    })
+}
+
+/// Checks that one uploaded file is PEM of the kind its name says. Whether
+/// it fits with the endpoint's other files is decided when the connection
+/// is rebuilt, since a replacement arrives one file at a time.
+pub fn check_pem(kind: TlsFileKind, bytes: &[u8]) -> Result<(), String> {
+    let what = kind.what();
+    match kind {
+        TlsFileKind::Ca | TlsFileKind::Cert => {
+            let certs = CertificateDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{what} is not valid PEM: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{what} does not contain a PEM-encoded CERTIFICATE"));
+            }
+            for der in &certs {
+                x509_parser::parse_x509_certificate(der)
+                    .map_err(|e| format!("{what} is not a valid X.509 certificate: {e}"))?;
+            }
+            Ok(())
+        }
+        TlsFileKind::Key => PrivateKeyDer::from_pem_slice(bytes).map(|_| ()).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => format!("{what} does not contain a PEM-encoded private key"),
+            e => format!("{what} is not valid PEM: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn files_are_private_and_paths_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tls = EndpointTls::default();
+        let files = TlsFiles { ca: Some(b"ca".to_vec()), cert: None, key: Some(b"key".to_vec()) };
+        write_files(dir.path(), 7, &files, &mut tls).unwrap();
+        assert!(Path::new(&tls.ca_cert).is_absolute());
+        assert!(tls.ca_cert.ends_with("/tls/7/ca.pem"), "{}", tls.ca_cert);
+        assert!(tls.cert.is_empty());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(Path::new(&tls.key)), 0o600);
+        assert_eq!(mode(&tls_dir(dir.path(), 7)), 0o700);
+        let back = read_files(&tls).unwrap();
+        assert_eq!(back.ca.as_deref(), Some(&b"ca"[..]));
+        assert!(back.cert.is_none());
+        remove_dir(dir.path(), 7).unwrap();
+        assert!(!tls_dir(dir.path(), 7).exists());
+        remove_dir(dir.path(), 7).unwrap();
+        let e = read_files(&tls).unwrap_err();
+        assert!(e.contains("CA certificate") && e.contains("cannot be read"), "{e}");
+    }
+
+    #[test]
+    fn pem_kinds_are_checked() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&key).unwrap();
+        check_pem(TlsFileKind::Ca, cert.pem().as_bytes()).unwrap();
+        check_pem(TlsFileKind::Key, key.serialize_pem().as_bytes()).unwrap();
+        let e = check_pem(TlsFileKind::Cert, key.serialize_pem().as_bytes()).unwrap_err();
+        assert!(e.contains("CERTIFICATE"), "{e}");
+        let e = check_pem(TlsFileKind::Key, cert.pem().as_bytes()).unwrap_err();
+        assert!(e.contains("private key"), "{e}");
+        let e = check_pem(TlsFileKind::Ca, b"hello").unwrap_err();
+        assert!(e.contains("CA certificate"), "{e}");
+    }
+}

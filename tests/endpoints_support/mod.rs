@@ -1,0 +1,230 @@
+//! Helpers shared by the endpoint test binaries (`api_endpoints.rs`,
+//! `endpoints_tls.rs`): form posts, HTTPie runs, TCP and mutual-TLS relays
+//! in front of a unix-socket Docker engine (real or mock), and a throwaway
+//! PKI.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use reqwest::{Method, StatusCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use tokio::net::{TcpListener, UnixStream};
+
+use crate::common::{read_json, Daemon};
+
+/// `POST /api/endpoints` as multipart: text fields and file parts.
+pub async fn create_multipart(
+    d: &Daemon,
+    token: &str,
+    fields: &[(&str, &str)],
+    files: &[(&str, Vec<u8>)],
+) -> (StatusCode, Value) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    for (k, bytes) in files {
+        let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(format!("{k}.pem"));
+        form = form.part(k.to_string(), part);
+    }
+    let resp = d.request(Method::POST, "/api/endpoints", Some(token)).multipart(form).send().await.expect("POST /api/endpoints");
+    read_json(resp).await
+}
+
+/// `POST /api/endpoints` as `application/x-www-form-urlencoded`.
+pub async fn create_urlencoded(d: &Daemon, token: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let resp = d.request(Method::POST, "/api/endpoints", Some(token)).form(fields).send().await.expect("POST /api/endpoints");
+    read_json(resp).await
+}
+
+/// Runs `http --ignore-stdin --print=b --check-status <args>` and returns
+/// the exit code and parsed JSON body. `--ignore-stdin` is needed only
+/// because tests have no terminal; the arguments are the seeds' own.
+pub async fn httpie(args: Vec<String>) -> (i32, Value) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("http")
+            .arg("--ignore-stdin")
+            .arg("--print=b")
+            .arg("--check-status")
+            .arg("--timeout=60")
+            .args(&args)
+            .env("HTTPIE_CONFIG_DIR", std::env::temp_dir().join("berth-tests-httpie"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run http");
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = serde_json::from_str(&body).unwrap_or_else(|_| {
+            panic!("http {args:?}: not JSON: {body}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr))
+        });
+        (out.status.code().unwrap_or(-1), v)
+    })
+    .await
+    .unwrap()
+}
+
+/// Relays 127.0.0.1:PORT to the unix socket `target`, as `socat` would:
+/// the way a test exposes an engine "over TCP". Returns the port and the
+/// number of connections accepted so far.
+pub async fn tcp_relay(target: PathBuf) -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut unix) = UnixStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A TLS relay on 127.0.0.1 in front of the unix socket `target` that
+/// insists on a client certificate issued by `pki`'s CA (Docker's
+/// `--tlsverify`). Returns the port and the count of completed handshakes.
+pub async fn tls_relay(target: PathBuf, pki: &Pki) -> (u16, Arc<AtomicU64>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let chain = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicU64::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, target, count) = (acceptor.clone(), target.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                count.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut unix) = UnixStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut unix).await;
+                }
+            });
+        }
+    });
+    (port, handshakes)
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+pub struct Pki {
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+}
+
+fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params("berth endpoint test CA");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        sp.distinguished_name.push(DnType::CommonName, "docker host");
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
+        let (client_cert_pem, client_key_pem) = client_pair(&issuer);
+        Pki {
+            ca_pem,
+            issuer,
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            client_cert_pem,
+            client_key_pem,
+        }
+    }
+
+    /// Another client certificate and key from the same CA.
+    pub fn new_client(&self) -> (String, String) {
+        client_pair(&self.issuer)
+    }
+
+    pub fn expired_ca_pem() -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut p = ca_params("expired CA");
+        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        p.self_signed(&key).unwrap().pem()
+    }
+
+    /// Writes ca.pem, cert.pem and key.pem into `dir`.
+    pub fn write_client_files(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&ca, &self.ca_pem).unwrap();
+        std::fs::write(&cert, &self.client_cert_pem).unwrap();
+        std::fs::write(&key, &self.client_key_pem).unwrap();
+        (ca, cert, key)
+    }
+}
+
+fn client_pair(issuer: &Issuer<'static, KeyPair>) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.distinguished_name.push(DnType::CommonName, "berth");
+    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    (cp.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The canonical data directory, as the daemon reports TLS paths.
+pub fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap()
+}
+
+/// `GET /api/endpoints/{id}` and its `Status`.
+pub async fn status_of(d: &Daemon, token: &str, id: u64) -> u64 {
+    let (s, v) = d.get_json(&format!("/api/endpoints/{id}"), Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["Status"].as_u64().unwrap()
+}
