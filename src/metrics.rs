@@ -24,6 +24,7 @@ pub const ENDPOINTS_BY_STATUS: &str = "berth_endpoints";
 pub const HEALTH_DURATION: &str = "berth_endpoint_check_duration_seconds";
 pub const HEALTH_FAILURES: &str = "berth_endpoint_check_failures_total";
 pub const CONNECTIONS_OPEN: &str = "berth_connections_open";
+pub const POOL_CONNECTIONS: &str = "berth_upstream_pool_connections";
 
 /// Latency buckets from 100 µs to 30 s: proxied calls are sub-millisecond,
 /// logins ~50 ms, image pulls minutes (those land in +Inf).
@@ -48,6 +49,7 @@ pub struct Metrics {
     pub health_duration: HistogramVec,
     pub health_failures: IntCounterVec,
     pub connections_open: IntGauge,
+    pub pool_connections: IntGaugeVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -155,6 +157,14 @@ impl Metrics {
                 IntCounterVec::new(Opts::new(HEALTH_FAILURES, "Failed endpoint health checks"), &["endpoint"]).unwrap(),
             ),
             connections_open: reg(&r, IntGauge::new(CONNECTIONS_OPEN, "Client connections open now").unwrap()),
+            pool_connections: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(POOL_CONNECTIONS, "Connections to each Docker host, idle or busy (hijacked ones excluded)"),
+                    &["endpoint", "state"],
+                )
+                .unwrap(),
+            ),
             registry: r,
         };
         #[cfg(target_os = "linux")]
@@ -179,6 +189,8 @@ impl Metrics {
         let _ = self.proxy_bytes_out.remove_label_values(&[id]);
         let _ = self.health_failures.remove_label_values(&[id]);
         let _ = self.health_duration.remove_label_values(&[id]);
+        let _ = self.pool_connections.remove_label_values(&[id, "idle"]);
+        let _ = self.pool_connections.remove_label_values(&[id, "open"]);
     }
 }
 

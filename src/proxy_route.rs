@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::{docker_route_template, status_class};
-use crate::proxy::{forward, ProxyTarget};
+use crate::proxy::{forward, ProxyFailure, ProxyTarget};
 use crate::router::AuthedUser;
 use crate::state::AppState;
 
@@ -89,9 +89,11 @@ async fn proxied(
     let m = &state.metrics;
     m.proxy_requests.with_label_values(&[&endpoint_label, &template, status_class(resp.status().as_u16())]).inc();
     m.proxy_duration.with_label_values(&[&endpoint_label, &template]).observe(start.elapsed().as_secs_f64());
-    if matches!(resp.status(), StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
-        let kind = if resp.status() == StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" };
-        m.upstream_connect_failures.with_label_values(&[&endpoint_label, kind]).inc();
+    // Only failures Berth generated count, not a 502 the host itself sent.
+    if let Some(f) = resp.extensions().get::<ProxyFailure>() {
+        if matches!(f, ProxyFailure::Unreachable | ProxyFailure::ConnectTimeout | ProxyFailure::Upstream) {
+            m.upstream_connect_failures.with_label_values(&[&endpoint_label, f.label()]).inc();
+        }
     }
     resp
 }

@@ -39,6 +39,11 @@ pub async fn handle(
     let path = req.uri().path().to_owned();
     let client_ip = client_ip(&state, &req, peer);
     let (mut resp, route) = route(&state, req, client_ip, surface).await;
+    // A body refused as too large was left unread, so this connection cannot
+    // carry another request: say so, or a client may reuse it and fail.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = resp.status().as_u16();
     resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     let elapsed = start.elapsed();
@@ -47,8 +52,14 @@ pub async fn handle(
         state.metrics.http_duration.with_label_values(&[route, method.as_str()]).observe(elapsed.as_secs_f64());
     }
     let user = resp.extensions().get::<AuthedUser>().map(|u| u.0);
-    let bytes =
-        resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    // Bodies Berth builds carry no Content-Length yet (hyper adds it on
+    // write): their exact size hint is the length.
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| http_body::Body::size_hint(resp.body()).exact());
     let cause = resp.extensions().get::<InternalCause>().map(|c| c.0.as_str());
     tracing::info!(
         target: "berth::access",
@@ -201,6 +212,12 @@ async fn route(
 }
 
 fn metrics_response(state: &AppState) -> Response<ResponseBody> {
+    // Pool sizes are read at scrape time: cheap, and never stale.
+    for e in state.endpoints.all() {
+        let id = e.record.id.to_string();
+        state.metrics.pool_connections.with_label_values(&[&id, "idle"]).set(e.upstream.idle_connections() as i64);
+        state.metrics.pool_connections.with_label_values(&[&id, "open"]).set(e.upstream.open_connections() as i64);
+    }
     let mut r = Response::new(ResponseBody::full(state.metrics.render()));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r

@@ -21,13 +21,16 @@ use crate::store::{ENDPOINTS, ENDPOINT_GROUPS};
 /// Longest group description accepted.
 const MAX_DESCRIPTION: usize = 4096;
 
-pub fn group_view(g: &EndpointGroup) -> Value {
+/// Standard users get the group without its policies, as with endpoints:
+/// who else has access is not theirs to see.
+pub fn group_view(g: &EndpointGroup, admin: bool) -> Value {
+    let policies = |p: &AccessPolicies| if admin { json!(p) } else { Value::Null };
     json!({
         "Id": g.id,
         "Name": g.name,
         "Description": g.description,
-        "UserAccessPolicies": g.user_access_policies,
-        "TeamAccessPolicies": g.team_access_policies,
+        "UserAccessPolicies": policies(&g.user_access_policies),
+        "TeamAccessPolicies": policies(&g.team_access_policies),
         "TagIds": g.tag_ids,
         "Labels": [],
         "AuthorizedUsers": [],
@@ -116,7 +119,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         .map_err(store_err)?;
     state.endpoints.put_group(group.clone());
     publish_moves(&state, moved);
-    ok_json(&group_view(&group))
+    ok_json(&group_view(&group, true))
 }
 
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -132,7 +135,7 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
                 || g.user_access_policies.contains_key(&uid)
                 || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
         })
-        .map(group_view)
+        .map(|g| group_view(g, p.is_admin()))
         .collect();
     ok_json(&Value::Array(groups))
 }
@@ -143,7 +146,7 @@ fn group_of(state: &AppState, req: &ApiRequest) -> ApiResult<EndpointGroup> {
 }
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    ok_json(&group_view(&group_of(&state, &req)?))
+    ok_json(&group_view(&group_of(&state, &req)?, true))
 }
 
 #[derive(Deserialize, Default)]
@@ -183,7 +186,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let g2 = g.clone();
     state.write(move |tx| tx.put(ENDPOINT_GROUPS, g2.id, &g2)).await.map_err(store_err)?;
     state.endpoints.put_group(g.clone());
-    ok_json(&group_view(&g))
+    ok_json(&group_view(&g, true))
 }
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {

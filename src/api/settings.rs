@@ -98,7 +98,8 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         }
     }
     if let Some(v) = u.logourl {
-        if !v.is_empty() && !(v.starts_with("http://") || v.starts_with("https://")) {
+        let is_url = v.starts_with("http://") || v.starts_with("https://");
+        if !v.is_empty() && !is_url {
             problems.push("LogoURL: must be an http(s) URL".into());
         } else {
             s.logo_url = v;

@@ -169,13 +169,16 @@ pub async fn list_memberships(state: Arc<AppState>, _req: ApiRequest) -> ApiResu
     ok_json(&serde_json::to_value(state.identity.memberships()).unwrap_or_default())
 }
 
+/// `{"UserID", "TeamID", "Role"}`, field names matched ignoring case as Go
+/// does (`userId`, `teamID`, `userid` all work).
 #[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
 struct MembershipBody {
-    #[serde(alias = "UserID", alias = "userid", alias = "userId", alias = "UserId", default)]
+    #[serde(rename = "userid", default)]
     user_id: u64,
-    #[serde(alias = "TeamID", alias = "teamid", alias = "teamId", alias = "TeamId", default)]
+    #[serde(rename = "teamid", default)]
     team_id: u64,
-    #[serde(alias = "Role", alias = "role", default)]
+    #[serde(default)]
     role: u8,
 }
 
@@ -193,8 +196,7 @@ fn validate_membership(state: &AppState, b: &MembershipBody) -> ApiResult<()> {
 }
 
 pub async fn create_membership(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    let bytes = req.bytes(req.max_json_body).await?;
-    let b: MembershipBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
+    let b: MembershipBody = req.json().await?;
     validate_membership(&state, &b)?;
     may_lead(&state, &req, b.team_id)?;
     let _guard = state.identity.write_lock.lock().await;
@@ -218,8 +220,7 @@ pub async fn create_membership(state: Arc<AppState>, mut req: ApiRequest) -> Api
 pub async fn update_membership(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "membership")?;
     let existing = state.identity.membership(id).ok_or_else(|| ApiError::not_found("a team membership"))?;
-    let bytes = req.bytes(req.max_json_body).await?;
-    let b: MembershipBody = serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
+    let b: MembershipBody = req.json().await?;
     validate_membership(&state, &b)?;
     may_lead(&state, &req, existing.team_id)?;
     may_lead(&state, &req, b.team_id)?;

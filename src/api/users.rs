@@ -405,7 +405,9 @@ pub async fn list_tokens(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Res
     let id = req.id("id", "user")?;
     let p = req.principal();
     let target = target_user(&state, &req)?;
-    if p.id() != id && !(p.is_admin() && !target.is_admin()) {
+    // Self, or an admin looking at a standard user's keys.
+    let admin_on_user = p.is_admin() && !target.is_admin();
+    if p.id() != id && !admin_on_user {
         return Err(denied("Permission denied to get user access tokens"));
     }
     let v: Vec<_> = state.identity.api_keys_of(id).iter().map(|k| k.to_api(false)).collect();

@@ -256,6 +256,9 @@ pub async fn check_endpoints(state: &Arc<AppState>, entries: Vec<Arc<EndpointEnt
             apply(state, std::mem::take(&mut pending)).await;
             last_flush = Instant::now();
         }
+        if next.is_none() && set.is_empty() {
+            break;
+        }
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => {
@@ -279,7 +282,6 @@ pub async fn check_endpoints(state: &Arc<AppState>, entries: Vec<Arc<EndpointEnt
                 next = queue.next();
             }
             _ = tokio::time::sleep_until(last_flush + FLUSH_EVERY), if !pending.is_empty() => {}
-            else => break,
         }
     }
     apply(state, pending).await;

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use reqwest::{Method, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,13 +37,25 @@ pub async fn create_multipart(
         let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(format!("{k}.pem"));
         form = form.part(k.to_string(), part);
     }
-    let resp = d.request(Method::POST, "/api/endpoints", Some(token)).multipart(form).send().await.expect("POST /api/endpoints");
+    let resp = d
+        .request(Method::POST, "/api/endpoints", Some(token))
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST /api/endpoints");
     read_json(resp).await
 }
 
 /// `POST /api/endpoints` as `application/x-www-form-urlencoded`.
 pub async fn create_urlencoded(d: &Daemon, token: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = d.request(Method::POST, "/api/endpoints", Some(token)).form(fields).send().await.expect("POST /api/endpoints");
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    let resp = d
+        .request(Method::POST, "/api/endpoints", Some(token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("POST /api/endpoints");
     read_json(resp).await
 }
 
@@ -101,7 +115,8 @@ pub async fn tls_relay(target: PathBuf, pki: &Pki) -> (u16, Arc<AtomicU64>) {
     for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
     let chain = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider)
