@@ -85,25 +85,25 @@ pub struct Cli {
     pub header_read_timeout: Option<String>,
     /// Most request headers accepted (431 beyond)
     #[arg(long = "max-headers", env = "BERTH_MAX_HEADERS", value_name = "N")]
-    pub max_headers: Option<usize>,
+    pub max_headers: Option<String>,
     /// Most bytes of request headers accepted (431 beyond)
     #[arg(long = "max-header-bytes", env = "BERTH_MAX_HEADER_BYTES", value_name = "BYTES")]
-    pub max_header_bytes: Option<usize>,
+    pub max_header_bytes: Option<String>,
     /// Largest JSON body accepted on /api/* (413 beyond)
     #[arg(long = "max-json-body", env = "BERTH_MAX_JSON_BODY", value_name = "BYTES")]
-    pub max_json_body: Option<usize>,
+    pub max_json_body: Option<String>,
     /// Largest multipart upload accepted on /api/* (endpoint TLS files, stack files)
     #[arg(long = "max-upload-body", env = "BERTH_MAX_UPLOAD_BODY", value_name = "BYTES")]
-    pub max_upload_body: Option<usize>,
+    pub max_upload_body: Option<String>,
     /// Most client connections open at once; more wait in the accept queue
     #[arg(long = "max-connections", env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<String>,
     /// Time in-flight requests and tunnels get to finish on SIGTERM/SIGINT
     #[arg(long = "drain-timeout", env = "BERTH_DRAIN_TIMEOUT", value_name = "DURATION")]
     pub drain_timeout: Option<String>,
     /// Whether GET /metrics needs an admin credential
     #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
-    pub metrics_auth: Option<bool>,
+    pub metrics_auth: Option<String>,
     /// Extra listen address that serves only /metrics (no auth)
     #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<String>,
@@ -121,7 +121,7 @@ pub struct Cli {
     pub setup_token: Option<String>,
     /// bcrypt cost for new password hashes (Portainer uses 10)
     #[arg(long = "bcrypt-cost", env = "BERTH_BCRYPT_COST", value_name = "COST")]
-    pub bcrypt_cost: Option<u32>,
+    pub bcrypt_cost: Option<String>,
     /// Docker host used when an endpoint is created with an empty URL
     #[arg(long = "docker-socket", env = "BERTH_DOCKER_SOCKET", value_name = "URL")]
     pub docker_socket: Option<String>,
@@ -136,10 +136,10 @@ pub struct Cli {
     pub pool_idle_timeout: Option<String>,
     /// Most idle pooled connections kept per Docker host
     #[arg(long = "pool-max-idle", env = "BERTH_POOL_MAX_IDLE", value_name = "N")]
-    pub pool_max_idle: Option<usize>,
+    pub pool_max_idle: Option<String>,
     /// Most hijacked tunnels (attach/exec/websocket) open at once
     #[arg(long = "max-tunnels", env = "BERTH_MAX_TUNNELS", value_name = "N")]
-    pub max_tunnels: Option<usize>,
+    pub max_tunnels: Option<String>,
     /// How often every endpoint is checked (Portainer: snapshot interval)
     #[arg(long = "health-interval", env = "BERTH_HEALTH_INTERVAL", value_name = "DURATION")]
     pub health_interval: Option<String>,
@@ -148,10 +148,10 @@ pub struct Cli {
     pub health_timeout: Option<String>,
     /// Most endpoint checks running at once
     #[arg(long = "health-concurrency", env = "BERTH_HEALTH_CONCURRENCY", value_name = "N")]
-    pub health_concurrency: Option<usize>,
+    pub health_concurrency: Option<String>,
     /// Worker threads of the async runtime (default: one per core)
     #[arg(long = "workers", env = "BERTH_WORKERS", value_name = "N")]
-    pub workers: Option<usize>,
+    pub workers: Option<String>,
 }
 
 /// The TOML file. Unknown keys are errors: a typo must not silently fall
@@ -298,6 +298,24 @@ impl Problems {
         v
     }
 
+    /// A typed flag or environment value. It arrives as text and is parsed
+    /// here rather than by clap, so that a bad one is reported together with
+    /// every other problem (and with exit code 64).
+    fn parse<T>(&mut self, field: &str, v: Option<String>) -> Option<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let v = v?;
+        match v.trim().parse() {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.0.push(format!("{field}: invalid value {v:?}: {e}"));
+                None
+            }
+        }
+    }
+
     fn addr(&mut self, field: &str, v: &str) -> SocketAddr {
         parse_addr(v).unwrap_or_else(|e| {
             self.0.push(format!("{field}: invalid address {v:?}: {e}"));
@@ -362,21 +380,25 @@ impl Config {
             "header_read_timeout",
             &cli.header_read_timeout.or(s.header_read_timeout).unwrap_or_else(|| d::HEADER_READ_TIMEOUT.into()),
         );
-        let max_headers = p.positive("max_headers", cli.max_headers.or(s.max_headers).unwrap_or(d::MAX_HEADERS));
+        let max_headers = p.parse("max_headers", cli.max_headers).or(s.max_headers).unwrap_or(d::MAX_HEADERS);
+        let max_headers = p.positive("max_headers", max_headers);
         let max_header_bytes =
-            p.positive("max_header_bytes", cli.max_header_bytes.or(s.max_header_bytes).unwrap_or(d::MAX_HEADER_BYTES));
+            p.parse("max_header_bytes", cli.max_header_bytes).or(s.max_header_bytes).unwrap_or(d::MAX_HEADER_BYTES);
+        let max_header_bytes = p.positive("max_header_bytes", max_header_bytes);
         if max_header_bytes < 8192 {
             p.0.push("max_header_bytes: must be at least 8192 (hyper's minimum read buffer)".into());
         }
-        let max_json_body =
-            p.positive("max_json_body", cli.max_json_body.or(s.max_json_body).unwrap_or(d::MAX_JSON_BODY));
+        let max_json_body = p.parse("max_json_body", cli.max_json_body).or(s.max_json_body).unwrap_or(d::MAX_JSON_BODY);
+        let max_json_body = p.positive("max_json_body", max_json_body);
         let max_upload_body =
-            p.positive("max_upload_body", cli.max_upload_body.or(s.max_upload_body).unwrap_or(d::MAX_UPLOAD_BODY));
+            p.parse("max_upload_body", cli.max_upload_body).or(s.max_upload_body).unwrap_or(d::MAX_UPLOAD_BODY);
+        let max_upload_body = p.positive("max_upload_body", max_upload_body);
         let max_connections =
-            p.positive("max_connections", cli.max_connections.or(s.max_connections).unwrap_or(d::MAX_CONNECTIONS));
+            p.parse("max_connections", cli.max_connections).or(s.max_connections).unwrap_or(d::MAX_CONNECTIONS);
+        let max_connections = p.positive("max_connections", max_connections);
         let drain_timeout =
             p.dur("drain_timeout", &cli.drain_timeout.or(s.drain_timeout).unwrap_or_else(|| d::DRAIN_TIMEOUT.into()));
-        let metrics_auth = cli.metrics_auth.or(s.metrics_auth).unwrap_or(false);
+        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(false);
         let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
@@ -393,7 +415,7 @@ impl Config {
             "admin_init_window",
             &cli.admin_init_window.or(a.admin_init_window).unwrap_or_else(|| d::ADMIN_INIT_WINDOW.into()),
         );
-        let bcrypt_cost = cli.bcrypt_cost.or(a.bcrypt_cost).unwrap_or(d::BCRYPT_COST);
+        let bcrypt_cost = p.parse("bcrypt_cost", cli.bcrypt_cost).or(a.bcrypt_cost).unwrap_or(d::BCRYPT_COST);
         if !(4..=31).contains(&bcrypt_cost) {
             p.0.push(format!("bcrypt_cost: must be between 4 and 31, not {bcrypt_cost}"));
         }
@@ -411,8 +433,9 @@ impl Config {
             "pool_idle_timeout",
             &cli.pool_idle_timeout.or(k.pool_idle_timeout).unwrap_or_else(|| d::POOL_IDLE_TIMEOUT.into()),
         );
-        let pool_max_idle = cli.pool_max_idle.or(k.pool_max_idle).unwrap_or(d::POOL_MAX_IDLE);
-        let max_tunnels = p.positive("max_tunnels", cli.max_tunnels.or(k.max_tunnels).unwrap_or(d::MAX_TUNNELS));
+        let pool_max_idle = p.parse("pool_max_idle", cli.pool_max_idle).or(k.pool_max_idle).unwrap_or(d::POOL_MAX_IDLE);
+        let max_tunnels = p.parse("max_tunnels", cli.max_tunnels).or(k.max_tunnels).unwrap_or(d::MAX_TUNNELS);
+        let max_tunnels = p.positive("max_tunnels", max_tunnels);
         let health_interval = p.dur(
             "health_interval",
             &cli.health_interval.or(k.health_interval).unwrap_or_else(|| d::HEALTH_INTERVAL.into()),
@@ -421,10 +444,11 @@ impl Config {
             "health_timeout",
             &cli.health_timeout.or(k.health_timeout).unwrap_or_else(|| d::HEALTH_TIMEOUT.into()),
         );
-        let health_concurrency = p.positive(
-            "health_concurrency",
-            cli.health_concurrency.or(k.health_concurrency).unwrap_or(d::HEALTH_CONCURRENCY),
-        );
+        let health_concurrency = p
+            .parse("health_concurrency", cli.health_concurrency)
+            .or(k.health_concurrency)
+            .unwrap_or(d::HEALTH_CONCURRENCY);
+        let health_concurrency = p.positive("health_concurrency", health_concurrency);
         for (name, v) in [
             ("header_read_timeout", header_read_timeout),
             ("connect_timeout", connect_timeout),
@@ -436,7 +460,7 @@ impl Config {
                 p.0.push(format!("{name}: must be greater than 0"));
             }
         }
-        let workers = cli.workers.or(s.workers);
+        let workers = p.parse("workers", cli.workers).or(s.workers);
         if workers == Some(0) {
             p.0.push("workers: must be greater than 0".into());
         }
@@ -513,6 +537,24 @@ mod tests {
         assert!(text.contains("bind:"), "{text}");
         assert!(text.contains("max_headers:"), "{text}");
         assert!(text.contains("drain_timeout:"), "{text}");
+    }
+
+    #[test]
+    fn bad_typed_flags_are_reported_with_everything_else() {
+        let cli = Cli {
+            max_connections: Some("many".into()),
+            metrics_auth: Some("yes".into()),
+            bcrypt_cost: Some("-1".into()),
+            drain_timeout: Some("forever".into()),
+            ..Cli::default()
+        };
+        let text = Config::build(cli, FileConfig::default()).unwrap_err().to_string();
+        for field in ["max_connections:", "metrics_auth:", "bcrypt_cost:", "drain_timeout:"] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+        let cli = Cli { max_connections: Some(" 7 ".into()), metrics_auth: Some("true".into()), ..Cli::default() };
+        let c = Config::build(cli, FileConfig::default()).unwrap();
+        assert_eq!((c.max_connections, c.metrics_auth), (7, true));
     }
 
     #[test]

@@ -38,7 +38,20 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let client_ip = client_ip(&state, &req, peer);
-    let (mut resp, route) = route(&state, req, client_ip, surface).await;
+    let (mut resp, route) = if head_bytes(&req) > state.config.max_header_bytes {
+        // hyper's buffer limit is approximate (a head that arrives in one
+        // read may pass it), so the configured size is enforced here exactly.
+        let e = ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request header fields too large",
+            format!("The limit is {} bytes", state.config.max_header_bytes),
+        );
+        let mut r = e.into_response();
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        (r, "unmatched")
+    } else {
+        route(&state, req, client_ip, surface).await
+    };
     // A body refused as too large was left unread, so this connection cannot
     // carry another request: say so, or a client may reuse it and fail.
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -74,6 +87,14 @@ pub async fn handle(
         "request"
     );
     resp
+}
+
+/// Size of the request line and headers as sent (give or take optional
+/// whitespace): what `max_header_bytes` limits.
+fn head_bytes(req: &Request<Incoming>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + " HTTP/1.1\r\n ".len();
+    line + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + ": \r\n".len()).sum::<usize>() + 2
 }
 
 /// The client's address: the TCP peer, or the nearest untrusted hop of

@@ -32,7 +32,8 @@ async fn ready() -> (Daemon, String) {
 }
 
 async fn relax_rate_limit(d: &Daemon, admin: &str) {
-    let (s, v) = d.put_json("/api/settings", Some(admin), &json!({"LoginRateLimit": {"Burst": 10000, "PerSecond": 1000}})).await;
+    let (s, v) =
+        d.put_json("/api/settings", Some(admin), &json!({"LoginRateLimit": {"Burst": 10000, "PerSecond": 1000}})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
@@ -216,8 +217,9 @@ async fn required_password_length_setting_applies_to_new_passwords() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(d.get_json("/api/settings/public", None).await.1["RequiredPasswordLength"], 20);
 
-    let (s, v) =
-        d.post_json("/api/users", Some(&admin), &json!({"Username": "carol", "Password": "fifteen-chars!!", "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"Username": "carol", "Password": "fifteen-chars!!", "Role": 2}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["message"], "Password does not meet the requirements");
     create_user(&d, &admin, "carol", "twenty-characters!!!", 2).await;
@@ -231,8 +233,9 @@ async fn required_password_length_setting_applies_to_new_passwords() {
     assert_eq!(claims_of(&t)["forceChangePassword"], false);
 
     // The nested Portainer form works too.
-    let (s, v) =
-        d.put_json("/api/settings", Some(&admin), &json!({"InternalAuthSettings": {"RequiredPasswordLength": 12}})).await;
+    let (s, v) = d
+        .put_json("/api/settings", Some(&admin), &json!({"InternalAuthSettings": {"RequiredPasswordLength": 12}}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["InternalAuthSettings"]["RequiredPasswordLength"], 12);
 }
@@ -261,7 +264,11 @@ async fn admin_check_and_init_follow_portainer() {
     }
     let (s, v) = init(json!({"Username": "admin"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "missing password: {v}");
-    assert_eq!(d.get_json("/api/users/admin/check", None).await.0, StatusCode::NOT_FOUND, "a refused init stored a user");
+    assert_eq!(
+        d.get_json("/api/users/admin/check", None).await.0,
+        StatusCode::NOT_FOUND,
+        "a refused init stored a user"
+    );
 
     // The seeds' own credentials.
     let (s, v) = init(json!({"Username": "admin", "Password": "adminpassword"})).await;
@@ -275,7 +282,10 @@ async fn admin_check_and_init_follow_portainer() {
     assert_eq!(d.get_json("/api/users/admin/check", None).await, (StatusCode::NO_CONTENT, Value::Null));
     let (s, v) = init(json!({"Username": "admin2", "Password": "adminpassword"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    assert_eq!(v, json!({"message": "Unable to create administrator user", "details": "An administrator user already exists"}));
+    assert_eq!(
+        v,
+        json!({"message": "Unable to create administrator user", "details": "An administrator user already exists"})
+    );
     d.login("admin", "adminpassword").await;
 }
 
@@ -358,7 +368,8 @@ async fn admin_password_file_creates_admin_on_first_start_only() {
     assert_eq!(d.get_json("/api/users/admin/check", None).await.0, StatusCode::NO_CONTENT);
     let t = d.login("admin", "file-password-123").await;
     assert_eq!(claims_of(&t)["role"], 1);
-    let (s, _) = d.post_json("/api/users/admin/init", None, &json!({"Username": "x", "Password": ADMIN_PASSWORD})).await;
+    let (s, _) =
+        d.post_json("/api/users/admin/init", None, &json!({"Username": "x", "Password": ADMIN_PASSWORD})).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // A later start with another file changes nothing.
@@ -571,8 +582,12 @@ async fn credentials_are_read_in_order_api_key_cookie_bearer() {
 
     // API key beats cookie and bearer; cookie beats bearer.
     assert_eq!(
-        who(vec![("X-API-Key", key.clone()), ("Cookie", admin_cookie.clone()), ("Authorization", admin_bearer.clone())])
-            .await,
+        who(vec![
+            ("X-API-Key", key.clone()),
+            ("Cookie", admin_cookie.clone()),
+            ("Authorization", admin_bearer.clone())
+        ])
+        .await,
         ok("bob")
     );
     assert_eq!(who(vec![("X-API-Key", key.clone()), ("Cookie", admin_cookie.clone())]).await, ok("bob"));
@@ -592,7 +607,8 @@ async fn credentials_are_read_in_order_api_key_cookie_bearer() {
 #[tokio::test]
 async fn query_string_tokens_are_refused() {
     let (d, admin) = ready().await;
-    for path in [format!("/api/users/me?token={admin}"), format!("/api/users?token={admin}"), "/api/users/me?token=".into()]
+    for path in
+        [format!("/api/users/me?token={admin}"), format!("/api/users?token={admin}"), "/api/users/me?token=".into()]
     {
         let (s, v) = d.get_json(&path, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {v}");
@@ -676,8 +692,8 @@ async fn standard_users_get_access_denied_on_admin_routes() {
 async fn eleventh_rapid_login_is_429_and_forwarded_for_does_not_bypass() {
     let d = fast_daemon().await;
     let admin = d.admin_token().await; // one token of the bucket
-    // Keep the default burst (10) but make refills negligible, so the count
-    // below does not depend on how fast this machine is.
+                                       // Keep the default burst (10) but make refills negligible, so the count
+                                       // below does not depend on how fast this machine is.
     let (s, v) = d.put_json("/api/settings", Some(&admin), &json!({"LoginRateLimit": {"PerSecond": 0.001}})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["LoginRateLimit"]["Burst"], 10);
@@ -702,13 +718,22 @@ async fn eleventh_rapid_login_is_429_and_forwarded_for_does_not_bypass() {
         assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "X-Forwarded-For {ip}");
     }
     // API-key creation and password changes share the bucket.
-    let (s, h, _) =
-        send(&d, Method::POST, "/api/users/1/tokens", &[("Authorization", &format!("Bearer {admin}"))], Some(&json!({"password": ADMIN_PASSWORD, "description": "x"})))
-            .await;
+    let (s, h, _) = send(
+        &d,
+        Method::POST,
+        "/api/users/1/tokens",
+        &[("Authorization", &format!("Bearer {admin}"))],
+        Some(&json!({"password": ADMIN_PASSWORD, "description": "x"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert!(h.get("retry-after").is_some());
     let (s, v) = d
-        .put_json("/api/users/1/passwd", Some(&admin), &json!({"Password": ADMIN_PASSWORD, "NewPassword": "x-new-password-1"}))
+        .put_json(
+            "/api/users/1/passwd",
+            Some(&admin),
+            &json!({"Password": ADMIN_PASSWORD, "NewPassword": "x-new-password-1"}),
+        )
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     // Other routes are not limited.
@@ -721,7 +746,8 @@ async fn eleventh_rapid_login_is_429_and_forwarded_for_does_not_bypass() {
 async fn api_key_creation_and_password_change_are_rate_limited() {
     let d = fast_daemon().await;
     let admin = d.admin_token().await;
-    let (s, _) = d.put_json("/api/settings", Some(&admin), &json!({"LoginRateLimit": {"Burst": 3, "PerSecond": 0.001}})).await;
+    let (s, _) =
+        d.put_json("/api/settings", Some(&admin), &json!({"LoginRateLimit": {"Burst": 3, "PerSecond": 0.001}})).await;
     assert_eq!(s, StatusCode::OK);
     // Wrong passwords still spend tokens: 3 allowed, then 429.
     let body = json!({"password": "wrong-password", "description": "x"});
@@ -737,7 +763,8 @@ async fn api_key_creation_and_password_change_are_rate_limited() {
 async fn trusted_proxy_forwarded_for_gets_separate_buckets() {
     let d = Daemon::builder().args(FAST).args(["--trusted-proxies", "127.0.0.1"]).start().await;
     let admin = d.admin_token().await;
-    let (s, _) = d.put_json("/api/settings", Some(&admin), &json!({"LoginRateLimit": {"Burst": 2, "PerSecond": 0.001}})).await;
+    let (s, _) =
+        d.put_json("/api/settings", Some(&admin), &json!({"LoginRateLimit": {"Burst": 2, "PerSecond": 0.001}})).await;
     assert_eq!(s, StatusCode::OK);
     let bad = json!({"Username": "admin", "Password": "wrong-password"});
     let login_from = |ip: &'static str| {
@@ -795,27 +822,58 @@ async fn users_list_inspect_and_create() {
     assert_eq!(d.get_json("/api/users/abc", Some(&admin)).await.0, StatusCode::BAD_REQUEST);
 
     // Create: admin only; names unique ignoring case; password rules; role values.
-    let (s, v) =
-        d.post_json("/api/users", Some(&admin), &json!({"Username": "BOB", "Password": "another-pass-1", "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"Username": "BOB", "Password": "another-pass-1", "Role": 2}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["message"], "Another user with the same username already exists");
     let (s, v) =
         d.post_json("/api/users", Some(&admin), &json!({"Username": "dave", "Password": "short", "Role": 2})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) =
-        d.post_json("/api/users", Some(&admin), &json!({"Username": "dave", "Password": "davepassword1", "Role": 3})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"Username": "dave", "Password": "davepassword1", "Role": 3}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) =
-        d.post_json("/api/users", Some(&admin), &json!({"Username": "da ve", "Password": "davepassword1", "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"Username": "da ve", "Password": "davepassword1", "Role": 2}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) =
-        d.post_json("/api/users", Some(&bob), &json!({"Username": "dave", "Password": "davepassword1", "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&bob), &json!({"Username": "dave", "Password": "davepassword1", "Role": 2}))
+        .await;
     assert_eq!((s, v), (StatusCode::FORBIDDEN, access_denied()));
-    let (s, v) =
-        d.post_json("/api/users", Some(&admin), &json!({"username": "dave", "password": "davepassword1", "role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"username": "dave", "password": "davepassword1", "role": 2}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v.get("Password").is_none(), "{v}");
     d.login("DAVE", "davepassword1").await;
+}
+
+#[tokio::test]
+async fn usernames_are_unique_ignoring_case_beyond_ascii() {
+    let (d, admin) = ready().await;
+    let anne = create_user(&d, &admin, "Änne", "annepassword1", 2).await;
+    // The login lookup folds case for every script, so uniqueness must too:
+    // otherwise two accounts share one login name and deleting one locks
+    // the other out.
+    for dup in ["änne", "ÄNNE"] {
+        let (s, v) = d
+            .post_json("/api/users", Some(&admin), &json!({"Username": dup, "Password": "otherpassword1", "Role": 2}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{dup}: {v}");
+    }
+    let other = create_user(&d, &admin, "oskar", "oskarpassword", 2).await;
+    let (s, v) = d.put_json(&format!("/api/users/{other}"), Some(&admin), &json!({"Username": "äNNE"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "rename onto another user's name: {v}");
+    assert_eq!(d.delete(&format!("/api/users/{other}"), Some(&admin)).await.0, StatusCode::NO_CONTENT);
+    let t = d.login("äNNE", "annepassword1").await;
+    assert_eq!(claims_of(&t)["id"], anne);
+    // Renaming oneself to another case of the same name keeps the login.
+    let (s, v) = d.put_json(&format!("/api/users/{anne}"), Some(&admin), &json!({"Username": "änne"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    d.login("ÄNNE", "annepassword1").await;
+    d.login("änne", "annepassword1").await;
 }
 
 #[tokio::test]
@@ -837,8 +895,9 @@ async fn user_updates_follow_the_rules() {
     // Own password: the current one is required and checked.
     let (s, v) = d.put_json(&bob_path, Some(&bob), &json!({"NewPassword": "bob-new-password"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) =
-        d.put_json(&bob_path, Some(&bob), &json!({"Password": "wrong-password", "NewPassword": "bob-new-password"})).await;
+    let (s, v) = d
+        .put_json(&bob_path, Some(&bob), &json!({"Password": "wrong-password", "NewPassword": "bob-new-password"}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     let (s, v) = d.put_json(&bob_path, Some(&bob), &json!({"Password": "bobpassword12", "NewPassword": "short"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
@@ -988,9 +1047,13 @@ async fn teams_and_memberships_crud() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(teams.as_array().unwrap().len(), 2, "bob sees his teams: {teams}");
 
-    let (s, v) =
-        d.put_json(&format!("/api/team_memberships/{mid}"), Some(&admin), &json!({"UserID": bob_id, "TeamID": tid, "Role": 1}))
-            .await;
+    let (s, v) = d
+        .put_json(
+            &format!("/api/team_memberships/{mid}"),
+            Some(&admin),
+            &json!({"UserID": bob_id, "TeamID": tid, "Role": 1}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["Role"], 1);
     let (s, _) = d.delete(&format!("/api/team_memberships/{mid}"), Some(&admin)).await;
@@ -1033,8 +1096,9 @@ async fn team_leaders_manage_only_their_own_team() {
     assert_eq!((s, teams), (StatusCode::OK, json!([{"Id": own, "Name": "own"}])));
 
     // The other team: nothing.
-    let (s, v) =
-        d.post_json("/api/team_memberships", Some(&bob), &json!({"UserID": carol_id, "TeamID": other, "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/team_memberships", Some(&bob), &json!({"UserID": carol_id, "TeamID": other, "Role": 2}))
+        .await;
     assert_eq!((s, v), (StatusCode::FORBIDDEN, access_denied()));
     assert_eq!(d.get_json(&format!("/api/teams/{other}"), Some(&bob)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(d.get_json(&format!("/api/teams/{other}/memberships"), Some(&bob)).await.0, StatusCode::FORBIDDEN);
@@ -1056,14 +1120,34 @@ async fn team_leaders_manage_only_their_own_team() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "pulling a member out of a team bob does not lead");
     // Team administration itself stays admin-only.
-    assert_eq!(d.put_json(&format!("/api/teams/{own}"), Some(&bob), &json!({"Name": "x"})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        d.put_json(&format!("/api/teams/{own}"), Some(&bob), &json!({"Name": "x"})).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(d.delete(&format!("/api/teams/{own}"), Some(&bob)).await.0, StatusCode::FORBIDDEN);
 
+    // Nobody gets two memberships of one team, by update either.
+    let (s, v) = d
+        .put_json(
+            &format!("/api/team_memberships/{mid}"),
+            Some(&bob),
+            &json!({"UserID": bob_id, "TeamID": own, "Role": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a second membership of bob in his team: {v}");
     assert_eq!(d.delete(&format!("/api/team_memberships/{mid}"), Some(&bob)).await.0, StatusCode::NO_CONTENT);
+    let (s, t) =
+        d.post_json("/api/teams", Some(&admin), &json!({"Name": "twice", "TeamLeaders": [carol_id, carol_id]})).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let (_, ms) = d.get_json(&format!("/api/teams/{}/memberships", t["Id"]), Some(&admin)).await;
+    assert_eq!(ms.as_array().unwrap().len(), 1, "a leader listed twice got two memberships: {ms}");
+    let (s, _) = d.delete(&format!("/api/teams/{}", t["Id"]), Some(&admin)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     // A plain member is no leader at all.
     let carol = d.login("carol", "carolpassword1").await;
-    let (s, _) =
-        d.post_json("/api/team_memberships", Some(&carol), &json!({"UserID": carol_id, "TeamID": own, "Role": 1})).await;
+    let (s, _) = d
+        .post_json("/api/team_memberships", Some(&carol), &json!({"UserID": carol_id, "TeamID": own, "Role": 1}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(d.get_json("/api/team_memberships", Some(&carol)).await.0, StatusCode::FORBIDDEN);
 }
@@ -1156,7 +1240,8 @@ async fn api_key_creation_rules() {
     // Another user's id, even for an admin: 403.
     let (s, v) = d.post_json(&path, Some(&admin), &json!({"password": ADMIN_PASSWORD, "description": "x"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    let (s, v) = d.post_json("/api/users/1/tokens", Some(&bob), &json!({"password": "bobpassword12", "description": "x"})).await;
+    let (s, v) =
+        d.post_json("/api/users/1/tokens", Some(&bob), &json!({"password": "bobpassword12", "description": "x"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     // Description rules.
     for desc in [json!(""), json!("   "), json!("x".repeat(128))] {
@@ -1214,7 +1299,12 @@ async fn json_content_type_everywhere_and_404_405_as_json() {
         (Method::GET, "/api/system/version".into(), None, StatusCode::OK),
         (Method::GET, "/api/roles".into(), None, StatusCode::OK),
         (Method::POST, "/api/teams".into(), Some(json!({"Name": "t1"})), StatusCode::OK),
-        (Method::POST, "/api/auth".into(), Some(json!({"Username": "admin", "Password": "x"})), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            Method::POST,
+            "/api/auth".into(),
+            Some(json!({"Username": "admin", "Password": "x"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (Method::GET, "/api/users/424242".into(), None, StatusCode::NOT_FOUND),
         (Method::GET, "/api/no/such/route".into(), None, StatusCode::NOT_FOUND),
         (Method::GET, "/nope".into(), None, StatusCode::NOT_FOUND),
@@ -1309,7 +1399,9 @@ async fn bad_input_gets_clear_4xx_and_nothing_is_lost() {
 
     // A 10,000-character username.
     let huge = "u".repeat(10_000);
-    let (s, v) = d.post_json("/api/users", Some(&admin), &json!({"Username": huge, "Password": "longenough123", "Role": 2})).await;
+    let (s, v) = d
+        .post_json("/api/users", Some(&admin), &json!({"Username": huge, "Password": "longenough123", "Role": 2}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(!v.to_string().contains(&huge), "the error echoes the whole name");
     let (s, v) = d.post_json("/api/auth", None, &json!({"Username": huge, "Password": "whatever-123"})).await;
@@ -1355,7 +1447,13 @@ enum Framing {
 /// returns whatever came back. The upload runs beside the read: the server
 /// may answer and close before taking it all, and a client library would
 /// then report the broken pipe instead of the answer.
-async fn oversized_upload(addr: std::net::SocketAddr, path: &str, extra_headers: &str, framing: Framing, total: usize) -> String {
+async fn oversized_upload(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra_headers: &str,
+    framing: Framing,
+    total: usize,
+) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut rd, mut wr) = stream.into_split();

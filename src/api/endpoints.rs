@@ -3,8 +3,10 @@
 //!
 //! Every change follows one order: validate everything (including TLS files
 //! and a ping of the host on creation), store durably, then swap a whole new
-//! entry into the registry, all under the registry's write lock so that two
-//! writers (or a writer and the health checker) never interleave. Files on
+//! entry into the registry. The check-store-swap step runs under the
+//! registry's write lock so that two writers (or a writer and the health
+//! checker) never interleave; the creation ping runs before taking it, so a
+//! slow host never holds up other changes. Files on
 //! disk are written before the record that points at them and removed after
 //! the record that pointed at them, so a crash leaves at worst an orphan
 //! file, never a record pointing at nothing.
@@ -93,7 +95,8 @@ fn permission_denied() -> ApiError {
     ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
 }
 
-/// Runs file-system work off the async workers.
+/// File-system calls block; they must not stall an async worker serving
+/// other requests.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }

@@ -11,7 +11,7 @@
 //! other content type is not read at all, as in Go.
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{header, StatusCode};
 use http_body_util::BodyStream;
 
@@ -82,7 +82,7 @@ impl Form {
     }
 }
 
-fn too_large(details: String) -> ApiError {
+pub(crate) fn too_large(details: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", details)
 }
 
@@ -130,11 +130,12 @@ where
     if !is_form {
         return Ok(form);
     }
-    if content_length.is_some_and(|n| n > limits.max_body as u64) {
-        return Err(too_large(format!("The limit is {} bytes", limits.max_body)));
-    }
+    // The whole body is read before it is parsed, so that every error below
+    // is answered with nothing left unread: a server that answers while the
+    // client is still sending closes a connection with unread data, the
+    // client gets a reset, and may never see the answer.
+    let bytes = read_body(body, content_length, limits.max_body).await?;
     if essence == "application/x-www-form-urlencoded" {
-        let bytes = collect_limited(body, limits.max_body).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
             .map_err(|e| ApiError::invalid_payload(format!("malformed urlencoded form: {e}")))?;
         if pairs.len() > limits.max_parts {
@@ -150,7 +151,8 @@ where
         .map_err(|e| ApiError::invalid_payload(format!("invalid multipart Content-Type {ct:?}: {e}")))?;
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(limits.max_body as u64).per_field(limits.max_body as u64));
-    let mut mp = multer::Multipart::with_constraints(body, boundary, constraints);
+    let once = futures_util::stream::once(futures_util::future::ready(Ok::<Bytes, std::convert::Infallible>(bytes)));
+    let mut mp = multer::Multipart::with_constraints(once, boundary, constraints);
     let mut parts = 0usize;
     while let Some(mut field) = mp.next_field().await.map_err(multer_err)? {
         parts += 1;
@@ -182,23 +184,60 @@ where
     Ok(form)
 }
 
-async fn collect_limited<S, E>(body: S, limit: usize) -> ApiResult<Bytes>
+/// A body past the limit is still read (and discarded) up to this much more,
+/// so the client finishes sending and sees the 413; beyond it the
+/// connection is simply closed.
+const DRAIN_CAP: u64 = 16 * 1024 * 1024;
+/// ... and for at most this long, so a slow sender cannot hold the request.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn read_err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+    ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))
+}
+
+/// Reads a whole body up to `limit`. Past the limit it answers 413 after
+/// discarding a bounded amount, so the client reads the 413 instead of a
+/// connection reset.
+pub(crate) async fn read_body<S, E>(body: S, declared: Option<u64>, limit: usize) -> ApiResult<Bytes>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut body = std::pin::pin!(body);
+    let over = || too_large(format!("The limit is {limit} bytes"));
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n - limit as u64 <= DRAIN_CAP {
+            drain(body.as_mut(), n).await;
+        }
+        return Err(over());
+    }
     let mut buf = BytesMut::new();
-    while let Some(chunk) = body.try_next().await.map_err(|e| {
-        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-        ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))
-    })? {
+    while let Some(chunk) = body.try_next().await.map_err(read_err)? {
         if buf.len() + chunk.len() > limit {
-            return Err(too_large(format!("The limit is {limit} bytes")));
+            drain(body.as_mut(), limit as u64 + DRAIN_CAP).await;
+            return Err(over());
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Discards up to `max` more bytes, within [`DRAIN_TIME`].
+async fn drain<S, E>(mut body: std::pin::Pin<&mut S>, max: u64)
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+{
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len() as u64;
+            if seen > max {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn multer_err(e: multer::Error) -> ApiError {
@@ -206,9 +245,6 @@ fn multer_err(e: multer::Error) -> ApiError {
         multer::Error::StreamSizeExceeded { limit } => too_large(format!("The limit is {limit} bytes")),
         multer::Error::FieldSizeExceeded { limit, field_name } => {
             too_large(format!("The form part {:?} exceeds {limit} bytes", field_name.unwrap_or_default()))
-        }
-        multer::Error::StreamReadFailed(e) => {
-            ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))
         }
         other => ApiError::invalid_payload(format!("malformed multipart/form-data body: {other}")),
     }
@@ -306,9 +342,17 @@ mod tests {
 
     #[tokio::test]
     async fn limits_are_enforced() {
-        // Declared length beyond the limit: refused before reading.
-        let e = read_from(Some(MP), Some(5000), None, chunks(vec![]), limits()).await.unwrap_err();
+        // Declared length beyond the limit: refused, after the body was
+        // read and discarded so the client sees the answer.
+        let consumed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = consumed.clone();
+        let body = futures_util::stream::iter((0..5).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1000]))))
+            .inspect(move |_| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        let e = read_from(Some(MP), Some(5000), None, body, limits()).await.unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(consumed.load(std::sync::atomic::Ordering::Relaxed), 5, "drained");
 
         // Streamed (no length) beyond the limit.
         let big = vec![b'a'; 5000];

@@ -94,18 +94,9 @@ impl ApiRequest {
     /// The whole body, refused past `limit` bytes with 413.
     pub async fn bytes(&mut self, limit: usize) -> ApiResult<Bytes> {
         let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
-        if let Some(len) =
-            self.parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        {
-            if len > limit as u64 {
-                return Err(too_large(limit));
-            }
-        }
-        match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit)),
-            Err(e) => Err(ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))),
-        }
+        let declared =
+            self.parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        form::read_body(body.into_data_stream(), declared, limit).await
     }
 
     /// Decodes a JSON body the way Go does: field names match
@@ -143,9 +134,6 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", format!("The limit is {limit} bytes"))
-}
 
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));

@@ -56,7 +56,10 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         }
     }
     let _guard = state.identity.write_lock.lock().await;
-    let leaders = body.teamleaders.clone();
+    // A leader listed twice gets one membership.
+    let mut leaders = body.teamleaders.clone();
+    leaders.sort_unstable();
+    leaders.dedup();
     let r = state
         .write(move |tx| {
             let teams: Vec<Team> = tx.all(TEAMS)?;
@@ -226,7 +229,20 @@ pub async fn update_membership(state: Arc<AppState>, mut req: ApiRequest) -> Api
     may_lead(&state, &req, b.team_id)?;
     let m = TeamMembership { id, user_id: b.user_id, team_id: b.team_id, role: b.role };
     let m2 = m.clone();
-    state.write(move |tx| tx.put(TEAM_MEMBERSHIPS, id, &m2)).await.map_err(store_err)?;
+    let _guard = state.identity.write_lock.lock().await;
+    state
+        .write(move |tx| {
+            let all: Vec<TeamMembership> = tx.all(TEAM_MEMBERSHIPS)?;
+            if all.iter().any(|o| o.id != m2.id && o.user_id == m2.user_id && o.team_id == m2.team_id) {
+                return Err(StoreError::Conflict("Team membership already registered".into()));
+            }
+            if tx.get::<TeamMembership>(TEAM_MEMBERSHIPS, m2.id)?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            tx.put(TEAM_MEMBERSHIPS, id, &m2)
+        })
+        .await
+        .map_err(store_err)?;
     state.identity.put_membership(m.clone());
     ok_json(&serde_json::to_value(m).unwrap_or_default())
 }

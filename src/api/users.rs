@@ -27,6 +27,12 @@ fn validate_username(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Whether two usernames are the same login: case is ignored in every
+/// script, exactly as the login lookup (lower-cased names) ignores it.
+fn same_username(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
 fn check_password_length(state: &AppState, pw: &str) -> ApiResult<()> {
     if pw.len() < state.settings().required_password_length {
         return Err(ApiError::bad_request("Password does not meet the requirements", ""));
@@ -78,7 +84,7 @@ async fn insert_user(
             if only_if_no_admin && users.iter().any(|u| u.is_admin()) {
                 return Err(StoreError::Conflict("admin".into()));
             }
-            if users.iter().any(|u| u.username.eq_ignore_ascii_case(&username)) {
+            if users.iter().any(|u| same_username(&u.username, &username)) {
                 return Err(StoreError::Conflict("name".into()));
             }
             let id = tx.next_id(USERS)?;
@@ -228,7 +234,7 @@ async fn save_user_change(state: &AppState, updated: User) -> ApiResult<User> {
     let r = state
         .write(move |tx| {
             let users: Vec<User> = tx.all(USERS)?;
-            if users.iter().any(|o| o.id != u2.id && o.username.eq_ignore_ascii_case(&u2.username)) {
+            if users.iter().any(|o| o.id != u2.id && same_username(&o.username, &u2.username)) {
                 return Err(StoreError::Conflict("name".into()));
             }
             let admins_after =

@@ -68,8 +68,9 @@ impl Identity {
 
     pub fn put_user(&self, u: User) {
         if let Some(old) = self.users.get(&u.id) {
-            if !old.username.eq_ignore_ascii_case(&u.username) {
-                self.by_name.remove(&old.username.to_lowercase());
+            let old_key = old.username.to_lowercase();
+            if old_key != u.username.to_lowercase() {
+                self.by_name.remove(&old_key);
             }
         }
         self.by_name.insert(u.username.to_lowercase(), u.id);

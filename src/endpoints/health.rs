@@ -23,12 +23,14 @@ use crate::state::AppState;
 use crate::store::model::{DockerSnapshot, Endpoint, Id, SnapshotRecord, ENDPOINT_DOWN, ENDPOINT_UP};
 use crate::store::{ENDPOINTS, SNAPSHOTS};
 
-/// Results applied per store transaction at most.
+/// Bounds one transaction, so the write lock (which API changes also
+/// need) is never held for long.
 const BATCH: usize = 512;
-/// Longest a finished result waits before it is applied.
+/// Longest a finished result waits before it is applied, so a round slowed
+/// by dead hosts still publishes the live ones promptly.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// The result of checking one endpoint.
+/// Carried from a check task to the batch that applies it.
 #[derive(Debug)]
 pub struct Outcome {
     pub id: Id,
@@ -305,7 +307,11 @@ pub fn spawn(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let interval = state.config.health_interval.max(Duration::from_millis(100));
         loop {
             let started = Instant::now();
-            check_endpoints(&state, state.endpoints.all()).await;
+            // Endpoints that were up go first: a round slowed by many dead
+            // hosts timing out then still refreshes the live ones at once.
+            let mut entries = state.endpoints.all();
+            entries.sort_by_key(|e| (e.record.status != ENDPOINT_UP, e.record.id));
+            check_endpoints(&state, entries).await;
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(started + interval) => {}
@@ -317,7 +323,95 @@ pub fn spawn(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoints::registry::build_upstream;
+    use crate::store::model::{EndpointTls, SecuritySettings};
+    use crate::testkit::{FailMode, MockDocker};
     use serde_json::json;
+
+    fn record(id: Id, url: String) -> Endpoint {
+        Endpoint {
+            id,
+            name: format!("e{id}"),
+            kind: 1,
+            url,
+            public_url: String::new(),
+            group_id: 1,
+            tls: EndpointTls::default(),
+            tag_ids: Vec::new(),
+            status: ENDPOINT_UP,
+            user_access_policies: Default::default(),
+            team_access_policies: Default::default(),
+            security_settings: SecuritySettings::default(),
+        }
+    }
+
+    /// Many hung hosts: checks stay within the concurrency bound, each is cut
+    /// at the timeout, results are stored, and the write lock API changes
+    /// need is never held for long.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hung_hosts_are_bounded_and_do_not_hold_up_the_rest() {
+        const DEAD: u64 = 120;
+        const LIVE: u64 = 120;
+        const CONCURRENCY: usize = 20;
+        let dir = tempfile::tempdir().unwrap();
+        let dead = MockDocker::start_unix(dir.path().join("dead.sock")).await.unwrap();
+        dead.set_fail(FailMode::Hang).await;
+        let live = MockDocker::start_unix(dir.path().join("live.sock")).await.unwrap();
+        let config = crate::config::Config {
+            data: dir.path().join("data"),
+            health_timeout: Duration::from_millis(500),
+            health_concurrency: CONCURRENCY,
+            bcrypt_cost: 4,
+            ..Default::default()
+        };
+        let state = crate::build_state(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
+        let settings = crate::endpoints::load::connector_settings(&state.config);
+        // Dead and live interleaved, all recorded as up.
+        let records: Vec<Endpoint> = (1..=DEAD + LIVE)
+            .map(|id| record(id, if id % 2 == 0 { dead.unix_url() } else { live.unix_url() }.unwrap()))
+            .collect();
+        let stored = records.clone();
+        state.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
+        for r in records {
+            let upstream = build_upstream(&r, Default::default(), &settings).unwrap();
+            state.endpoints.insert(EndpointEntry { record: r, upstream });
+        }
+
+        let started = Instant::now();
+        let round = tokio::spawn({
+            let state = state.clone();
+            async move { check_endpoints(&state, state.endpoints.all()).await }
+        });
+        let (mut max_open, mut max_lock_wait) = (0, Duration::ZERO);
+        while !round.is_finished() {
+            assert!(started.elapsed() < Duration::from_secs(30), "the round does not end");
+            max_open = max_open.max(dead.connections_open());
+            let t = Instant::now();
+            drop(state.endpoints.write_lock.lock().await);
+            max_lock_wait = max_lock_wait.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        round.await.unwrap();
+        let took = started.elapsed();
+
+        let (up, down) = state.endpoints.status_counts();
+        assert_eq!((up, down), (LIVE as usize, DEAD as usize));
+        // Each dead host costs one timeout of one permit.
+        let floor = Duration::from_millis(500) * (DEAD as u32) / (CONCURRENCY as u32);
+        assert!(took >= floor, "round took {took:?}, less than {floor:?}: timeouts not applied?");
+        assert!(took < floor * 3, "round took {took:?}");
+        assert!(max_open as usize <= CONCURRENCY + 5, "{max_open} hung checks at once");
+        assert!(max_open as usize >= CONCURRENCY / 2, "concurrency unused: {max_open}");
+        assert!(max_lock_wait < Duration::from_millis(300), "write lock held {max_lock_wait:?}");
+        // The statuses were stored, not only published.
+        let downs = crate::store::Store::load_all::<Endpoint>(&state.store, ENDPOINTS)
+            .unwrap()
+            .iter()
+            .filter(|r| r.status == ENDPOINT_DOWN)
+            .count();
+        assert_eq!(downs, DEAD as usize);
+        assert!(state.endpoints.snapshot(1).is_some() && state.endpoints.snapshot(2).is_none());
+    }
 
     #[test]
     fn snapshot_counts_follow_portainer() {

@@ -53,15 +53,14 @@ impl Server {
         b
     }
 
-    /// Accepts until shutdown. A connection waits for a permit before it is
-    /// accepted, so past the cap clients queue in the kernel backlog.
+    /// Accepts until shutdown. Past the cap, an accepted connection waits
+    /// for a permit before the next one is accepted, so further clients
+    /// queue in the kernel backlog. The permit is taken only once a client
+    /// is there: a listener idling in `accept` must not hold a slot that a
+    /// client of another listener (HTTP, HTTPS, metrics) is waiting for.
     pub async fn run_listener(self, listener: TcpListener, tls: Option<TlsAcceptor>, surface: Surface) {
         let shutdown = self.state.shutdown.clone();
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
             let (stream, peer) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = listener.accept() => match r {
@@ -73,6 +72,10 @@ impl Server {
                         continue;
                     }
                 },
+            };
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let _ = stream.set_nodelay(true);
             let this = self.clone();

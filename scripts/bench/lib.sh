@@ -1,0 +1,236 @@
+# Shared helpers of Berth's load scripts (sourced, not run).
+#
+# Everything listens on loopback only, under one run directory ($BENCH_DIR,
+# default /tmp/berth-bench-run), and every process a script starts is
+# recorded and stopped by its EXIT trap. Ports start at $BASE_PORT
+# (default 19100) so a run does not collide with the shared anchors'
+# 9100-9103 or with the test suite's random ports.
+#
+# CPU placement on a 2-core machine (see /work/shared/bench/README.md): the
+# servers (mock backend and the proxy under test) get core $SERVER_CPUS
+# (default 0) and the load generator core $CLIENT_CPUS (default 1).
+
+set -euo pipefail
+
+BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH_SCRIPTS="$BENCH_REPO/scripts/bench"
+BENCH_DIR=${BENCH_DIR:-/tmp/berth-bench-run}
+BASE_PORT=${BASE_PORT:-19100}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
+BERTH_WORKERS=${BERTH_WORKERS:-1}
+MOCK_WORKERS=${MOCK_WORKERS:-0}
+ADMIN_PASSWORD=berth-bench-password
+ANCHOR_SECRET=berth-bench-secret
+
+PORT_FLOOR=$((BASE_PORT + 0))
+PORT_NGINX=$((BASE_PORT + 1))
+PORT_HAPROXY=$((BASE_PORT + 2))
+PORT_HYPER=$((BASE_PORT + 3))
+PORT_BERTH=$((BASE_PORT + 4))
+MOCK_SOCK="$BENCH_DIR/docker.sock"
+BIN="$BENCH_DIR/bin"
+
+mkdir -p "$BENCH_DIR" "$BIN"
+
+# pid files of everything started, stopped in reverse order on exit
+_started=()
+bench_cleanup() {
+  local i pid
+  for ((i = ${#_started[@]} - 1; i >= 0; i--)); do
+    pid=$(cat "${_started[$i]}" 2>/dev/null || true)
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  # give them a moment, then make sure
+  sleep 0.3
+  for ((i = ${#_started[@]} - 1; i >= 0; i--)); do
+    pid=$(cat "${_started[$i]}" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    rm -f "${_started[$i]}"
+  done
+  _started=()
+}
+trap bench_cleanup EXIT
+
+note() { echo "[bench] $*" >&2; }
+die() { echo "[bench] error: $*" >&2; exit 1; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Stops a process recorded by a previous (interrupted) run, by its pid file.
+stop_stale() {
+  local f="$BENCH_DIR/$1"
+  if [ -f "$f" ]; then
+    kill "$(cat "$f")" 2>/dev/null || true
+    sleep 0.3
+    rm -f "$f"
+  fi
+}
+
+# on_cpus CPUS cmd...: taskset when available (and CPUS non-empty)
+on_cpus() {
+  local cpus=$1
+  shift
+  if [ -n "$cpus" ] && have taskset; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+
+# Builds berth and berth-mock-docker (release) and copies them to $BIN, so
+# that another engineer's rebuild cannot swap a binary under a running
+# measurement. SKIP_BUILD=1 reuses the copies.
+build_berth() {
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/berth" ]; then
+    note "cargo build --release --bins (Berth and its mock backend) ..."
+    (cd "$BENCH_REPO" && cargo build --release --bins -q)
+    local target=${CARGO_TARGET_DIR:-$BENCH_REPO/target}
+    cp -f "$target/release/berth" "$target/release/berth-mock-docker" "$BIN/"
+  fi
+}
+
+# Builds the loadgen helper (benches/loadgen.rs) and copies it to $BIN.
+build_loadgen() {
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/loadgen" ]; then
+    note "cargo bench --bench loadgen --no-run ..."
+    local exe
+    exe=$(cd "$BENCH_REPO" && cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
+      python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m = json.loads(l)
+    except Exception: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "loadgen" and m.get("executable"):
+        print(m["executable"])')
+    [ -n "$exe" ] || die "benches/loadgen.rs did not build"
+    cp -f "$exe" "$BIN/loadgen"
+  fi
+}
+
+# wait_for CMD...: retries a command for up to 10 s
+wait_for() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_mock: the project's mock Docker engine on $MOCK_SOCK and on TCP
+# $PORT_FLOOR (the floor: clients straight to the backend).
+start_mock() {
+  stop_stale mock.pid
+  rm -f "$MOCK_SOCK"
+  on_cpus "$SERVER_CPUS" "$BIN/berth-mock-docker" --unix "$MOCK_SOCK" --tcp "127.0.0.1:$PORT_FLOOR" \
+    --workers "$MOCK_WORKERS" >"$BENCH_DIR/mock.out" 2>"$BENCH_DIR/mock.err" &
+  echo $! >"$BENCH_DIR/mock.pid"
+  _started+=("$BENCH_DIR/mock.pid")
+  wait_for curl -fsS "http://127.0.0.1:$PORT_FLOOR/_ping" || die "mock backend did not start: $(cat "$BENCH_DIR/mock.err")"
+}
+
+# start_berth [extra flags...]: a fresh data directory every time; sets
+# BERTH_PID. Access log off by default, like the anchors' (BERTH_LOG_LEVEL
+# to change it; its output goes to $BENCH_DIR/berth.log).
+start_berth() {
+  stop_stale berth.pid
+  rm -rf "$BENCH_DIR/berth-data"
+  on_cpus "$SERVER_CPUS" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
+    --data "$BENCH_DIR/berth-data" --workers "$BERTH_WORKERS" \
+    --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" "$@" >"$BENCH_DIR/berth.log" 2>&1 &
+  BERTH_PID=$!
+  echo $BERTH_PID >"$BENCH_DIR/berth.pid"
+  _started+=("$BENCH_DIR/berth.pid")
+  wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth did not start: $(tail -5 "$BENCH_DIR/berth.log")"
+}
+
+# berth_setup: admin, login, endpoint on the mock socket. Sets BERTH_TOKEN
+# and BERTH_ENDPOINT.
+berth_setup() {
+  local base="http://127.0.0.1:$PORT_BERTH" out
+  out=$(curl -fsS -X POST "$base/api/users/admin/init" -H 'Content-Type: application/json' \
+    -d "{\"Username\":\"admin\",\"Password\":\"$ADMIN_PASSWORD\"}") || die "admin init failed"
+  BERTH_TOKEN=$(berth_login)
+  out=$(curl -fsS -X POST "$base/api/endpoints" -H "Authorization: Bearer $BERTH_TOKEN" \
+    -F Name=bench -F EndpointCreationType=1 -F "URL=unix://$MOCK_SOCK") || die "endpoint creation failed"
+  BERTH_ENDPOINT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])' <<<"$out")
+}
+
+berth_login() {
+  curl -fsS -X POST "http://127.0.0.1:$PORT_BERTH/api/auth" -H 'Content-Type: application/json' \
+    -d "{\"Username\":\"admin\",\"Password\":\"$ADMIN_PASSWORD\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jwt"])'
+}
+
+# anchor_conf NAME: renders scripts/bench/anchors/NAME into $BENCH_DIR
+anchor_conf() {
+  sed -e "s#@DIR@#$BENCH_DIR#g" -e "s#@SOCK@#$MOCK_SOCK#g" -e "s#@PORT_NGINX@#$PORT_NGINX#g" \
+    -e "s#@PORT_HAPROXY@#$PORT_HAPROXY#g" -e "s#@SECRET@#$ANCHOR_SECRET#g" \
+    "$BENCH_SCRIPTS/anchors/$1" >"$BENCH_DIR/$1"
+  echo "$BENCH_DIR/$1"
+}
+
+# start_nginx: the no-auth anchor; returns 1 (with a printed reason) when
+# nginx is not installed.
+start_nginx() {
+  have nginx || { note "nginx row skipped: nginx is not installed (apt-get install -y nginx)"; return 1; }
+  stop_stale nginx-anchor.pid
+  local conf
+  conf=$(anchor_conf nginx-passthrough.conf)
+  on_cpus "$SERVER_CPUS" nginx -p "$BENCH_DIR" -c "$conf" || { note "nginx row skipped: nginx failed to start"; return 1; }
+  _started+=("$BENCH_DIR/nginx-anchor.pid")
+}
+
+# start_haproxy: the HAProxy + JWT anchor; returns 1 when not installed.
+start_haproxy() {
+  have haproxy || { note "haproxy row skipped: haproxy is not installed (apt-get install -y haproxy)"; return 1; }
+  stop_stale haproxy.pid
+  local conf
+  conf=$(anchor_conf haproxy-jwt.cfg)
+  on_cpus "$SERVER_CPUS" haproxy -D -f "$conf" -p "$BENCH_DIR/haproxy.pid" 2>"$BENCH_DIR/haproxy.err" ||
+    { note "haproxy row skipped: $(cat "$BENCH_DIR/haproxy.err")"; return 1; }
+  _started+=("$BENCH_DIR/haproxy.pid")
+}
+
+# start_hyper_jwt: the shared lean-hyper anchor, built with cargo from
+# /work/shared/bench/anchors/hyper-jwt into a temporary target directory
+# (its code is not part of this repository). HYPER_JWT=0 leaves it out.
+HYPER_JWT_SRC=${HYPER_JWT_SRC:-/work/shared/bench/anchors/hyper-jwt}
+start_hyper_jwt() {
+  [ "${HYPER_JWT:-1}" = 1 ] || { note "hyper-jwt row left out (HYPER_JWT=0)"; return 1; }
+  [ -f "$HYPER_JWT_SRC/Cargo.toml" ] || { note "hyper-jwt row skipped: no $HYPER_JWT_SRC"; return 1; }
+  local target=${HYPER_JWT_TARGET:-/tmp/berth-bench/hyper-jwt-target}
+  local bin="$target/release/hyper-jwt"
+  if [ ! -x "$bin" ] || [ "$HYPER_JWT_SRC/src/main.rs" -nt "$bin" ]; then
+    note "building the hyper-jwt anchor (once) into $target ..."
+    (cd "$HYPER_JWT_SRC" && CARGO_TARGET_DIR="$target" cargo build --release -q) ||
+      { note "hyper-jwt row skipped: it did not build"; return 1; }
+  fi
+  stop_stale hyper-jwt.pid
+  on_cpus "$SERVER_CPUS" "$bin" --listen "127.0.0.1:$PORT_HYPER" --socket "$MOCK_SOCK" --secret "$ANCHOR_SECRET" \
+    --threads 1 2>>"$BENCH_DIR/hyper-jwt.log" &
+  echo $! >"$BENCH_DIR/hyper-jwt.pid"
+  _started+=("$BENCH_DIR/hyper-jwt.pid")
+}
+
+# The HS256 token the anchors verify (HAProxy, hyper-jwt).
+anchor_jwt() {
+  python3 - "$ANCHOR_SECRET" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"id": 1, "username": "admin", "role": 1, "exp": int(time.time()) + 28800}).encode())
+print(h + "." + p + "." + b(hmac.new(sys.argv[1].encode(), (h + "." + p).encode(), hashlib.sha256).digest()))
+EOF
+}
+
+# Peak and current resident memory of a process, in KiB: "HWM RSS".
+mem_kib() {
+  awk '/^VmHWM/{h=$2} /^VmRSS/{r=$2} END{print h, r}' "/proc/$1/status"
+}
+
+fd_count() {
+  ls "/proc/$1/fd" 2>/dev/null | wc -l
+}
+
+machine_line() {
+  local cpu
+  cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+  echo "$(date -u +%Y-%m-%dT%H:%MZ) | $(nproc) x ${cpu:-unknown cpu} | kernel $(uname -r) | $(free -g | awk '/Mem:/{print $2}') GB RAM"
+}
