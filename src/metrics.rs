@@ -160,7 +160,10 @@ impl Metrics {
             pool_connections: reg(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new(POOL_CONNECTIONS, "Connections to each Docker host, idle or busy (hijacked ones excluded)"),
+                    Opts::new(
+                        POOL_CONNECTIONS,
+                        "Connections to each Docker host, idle or busy (hijacked ones excluded)",
+                    ),
                     &["endpoint", "state"],
                 )
                 .unwrap(),

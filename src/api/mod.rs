@@ -134,7 +134,6 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;

@@ -78,7 +78,9 @@ pub fn validate_tls_files(files: &TlsFiles, skip_verify: bool, skip_client_verif
     }
 }
 
-fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Every certificate in a PEM file, each checked to be X.509; `what` names
+/// the file in the error, which becomes a 400's details.
+pub fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{what} is not valid PEM: {e}"))?;

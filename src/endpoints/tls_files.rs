@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 
 use crate::connector::TlsFiles;
 use crate::store::model::{EndpointTls, Id};
@@ -139,19 +139,7 @@ pub fn read_files(tls: &EndpointTls) -> Result<TlsFiles, String> {
 pub fn check_pem(kind: TlsFileKind, bytes: &[u8]) -> Result<(), String> {
     let what = kind.what();
     match kind {
-        TlsFileKind::Ca | TlsFileKind::Cert => {
-            let certs = CertificateDer::pem_slice_iter(bytes)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{what} is not valid PEM: {e}"))?;
-            if certs.is_empty() {
-                return Err(format!("{what} does not contain a PEM-encoded CERTIFICATE"));
-            }
-            for der in &certs {
-                x509_parser::parse_x509_certificate(der)
-                    .map_err(|e| format!("{what} is not a valid X.509 certificate: {e}"))?;
-            }
-            Ok(())
-        }
+        TlsFileKind::Ca | TlsFileKind::Cert => crate::connector::parse_certs(bytes, what).map(|_| ()),
         TlsFileKind::Key => PrivateKeyDer::from_pem_slice(bytes).map(|_| ()).map_err(|e| match e {
             rustls::pki_types::pem::Error::NoItemsFound => format!("{what} does not contain a PEM-encoded private key"),
             e => format!("{what} is not valid PEM: {e}"),
