@@ -72,9 +72,11 @@ async fn proxied(
             return e.into_response();
         }
     }
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{docker_path}?{q}"),
+    let path_and_query = match req.uri().query().map(without_token) {
         None => docker_path.to_owned(),
+        // Only `token` was there: no query at all, not a bare '?'.
+        Some(std::borrow::Cow::Owned(q)) if q.is_empty() => docker_path.to_owned(),
+        Some(q) => format!("{docker_path}?{q}"),
     };
     let template = docker_route_template(docker_path);
     let endpoint_label = entry.record.id.to_string();
@@ -96,4 +98,31 @@ async fn proxied(
         }
     }
     resp
+}
+
+/// The query without `token` parameters: a `?token=<jwt>` is a Berth
+/// credential (refused on its own, but a client may send it next to a
+/// header) and must not reach the Docker host, as Portainer strips it too.
+/// Every other byte is kept as sent.
+fn without_token(query: &str) -> std::borrow::Cow<'_, str> {
+    let is_token = |kv: &str| kv == "token" || kv.starts_with("token=");
+    if !query.split('&').any(is_token) {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|kv| !is_token(kv)).collect();
+    std::borrow::Cow::Owned(kept.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_token;
+
+    #[test]
+    fn token_parameters_are_dropped_and_the_rest_kept_verbatim() {
+        assert_eq!(without_token("all=1&filters=%7B%7D"), "all=1&filters=%7B%7D");
+        assert_eq!(without_token("all=1&token=abc&x=%2F"), "all=1&x=%2F");
+        assert_eq!(without_token("token=abc"), "");
+        assert_eq!(without_token("token&tokens=1&a"), "tokens=1&a");
+        assert_eq!(without_token("mytoken=1&token2=2"), "mytoken=1&token2=2");
+    }
 }

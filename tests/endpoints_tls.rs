@@ -70,7 +70,7 @@ async fn seed_tls_endpoint_works_with_httpie() {
     let (port, handshakes) = tls_relay(DOCKER_SOCKET.into(), &pki).await;
     let d = Daemon::start().await;
     let token = d.admin_token().await;
-    let (ca, cert, key) = pki.write_client_files(d.scratch_dir());
+    let (ca, cert, key) = pki.write_client_files(d.scratch_dir()).unwrap();
     let url = format!("tcp://127.0.0.1:{port}");
     for (name, ty) in [("test-remote-tls", "EndpointCreationType=1"), ("test-remote", "EndpointType=1")] {
         let args = vec![

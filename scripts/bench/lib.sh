@@ -67,12 +67,14 @@ stop_stale() {
   fi
 }
 
-# on_cpus CPUS cmd...: taskset when available (and CPUS non-empty)
-on_cpus() {
-  local cpus=$1
-  shift
-  if [ -n "$cpus" ] && have taskset; then taskset -c "$cpus" "$@"; else "$@"; fi
-}
+# Command prefixes that pin to the server / client cores: taskset execs the
+# program, so `$!` of a background "${PIN_SERVER[@]}" prog & is prog's pid.
+PIN_SERVER=()
+PIN_CLIENT=()
+if have taskset; then
+  [ -n "$SERVER_CPUS" ] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
+  [ -n "$CLIENT_CPUS" ] && PIN_CLIENT=(taskset -c "$CLIENT_CPUS")
+fi
 
 # Builds berth and berth-mock-docker (release) and copies them to $BIN, so
 # that another engineer's rebuild cannot swap a binary under a running
@@ -118,11 +120,14 @@ wait_for() {
 start_mock() {
   stop_stale mock.pid
   rm -f "$MOCK_SOCK"
-  on_cpus "$SERVER_CPUS" "$BIN/berth-mock-docker" --unix "$MOCK_SOCK" --tcp "127.0.0.1:$PORT_FLOOR" \
+  "${PIN_SERVER[@]}" "$BIN/berth-mock-docker" --unix "$MOCK_SOCK" --tcp "127.0.0.1:$PORT_FLOOR" \
     --workers "$MOCK_WORKERS" >"$BENCH_DIR/mock.out" 2>"$BENCH_DIR/mock.err" &
   echo $! >"$BENCH_DIR/mock.pid"
   _started+=("$BENCH_DIR/mock.pid")
   wait_for curl -fsS "http://127.0.0.1:$PORT_FLOOR/_ping" || die "mock backend did not start: $(cat "$BENCH_DIR/mock.err")"
+  # nginx's workers run as an unprivileged user and need write access to connect
+  wait_for test -S "$MOCK_SOCK" || die "mock backend made no socket"
+  chmod 0666 "$MOCK_SOCK"
 }
 
 # start_berth [extra flags...]: a fresh data directory every time; sets
@@ -131,7 +136,7 @@ start_mock() {
 start_berth() {
   stop_stale berth.pid
   rm -rf "$BENCH_DIR/berth-data"
-  on_cpus "$SERVER_CPUS" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
+  "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
     --data "$BENCH_DIR/berth-data" --workers "$BERTH_WORKERS" \
     --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" "$@" >"$BENCH_DIR/berth.log" 2>&1 &
   BERTH_PID=$!
@@ -173,7 +178,7 @@ start_nginx() {
   stop_stale nginx-anchor.pid
   local conf
   conf=$(anchor_conf nginx-passthrough.conf)
-  on_cpus "$SERVER_CPUS" nginx -p "$BENCH_DIR" -c "$conf" || { note "nginx row skipped: nginx failed to start"; return 1; }
+  "${PIN_SERVER[@]}" nginx -p "$BENCH_DIR" -c "$conf" || { note "nginx row skipped: nginx failed to start"; return 1; }
   _started+=("$BENCH_DIR/nginx-anchor.pid")
 }
 
@@ -183,7 +188,7 @@ start_haproxy() {
   stop_stale haproxy.pid
   local conf
   conf=$(anchor_conf haproxy-jwt.cfg)
-  on_cpus "$SERVER_CPUS" haproxy -D -f "$conf" -p "$BENCH_DIR/haproxy.pid" 2>"$BENCH_DIR/haproxy.err" ||
+  "${PIN_SERVER[@]}" haproxy -D -f "$conf" -p "$BENCH_DIR/haproxy.pid" 2>"$BENCH_DIR/haproxy.err" ||
     { note "haproxy row skipped: $(cat "$BENCH_DIR/haproxy.err")"; return 1; }
   _started+=("$BENCH_DIR/haproxy.pid")
 }
@@ -203,7 +208,7 @@ start_hyper_jwt() {
       { note "hyper-jwt row skipped: it did not build"; return 1; }
   fi
   stop_stale hyper-jwt.pid
-  on_cpus "$SERVER_CPUS" "$bin" --listen "127.0.0.1:$PORT_HYPER" --socket "$MOCK_SOCK" --secret "$ANCHOR_SECRET" \
+  "${PIN_SERVER[@]}" "$bin" --listen "127.0.0.1:$PORT_HYPER" --socket "$MOCK_SOCK" --secret "$ANCHOR_SECRET" \
     --threads 1 2>>"$BENCH_DIR/hyper-jwt.log" &
   echo $! >"$BENCH_DIR/hyper-jwt.pid"
   _started+=("$BENCH_DIR/hyper-jwt.pid")

@@ -53,7 +53,7 @@ results=$(mktemp)
 for ((r = 1; r <= rounds; r++)); do
   for t in "${targets[@]}"; do
     IFS='|' read -r name url tok <<<"$t"
-    out=$(on_cpus "$CLIENT_CPUS" wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $tok" "$url")
+    out=$("${PIN_CLIENT[@]}" wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $tok" "$url")
     if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
       echo "$name returned errors under load:" >&2
       echo "$out" >&2

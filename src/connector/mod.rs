@@ -35,7 +35,7 @@ use crate::body::UpstreamBody;
 use pool::{Pool, Sender};
 use transport::Transport;
 
-pub use tls::{parse_certs, validate_tls_files, TlsFiles, TlsOptions};
+pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
 pub use url::DockerUrl;
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large

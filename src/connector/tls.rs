@@ -177,6 +177,13 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_owned()).map_err(|e| format!("invalid TLS server name {host:?}: {e}"))
 }
 
+/// A verifier that accepts any server certificate while still checking
+/// handshake signatures: what `TLSSkipVerify` means, also handy for tests
+/// that talk to Berth's own self-signed HTTPS listener.
+pub fn accept_any_server_cert() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AcceptAnyServerCert(provider()))
+}
+
 /// `skip_verify`: the peer's identity is not checked, but handshake signatures
 /// still are, so the session keys are at least bound to whoever holds the
 /// presented certificate's key.

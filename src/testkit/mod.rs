@@ -7,6 +7,8 @@
 
 pub mod checksum;
 pub mod mock_docker;
+pub mod pki;
 
 pub use checksum::Fnv1a64;
 pub use mock_docker::{FailMode, MockBuilder, MockDocker, MockOptions, RecordedRequest};
+pub use pki::Pki;

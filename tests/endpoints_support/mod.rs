@@ -11,12 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
 use reqwest::{Method, StatusCode};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use tokio::net::{TcpListener, UnixStream};
 
@@ -110,22 +105,7 @@ pub async fn tcp_relay(target: PathBuf) -> (u16, Arc<AtomicU64>) {
 /// insists on a client certificate issued by `pki`'s CA (Docker's
 /// `--tlsverify`). Returns the port and the count of completed handshakes.
 pub async fn tls_relay(target: PathBuf, pki: &Pki) -> (u16, Arc<AtomicU64>) {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
-    let chain = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(true));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let handshakes = Arc::new(AtomicU64::new(0));
@@ -145,76 +125,7 @@ pub async fn tls_relay(target: PathBuf, pki: &Pki) -> (u16, Arc<AtomicU64>) {
     (port, handshakes)
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate.
-pub struct Pki {
-    pub ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-    pub server_cert_pem: String,
-    pub server_key_pem: String,
-    pub client_cert_pem: String,
-    pub client_key_pem: String,
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    p
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params("berth endpoint test CA");
-        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-        let issuer = Issuer::new(ca, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        sp.distinguished_name.push(DnType::CommonName, "docker host");
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = sp.signed_by(&server_key, &issuer).unwrap();
-        let (client_cert_pem, client_key_pem) = client_pair(&issuer);
-        Pki {
-            ca_pem,
-            issuer,
-            server_cert_pem: server_cert.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            client_cert_pem,
-            client_key_pem,
-        }
-    }
-
-    /// Another client certificate and key from the same CA.
-    pub fn new_client(&self) -> (String, String) {
-        client_pair(&self.issuer)
-    }
-
-    pub fn expired_ca_pem() -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut p = ca_params("expired CA");
-        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        p.self_signed(&key).unwrap().pem()
-    }
-
-    /// Writes ca.pem, cert.pem and key.pem into `dir`.
-    pub fn write_client_files(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-        let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&ca, &self.ca_pem).unwrap();
-        std::fs::write(&cert, &self.client_cert_pem).unwrap();
-        std::fs::write(&key, &self.client_key_pem).unwrap();
-        (ca, cert, key)
-    }
-}
-
-fn client_pair(issuer: &Issuer<'static, KeyPair>) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name.push(DnType::CommonName, "berth");
-    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    (cp.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
-}
+pub use berth::testkit::Pki;
 
 /// Polls `f` every 100 ms until it returns `Some`, for up to `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
