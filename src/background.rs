@@ -1,5 +1,5 @@
 //! Periodic housekeeping: pruning expired revocations and idle rate-limit
-//! buckets. (The endpoint health checker lives in `endpoints`.)
+//! buckets, and recording API keys' last use. (The endpoint health checker lives in `endpoints`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,26 @@ pub fn spawn_all(state: &Arc<AppState>) {
             s.identity.prune_revoked(now);
             if let Err(e) = s.store.write(move |tx| tx.prune_revoked(now)).await {
                 tracing::warn!(error = %e, "pruning revoked tokens failed");
+            }
+            // API keys' lastUsed: written here, off the request path.
+            let used = s.identity.api_keys_to_flush();
+            if !used.is_empty() {
+                let batch = used.clone();
+                let stored = s
+                    .store
+                    .write(move |tx| {
+                        for k in &batch {
+                            if tx.get::<crate::store::model::ApiKey>(crate::store::API_KEYS, k.id)?.is_some() {
+                                tx.put(crate::store::API_KEYS, k.id, k)?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                match stored {
+                    Ok(()) => used.into_iter().for_each(|k| s.identity.refresh_api_key(k)),
+                    Err(e) => tracing::warn!(error = %e, "recording API key use failed"),
+                }
             }
             let st = s.settings();
             s.limiter.prune(st.login_rate_burst, st.login_rate_per_second);

@@ -40,6 +40,13 @@ pub mod defaults {
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
     pub const HEALTH_CONCURRENCY: usize = 64;
+    pub const STACK_DEPLOY_TIMEOUT: &str = "10m";
+    pub const GIT_CLONE_TIMEOUT: &str = "2m";
+    pub const MAX_STACK_FILE: usize = 4 * 1024 * 1024;
+    pub const MAX_CLONE_SIZE: u64 = 256 * 1024 * 1024;
+    pub const DOCKER_BIN: &str = "docker";
+    pub const COMPOSE_BIN: &str = "docker-compose";
+    pub const GIT_BIN: &str = "git";
 }
 
 /// Command line. Each field is optional so that "not given" falls through
@@ -152,6 +159,27 @@ pub struct Cli {
     /// Worker threads of the async runtime (default: one per core)
     #[arg(long = "workers", env = "BERTH_WORKERS", value_name = "N")]
     pub workers: Option<String>,
+    /// Time one stack deployer run (docker stack deploy, compose up/down) may take; then its process group is killed
+    #[arg(long = "stack-deploy-timeout", env = "BERTH_STACK_DEPLOY_TIMEOUT", value_name = "DURATION")]
+    pub stack_deploy_timeout: Option<String>,
+    /// Time a git clone of a stack repository may take, all steps together
+    #[arg(long = "git-clone-timeout", env = "BERTH_GIT_CLONE_TIMEOUT", value_name = "DURATION")]
+    pub git_clone_timeout: Option<String>,
+    /// Largest stack file accepted (string and file methods; 413 beyond)
+    #[arg(long = "max-stack-file", env = "BERTH_MAX_STACK_FILE", value_name = "BYTES")]
+    pub max_stack_file: Option<String>,
+    /// Largest stack repository clone on disk; the clone is stopped beyond
+    #[arg(long = "max-clone-size", env = "BERTH_MAX_CLONE_SIZE", value_name = "BYTES")]
+    pub max_clone_size: Option<String>,
+    /// Docker CLI used for swarm stacks (and the `docker compose` plugin)
+    #[arg(long = "docker-bin", env = "BERTH_DOCKER_BIN", value_name = "PROGRAM")]
+    pub docker_bin: Option<String>,
+    /// Standalone Compose used when the `docker compose` plugin is absent
+    #[arg(long = "compose-bin", env = "BERTH_COMPOSE_BIN", value_name = "PROGRAM")]
+    pub compose_bin: Option<String>,
+    /// git used to clone stack repositories
+    #[arg(long = "git-bin", env = "BERTH_GIT_BIN", value_name = "PROGRAM")]
+    pub git_bin: Option<String>,
 }
 
 /// The TOML file. Unknown keys are errors: a typo must not silently fall
@@ -167,6 +195,8 @@ pub struct FileConfig {
     pub docker: FileDocker,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub stacks: FileStacks,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -212,6 +242,18 @@ pub struct FileDocker {
     pub health_interval: Option<String>,
     pub health_timeout: Option<String>,
     pub health_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileStacks {
+    pub stack_deploy_timeout: Option<String>,
+    pub git_clone_timeout: Option<String>,
+    pub max_stack_file: Option<usize>,
+    pub max_clone_size: Option<u64>,
+    pub docker_bin: Option<String>,
+    pub compose_bin: Option<String>,
+    pub git_bin: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -262,6 +304,13 @@ pub struct Config {
     pub health_timeout: Duration,
     pub health_concurrency: usize,
     pub workers: Option<usize>,
+    pub stack_deploy_timeout: Duration,
+    pub git_clone_timeout: Duration,
+    pub max_stack_file: usize,
+    pub max_clone_size: u64,
+    pub docker_bin: String,
+    pub compose_bin: String,
+    pub git_bin: String,
 }
 
 impl Default for Config {
@@ -352,6 +401,7 @@ impl Config {
         let a = file.auth;
         let k = file.docker;
         let l = file.log;
+        let st = file.stacks;
 
         let bind = p.addr("bind", &cli.bind.or(s.bind).unwrap_or_else(|| d::BIND.into()));
         let bind_https_s = cli.bind_https.or(s.bind_https).unwrap_or_else(|| d::BIND_HTTPS.into());
@@ -449,7 +499,35 @@ impl Config {
             .or(k.health_concurrency)
             .unwrap_or(d::HEALTH_CONCURRENCY);
         let health_concurrency = p.positive("health_concurrency", health_concurrency);
+        let stack_deploy_timeout = p.dur(
+            "stack_deploy_timeout",
+            &cli.stack_deploy_timeout.or(st.stack_deploy_timeout).unwrap_or_else(|| d::STACK_DEPLOY_TIMEOUT.into()),
+        );
+        let git_clone_timeout = p.dur(
+            "git_clone_timeout",
+            &cli.git_clone_timeout.or(st.git_clone_timeout).unwrap_or_else(|| d::GIT_CLONE_TIMEOUT.into()),
+        );
+        let max_stack_file =
+            p.parse("max_stack_file", cli.max_stack_file).or(st.max_stack_file).unwrap_or(d::MAX_STACK_FILE);
+        let max_stack_file = p.positive("max_stack_file", max_stack_file);
+        let max_clone_size =
+            p.parse("max_clone_size", cli.max_clone_size).or(st.max_clone_size).unwrap_or(d::MAX_CLONE_SIZE);
+        if max_clone_size == 0 {
+            p.0.push("max_clone_size: must be greater than 0".into());
+        }
+        let mut program = |field: &str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.into());
+            if v.trim().is_empty() || v.contains('\0') {
+                p.0.push(format!("{field}: must name a program"));
+            }
+            v
+        };
+        let docker_bin = program("docker_bin", cli.docker_bin.or(st.docker_bin), d::DOCKER_BIN);
+        let compose_bin = program("compose_bin", cli.compose_bin.or(st.compose_bin), d::COMPOSE_BIN);
+        let git_bin = program("git_bin", cli.git_bin.or(st.git_bin), d::GIT_BIN);
         for (name, v) in [
+            ("stack_deploy_timeout", stack_deploy_timeout),
+            ("git_clone_timeout", git_clone_timeout),
             ("header_read_timeout", header_read_timeout),
             ("connect_timeout", connect_timeout),
             ("ping_timeout", ping_timeout),
@@ -500,6 +578,13 @@ impl Config {
             health_timeout,
             health_concurrency,
             workers,
+            stack_deploy_timeout,
+            git_clone_timeout,
+            max_stack_file,
+            max_clone_size,
+            docker_bin,
+            compose_bin,
+            git_bin,
         })
     }
 }

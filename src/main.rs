@@ -19,7 +19,20 @@ fn init_tracing(config: &Config) {
 }
 
 fn main() -> ExitCode {
-    let config = match Config::load(Cli::parse()) {
+    // Usage errors exit 64 (EX_USAGE) like every other configuration error;
+    // --help and --version print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(64);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let config = match Config::load(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berth: {e}");

@@ -25,6 +25,11 @@ pub const HEALTH_DURATION: &str = "berth_endpoint_check_duration_seconds";
 pub const HEALTH_FAILURES: &str = "berth_endpoint_check_failures_total";
 pub const CONNECTIONS_OPEN: &str = "berth_connections_open";
 pub const POOL_CONNECTIONS: &str = "berth_upstream_pool_connections";
+pub const STACK_DEPLOYS: &str = "berth_stack_deploys_total";
+pub const STACK_DEPLOY_DURATION: &str = "berth_stack_deploy_duration_seconds";
+
+/// Stack operations run child processes for seconds to minutes.
+const DEPLOY_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// Latency buckets from 100 µs to 30 s: proxied calls are sub-millisecond,
 /// logins ~50 ms, image pulls minutes (those land in +Inf).
@@ -50,6 +55,11 @@ pub struct Metrics {
     pub health_failures: IntCounterVec,
     pub connections_open: IntGauge,
     pub pool_connections: IntGaugeVec,
+    /// Stack operations by type (swarm/compose), method (string, file,
+    /// repository, update, redeploy, start, stop, remove) and outcome
+    /// (ok, error, timeout).
+    pub stack_deploys: IntCounterVec,
+    pub stack_deploy_duration: HistogramVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -165,6 +175,23 @@ impl Metrics {
                         "Connections to each Docker host, idle or busy (hijacked ones excluded)",
                     ),
                     &["endpoint", "state"],
+                )
+                .unwrap(),
+            ),
+            stack_deploys: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(STACK_DEPLOYS, "Stack deployer runs by stack type, method and outcome"),
+                    &["type", "method", "outcome"],
+                )
+                .unwrap(),
+            ),
+            stack_deploy_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(STACK_DEPLOY_DURATION, "Duration of stack operations (clone and deployer runs)")
+                        .buckets(DEPLOY_BUCKETS.to_vec()),
+                    &["type", "method"],
                 )
                 .unwrap(),
             ),

@@ -1201,6 +1201,10 @@ async fn api_keys_are_created_listed_used_and_deleted() {
     let (s, _, v) =
         send(&d, Method::PUT, &format!("/api/users/{bob_id}"), &k, Some(&json!({"Theme": {"color": "light"}}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // Using the key is recorded as its lastUsed (Portainer's field).
+    let (_, list) = d.get_json(&format!("/api/users/{bob_id}/tokens"), Some(&bob)).await;
+    assert!(list[0]["lastUsed"].as_u64().unwrap_or(0) > 0, "{list}");
+    assert!(list[0]["lastUsed"].as_u64().unwrap() >= list[0]["dateCreated"].as_u64().unwrap(), "{list}");
     // An admin's key has admin rights.
     let (s, ak) = create_api_key(&d, 1, &admin, ADMIN_PASSWORD).await;
     assert_eq!(s, StatusCode::CREATED);

@@ -416,7 +416,16 @@ pub async fn list_tokens(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Res
     if p.id() != id && !admin_on_user {
         return Err(denied("Permission denied to get user access tokens"));
     }
-    let v: Vec<_> = state.identity.api_keys_of(id).iter().map(|k| k.to_api(false)).collect();
+    let v: Vec<_> = state
+        .identity
+        .api_keys_of(id)
+        .iter()
+        .map(|k| {
+            let mut v = k.to_api(false);
+            v["lastUsed"] = state.identity.api_key_last_used(k).into();
+            v
+        })
+        .collect();
     ok_json(&serde_json::Value::Array(v))
 }
 

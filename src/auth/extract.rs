@@ -128,6 +128,7 @@ pub fn authenticate(
             return Err(AuthFailure::BadApiKey);
         }
         let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
+        identity.touch_api_key(&key, super::now_secs());
         return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false });
     }
     let token = if let Some(c) = cookie {

@@ -15,6 +15,10 @@ pub struct Identity {
     /// Lower-cased username → id: logins ignore case, as Portainer's do.
     by_name: DashMap<String, Id>,
     api_keys: DashMap<[u8; 32], Arc<ApiKey>>,
+    /// Key id → last use (unix seconds), recorded at most once a minute per
+    /// key and flushed to the store by the background task, so using a key
+    /// never waits on a write.
+    api_key_last_used: DashMap<Id, u64>,
     revoked: DashMap<String, u64>,
     teams: DashMap<Id, Team>,
     memberships: DashMap<Id, TeamMembership>,
@@ -95,6 +99,42 @@ impl Identity {
         self.api_keys.get(d).map(|k| k.clone())
     }
 
+    /// Notes that a key was used; cheap enough for every request (one map
+    /// read, a write at most once a minute).
+    pub fn touch_api_key(&self, key: &ApiKey, now: u64) {
+        let last = self.api_key_last_used.get(&key.id).map(|v| *v).unwrap_or(key.last_used);
+        if now >= last + 60 {
+            self.api_key_last_used.insert(key.id, now);
+        }
+    }
+
+    /// Keys whose recorded use is newer than their stored record, for the
+    /// periodic flush.
+    pub fn api_keys_to_flush(&self) -> Vec<ApiKey> {
+        self.api_keys
+            .iter()
+            .filter_map(|k| {
+                let used = *self.api_key_last_used.get(&k.id)?;
+                (used > k.last_used).then(|| ApiKey { last_used: used, ..(**k).clone() })
+            })
+            .collect()
+    }
+
+    /// Last use as clients should see it: the recorded one, or the stored one.
+    pub fn api_key_last_used(&self, key: &ApiKey) -> u64 {
+        self.api_key_last_used.get(&key.id).map(|v| (*v).max(key.last_used)).unwrap_or(key.last_used)
+    }
+
+    /// Replaces a key's record only while the key still exists, so a flush
+    /// racing a deletion cannot bring the key back.
+    pub fn refresh_api_key(&self, k: ApiKey) {
+        if let Some(d) = decode_digest(&k.digest) {
+            if let Some(mut e) = self.api_keys.get_mut(&d) {
+                *e = Arc::new(k);
+            }
+        }
+    }
+
     pub fn api_keys_of(&self, user: Id) -> Vec<Arc<ApiKey>> {
         let mut v: Vec<_> = self.api_keys.iter().filter(|k| k.user_id == user).map(|k| k.clone()).collect();
         v.sort_by_key(|k| k.id);
@@ -107,6 +147,7 @@ impl Identity {
 
     pub fn remove_api_key(&self, id: Id) {
         self.api_keys.retain(|_, k| k.id != id);
+        self.api_key_last_used.remove(&id);
     }
 
     pub fn revoke(&self, jti: String, exp: u64) {
@@ -177,4 +218,42 @@ impl Identity {
 fn decode_digest(b64: &str) -> Option<[u8; 32]> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(b64).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: Id) -> ApiKey {
+        let raw = crate::auth::apikey::generate();
+        ApiKey {
+            id,
+            user_id: 1,
+            description: "k".into(),
+            prefix: crate::auth::apikey::display_prefix(&raw),
+            digest: crate::auth::apikey::digest_b64(&crate::auth::apikey::digest(&raw)),
+            date_created: 0,
+            last_used: 0,
+        }
+    }
+
+    #[test]
+    fn key_use_is_recorded_once_a_minute_and_flushed_without_resurrecting() {
+        let id = Identity::default();
+        let k = key(1);
+        id.put_api_key(k.clone());
+        id.touch_api_key(&k, 1000);
+        id.touch_api_key(&k, 1030);
+        assert_eq!(id.api_key_last_used(&k), 1000);
+        id.touch_api_key(&k, 1061);
+        let flush = id.api_keys_to_flush();
+        assert_eq!(flush.len(), 1);
+        assert_eq!(flush[0].last_used, 1061);
+        id.refresh_api_key(flush[0].clone());
+        assert!(id.api_keys_to_flush().is_empty());
+        // A flush that lands after a deletion does not bring the key back.
+        id.remove_api_key(1);
+        id.refresh_api_key(flush[0].clone());
+        assert!(id.api_key(1).is_none());
+    }
 }

@@ -342,3 +342,123 @@ pub struct SnapshotRecord {
     #[serde(rename = "Docker")]
     pub docker: Option<DockerSnapshot>,
 }
+
+/// Portainer's `{"name","value"}` pair (stack environment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pair {
+    pub name: String,
+    pub value: String,
+}
+
+/// One user's (or team's) access in a resource control; the level is
+/// always 1 (read-write), as in Portainer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserAccess {
+    #[serde(rename = "UserId")]
+    pub user_id: Id,
+    #[serde(rename = "AccessLevel")]
+    pub access_level: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TeamAccess {
+    #[serde(rename = "TeamId")]
+    pub team_id: Id,
+    #[serde(rename = "AccessLevel")]
+    pub access_level: u8,
+}
+
+/// Resource control type of a stack.
+pub const RESOURCE_CONTROL_STACK: u8 = 6;
+
+/// A resource control, kept inside the record it governs (Berth has no
+/// separate resource-control table; the control's `Id` is the stack's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceControl {
+    pub id: Id,
+    pub resource_id: String,
+    #[serde(default)]
+    pub sub_resource_ids: Vec<String>,
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    #[serde(default)]
+    pub user_accesses: Vec<UserAccess>,
+    #[serde(default)]
+    pub team_accesses: Vec<TeamAccess>,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub administrators_only: bool,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// Git credentials of a stack. The password is sealed like registry
+/// passwords and never returned by the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GitAuth {
+    pub username: String,
+    #[serde(default)]
+    pub sealed_password: String,
+}
+
+/// Where a stack's files come from when it was deployed from git.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct StackGitConfig {
+    #[serde(rename = "URL")]
+    pub url: String,
+    /// Branch, tag or full ref; empty for the remote's default branch.
+    #[serde(default)]
+    pub reference_name: String,
+    pub config_file_path: String,
+    #[serde(default)]
+    pub authentication: Option<GitAuth>,
+    /// Commit deployed (`git rev-parse HEAD`).
+    #[serde(default)]
+    pub config_hash: String,
+    #[serde(rename = "TLSSkipVerify", default)]
+    pub tls_skip_verify: bool,
+}
+
+pub const STACK_SWARM: u8 = 1;
+pub const STACK_COMPOSE: u8 = 2;
+pub const STACK_ACTIVE: u8 = 1;
+pub const STACK_INACTIVE: u8 = 2;
+
+/// A stack as stored. The API view ([`crate::stacks::view`]) is built from
+/// it with secrets blanked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Stack {
+    pub id: Id,
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    pub endpoint_id: Id,
+    #[serde(default)]
+    pub swarm_id: String,
+    pub entry_point: String,
+    #[serde(default)]
+    pub env: Option<Vec<Pair>>,
+    pub status: u8,
+    pub project_path: String,
+    pub creation_date: i64,
+    pub created_by: String,
+    #[serde(default)]
+    pub update_date: i64,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub additional_files: Option<Vec<String>>,
+    /// `{"Prune": bool}` once an update asked for pruning (swarm).
+    #[serde(default)]
+    pub option: Option<serde_json::Value>,
+    #[serde(default)]
+    pub git_config: Option<StackGitConfig>,
+    pub resource_control: ResourceControl,
+    #[serde(default)]
+    pub from_app_template: bool,
+}
