@@ -30,6 +30,7 @@ pub mod proxy_route;
 pub mod registries;
 pub mod router;
 pub mod server;
+pub mod stacks;
 pub mod state;
 pub mod store;
 pub mod testkit;
@@ -73,6 +74,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
         registries.put(r);
     }
+    let stacks = stacks::Stacks::load(&store, &config).await.context("loading stacks")?;
     let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
         .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
     let state = AppState {
@@ -96,6 +98,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         tunnels,
         registries,
         sealer,
+        stacks,
     };
     Ok(Arc::new(state))
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub registries: crate::registries::Registries,
     /// Seals secrets Berth must read back (registry passwords).
     pub sealer: crate::auth::seal::Sealer,
+    /// Stacks, their per-name locks and the deployer programs.
+    pub stacks: crate::stacks::Stacks,
 }
 
 impl AppState {

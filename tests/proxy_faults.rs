@@ -266,7 +266,7 @@ async fn engine_never_answering_is_cleaned_up_when_the_client_leaves() {
     .await
 }
 
-/// One endpoint answers after 5 s; meanwhile another endpoint of the same
+/// One endpoint answers after 6 s; meanwhile another endpoint of the same
 /// daemon serves twenty requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_engine_does_not_hold_up_another_endpoint() {
@@ -275,7 +275,7 @@ async fn slow_engine_does_not_hold_up_another_endpoint() {
         let dir = tempfile::tempdir().unwrap();
         let fast = MockDocker::start_unix(dir.path().join("fast.sock")).await.unwrap();
         let fast_id = env.daemon.create_endpoint(&env.token, "fast-engine", &fast.unix_url().unwrap()).await;
-        env.mock.set_delay(Duration::from_secs(5));
+        env.mock.set_delay(Duration::from_secs(6));
 
         let slow_req = env.get("/version");
         let slow = tokio::spawn(async move { slow_req.send().await.map(|r| r.status()) });
@@ -595,6 +595,115 @@ async fn endpoint_deleted_during_a_stream() {
         assert!(total <= 300000);
         let resp = env.daemon.request(Method::GET, &env.path("/_ping"), Some(&env.token)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    })
+    .await
+}
+
+async fn upgrade_request(env: &Env, rest: &str) -> TcpStream {
+    let req = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        env.path(rest),
+        env.token
+    );
+    send_raw(env.daemon.port(), req.as_bytes()).await
+}
+
+/// Reads a response head byte by byte (so nothing after it is consumed).
+async fn head_of(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut b)).await.expect("no response head").unwrap();
+        assert_eq!(n, 1, "closed before a response head: {:?}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Past `--max-tunnels`, upgrades get a 503 with Retry-After and never reach
+/// the engine; a closed session frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_cap_refuses_with_503_and_frees_slots() {
+    bounded(async {
+        let env = Env::start_with(Daemon::builder().arg("--max-tunnels").arg("2")).await;
+        let mut open = Vec::new();
+        for i in 0..2 {
+            let mut s = upgrade_request(&env, &format!("/exec/cap{i}/start")).await;
+            let head = head_of(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            open.push(s);
+        }
+        env.mock.clear_requests();
+        let mut s = upgrade_request(&env, "/exec/cap2/start").await;
+        let head = head_of(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{head}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(env.mock.requests().is_empty(), "a refused upgrade reached the engine");
+        // Ordinary requests are not capped.
+        assert_eq!(env.get("/_ping").send().await.unwrap().status(), StatusCode::OK);
+
+        drop(open.pop());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut s = upgrade_request(&env, "/exec/cap3/start").await;
+            let head = head_of(&mut s).await;
+            if head.starts_with("HTTP/1.1 101") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the closed session's slot was never freed: {head}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// An upgrade the engine never answers, abandoned by its client: the
+/// reserved tunnel slot and the engine connection are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_upgrade_to_a_hung_engine_is_released() {
+    bounded(async {
+        let env = Env::start_with(Daemon::builder().arg("--max-tunnels").arg("1")).await;
+        let base = Baseline::take(&env).await;
+        env.mock.set_fail(FailMode::Hang).await;
+        let s = upgrade_request(&env, "/containers/hung/attach?stream=1").await;
+        env.wait_logged("/containers/hung/attach").await;
+        let during = env.mock.connections_open();
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while env.mock.connections_open() >= during {
+            assert!(Instant::now() < deadline, "the engine connection of an abandoned upgrade stays open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        env.mock.set_fail(FailMode::None).await;
+        let mut s = upgrade_request(&env, "/containers/next/attach?stream=1").await;
+        let head = head_of(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "the abandoned upgrade still holds the only slot: {head}");
+        drop(s);
+        base.assert_settled(&env, &[&env.mock]).await;
+    })
+    .await
+}
+
+/// The engine dies under an open hijacked session: the client's tunnel ends
+/// (EOF or reset), and the gauge and descriptors come back down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_dying_under_a_hijacked_session_closes_the_tunnel() {
+    bounded(async {
+        let env = Env::start().await;
+        let base = Baseline::take(&env).await;
+        let mut s = upgrade_request(&env, "/containers/c/attach?stream=1&stdin=1").await;
+        let head = head_of(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        env.mock.set_fail(FailMode::Refuse).await;
+        let rest = read_all(s).await;
+        assert!(rest.is_empty(), "nothing more after the engine died: {rest:?}");
+        env.mock.set_fail(FailMode::None).await;
+        base.assert_settled(&env, &[&env.mock]).await;
     })
     .await
 }

@@ -411,6 +411,16 @@ async fn serve_raw(mut s: TcpStream, log: Arc<Mutex<Vec<String>>>) -> std::io::R
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     log.lock().unwrap().push(head.clone());
     let lower = head.to_ascii_lowercase();
+    if lower.contains("\r\nupgrade: tcp") && lower.contains("/attach/early") {
+        // Output sent in the same write as the 101, as dockerd does when
+        // the container has already written something.
+        s.write_all(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nengine-first;").await?;
+        s.write_all(&buf[end..]).await?;
+        let (mut r, mut w) = s.split();
+        tokio::io::copy(&mut r, &mut w).await?;
+        w.shutdown().await?;
+        return Ok(());
+    }
     if lower.contains("\r\nupgrade: websocket") {
         s.write_all(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -423,6 +433,24 @@ async fn serve_raw(mut s: TcpStream, log: Arc<Mutex<Vec<String>>>) -> std::io::R
         w.write_all(b"ws-bye").await?;
         w.shutdown().await?;
         return Ok(());
+    }
+    if lower.starts_with("post /rawstream ") {
+        // dockerd's legacy hijack answer: no length, no chunking, the end
+        // of the body is the end of the connection.
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n").await?;
+        for part in noise(99, 300_000).chunks(7000) {
+            s.write_all(part).await?;
+        }
+        return s.shutdown().await;
+    }
+    if lower.contains("/containers/missing/attach") {
+        let body = r#"{"message":"No such container: missing"}"#;
+        let resp = format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(resp.as_bytes()).await?;
+        return s.shutdown().await;
     }
     let body = "OK";
     let extra = if lower.starts_with("get /hop ") {
@@ -578,7 +606,10 @@ async fn tcp_upgrade_hijack_with_half_close() {
             wr
         });
         let mut got = Vec::with_capacity(data.len() + 4);
-        rd.read_to_end(&mut got).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut got))
+            .await
+            .expect("the tunnel never ended: the half-close did not reach the engine, or its close did not come back")
+            .unwrap();
         let _wr = writer.await.unwrap();
         assert_eq!(got.len(), data.len() + 4, "echo plus the mock's bye after our half-close");
         assert!(got[..data.len()] == data[..], "echoed bytes differ");
@@ -848,6 +879,263 @@ async fn metrics_use_route_templates_not_raw_ids() {
             text.lines().any(|l| l.starts_with("berth_proxy_request_duration_seconds_count{")),
             "latency is recorded per endpoint and route"
         );
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_paths_stay_encoded() {
+    bounded(async {
+        let env = Env::start().await;
+        for rest in [
+            "/v1.41/images/reg.example%3A5000%2Fteam%2Fapp%3A1.0/json",
+            "/v1.41/containers/a%20b/json",
+            "/v1.41/volumes/%E2%9C%93",
+            "/v1.41/distribution/docker.io/library/busybox:latest/json",
+        ] {
+            let req = format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                env.path(rest),
+                env.token
+            );
+            let resp = raw_request(env.daemon.port(), req.as_bytes()).await;
+            assert_eq!(resp.status, 404, "the mock's own 404: {}", resp.head);
+            env.logged(rest).await;
+        }
+    })
+    .await
+}
+
+/// curl sends `Expect: 100-continue` before large uploads. Berth answers it
+/// itself (hyper does, when the body is first read); the engine must not
+/// see the header and answer it a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_once() {
+    bounded(async {
+        let env = Env::start().await;
+        let body = noise(3, 100_000);
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-tar\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            env.path("/mock/upload"),
+            env.token,
+            body.len()
+        );
+        let mut interim = raw_request(env.daemon.port(), head.as_bytes()).await;
+        assert_eq!(interim.status, 100, "{}", interim.head);
+        assert!(interim.rest.is_empty());
+        interim.stream.write_all(&body).await.unwrap();
+        let fin = read_head(interim.stream).await;
+        assert_eq!(fin.status, 200, "{}", fin.head);
+        let all = fin.read_to_end().await;
+        let v: Value = serde_json::from_slice(&all).expect("JSON after the final head");
+        let mut sum = Fnv1a64::new();
+        sum.update(&body);
+        assert_eq!(v["bytes"], 100_000);
+        assert_eq!(v["fnv1a64"], sum.hex());
+        let r = env.logged("/mock/upload").await;
+        assert!(r.header("expect").is_none(), "Expect reached the engine: {:?}", r.headers);
+    })
+    .await
+}
+
+/// An HTTP/1.0 client gets a streamed (chunked upstream) body delimited by
+/// the connection's close, byte for byte, with no chunk markers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_client_gets_a_close_delimited_body() {
+    bounded(async {
+        let env = Env::start().await;
+        let req = format!(
+            "GET {} HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n",
+            env.path("/mock/stream?bytes=70000&chunk=1000"),
+            env.token
+        );
+        let resp = raw_request(env.daemon.port(), req.as_bytes()).await;
+        assert_eq!(resp.status, 200, "{}", resp.head);
+        assert!(resp.header("transfer-encoding").is_none(), "no chunked encoding to HTTP/1.0: {}", resp.head);
+        let body = resp.read_to_end().await;
+        assert_eq!(body, mock_docker::pattern_bytes(0, 70000));
+        let r = env.logged("/mock/stream?bytes=70000&chunk=1000").await;
+        assert_eq!(r.version, reqwest::Version::HTTP_11, "Berth speaks HTTP/1.1 to the engine");
+    })
+    .await
+}
+
+/// Docker's hijack without `Upgrade` (old clients): the engine answers 200
+/// and streams; Berth relays the request body and the response at the same
+/// time, so an echo comes back before the client has finished sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_without_upgrade_streams_both_ways_at_once() {
+    bounded(async {
+        let env = Env::start().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let req = env
+            .daemon
+            .http()
+            .post(env.url("/v1.41/containers/c0ffee/attach?stream=1&stdin=1&stdout=1"))
+            .bearer_auth(&env.token)
+            .body(body)
+            .send();
+        tx.send(Ok(bytes::Bytes::from_static(b"first "))).await.unwrap();
+        let mut resp = tokio::time::timeout(Duration::from_secs(10), req)
+            .await
+            .expect("response head while the request body is still open")
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/vnd.docker.raw-stream");
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let c = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+                .await
+                .expect("echo of the first part while the request body is still open")
+                .unwrap()
+                .expect("more body");
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"first ");
+        tx.send(Ok(bytes::Bytes::from_static(b"second"))).await.unwrap();
+        drop(tx);
+        while let Some(c) = resp.chunk().await.unwrap() {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"first secondbye\n");
+    })
+    .await
+}
+
+/// An engine that refuses an upgrade (say, attach to a missing container)
+/// answers with an ordinary response: it reaches the client as such, no
+/// tunnel is counted, and the client connection goes on serving requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upgrade_is_an_ordinary_response() {
+    bounded(async {
+        let (port, heads) = spawn_raw_engine().await;
+        let daemon = Daemon::start().await;
+        let token = daemon.admin_token().await;
+        let id = daemon.create_endpoint(&token, "raw", &format!("tcp://127.0.0.1:{port}")).await;
+        let path = format!("/api/endpoints/{id}/docker/v1.41/containers/missing/attach?stream=1");
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        );
+        let mut resp = raw_request(daemon.port(), req.as_bytes()).await;
+        assert_eq!(resp.status, 404, "{}", resp.head);
+        let len: usize = resp.header("content-length").expect("a sized body").parse().unwrap();
+        let mut body = std::mem::take(&mut resp.rest);
+        while body.len() < len {
+            let mut b = [0u8; 256];
+            let n = resp.stream.read(&mut b).await.unwrap();
+            assert!(n > 0, "closed before the body ended");
+            body.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(body, br#"{"message":"No such container: missing"}"#);
+        assert!(heads.lock().unwrap().iter().any(|h| h.contains("/containers/missing/attach")));
+        let text = metrics_text(&daemon, &token).await;
+        assert_eq!(metric(&text, "berth_tunnels_open"), Some(0.0));
+        // The same connection carries another request.
+        let again = format!(
+            "GET /api/endpoints/{id}/docker/_ping HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        resp.stream.write_all(again.as_bytes()).await.unwrap();
+        let second = read_head(resp.stream).await;
+        assert_eq!(second.status, 200, "{}", second.head);
+    })
+    .await
+}
+
+/// An engine's close-delimited answer (no length, no chunking: the way
+/// dockerd ends a legacy raw stream) reaches an HTTP/1.1 client whole and
+/// properly terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_delimited_engine_body_is_relayed_whole() {
+    bounded(async {
+        let (port, _heads) = spawn_raw_engine().await;
+        let daemon = Daemon::start().await;
+        let token = daemon.admin_token().await;
+        let id = daemon.create_endpoint(&token, "raw", &format!("tcp://127.0.0.1:{port}")).await;
+        let resp = daemon
+            .request(reqwest::Method::POST, &format!("/api/endpoints/{id}/docker/rawstream"), Some(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/vnd.docker.raw-stream");
+        let body = resp.bytes().await.expect("a complete body");
+        assert_eq!(&body[..], &noise(99, 300_000)[..]);
+    })
+    .await
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A client that stops reading holds the engine back: Berth does not pull
+/// a fast 512 MB stream into memory on its behalf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_applies_backpressure() {
+    bounded(async {
+        let env = Env::start().await;
+        let pid = env.daemon.pid().unwrap();
+        let before = vm_rss_kib(pid);
+        let mut resp = env
+            .daemon
+            .http()
+            .get(env.url(&format!("/mock/stream?bytes={}&chunk=65536", 512u64 << 20)))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
+        let mut got = 0usize;
+        while got < 1 << 20 {
+            got += resp.chunk().await.unwrap().unwrap().len();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = vm_rss_kib(pid);
+        assert!(after < before + 64 * 1024, "Berth's memory grew from {before} KiB to {after} KiB: it buffers");
+        drop(resp);
+    })
+    .await
+}
+
+/// Bytes that travel in the same packet as the handshake, either way: the
+/// client's first stdin right behind its request head, the container's
+/// first output right behind the engine's 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_with_the_upgrade_handshake_are_not_lost() {
+    bounded(async {
+        let (port, heads) = spawn_raw_engine().await;
+        let daemon = Daemon::start().await;
+        let token = daemon.admin_token().await;
+        let id = daemon.create_endpoint(&token, "raw", &format!("tcp://127.0.0.1:{port}")).await;
+        let req = format!(
+            "POST /api/endpoints/{id}/docker/v1.41/containers/x/attach/early?stream=1 HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nclient-first;"
+        );
+        let mut resp = raw_request(daemon.port(), req.as_bytes()).await;
+        assert_eq!(resp.status, 101, "{}", resp.head);
+        let want = b"engine-first;client-first;";
+        let mut got = std::mem::take(&mut resp.rest);
+        while got.len() < want.len() {
+            let mut b = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(10), resp.stream.read(&mut b))
+                .await
+                .expect("early bytes lost")
+                .unwrap();
+            assert!(n > 0, "closed early; got {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(&got[..], &want[..]);
+        resp.stream.shutdown().await.unwrap();
+        assert_eq!(resp.read_to_end().await, b"");
+        assert!(heads.lock().unwrap().iter().any(|h| h.contains("/attach/early")));
     })
     .await
 }

@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod form;
 pub mod registries;
 pub mod settings;
+pub mod stacks;
 pub mod status;
 pub mod tags;
 pub mod teams;
@@ -301,6 +302,20 @@ pub fn table() -> Routes {
     add("/api/tags/{id}", vec![(M::DELETE, Admin, h!(tags::delete))]);
     add("/api/endpoints/{id}/registries", vec![(M::GET, Authenticated, h!(registries::for_endpoint))]);
     add("/api/endpoints/{id}/registries/{registryId}", vec![(M::PUT, Admin, h!(registries::grant))]);
+    add("/api/stacks", vec![(M::GET, Restricted, h!(stacks::list)), (M::POST, Restricted, h!(stacks::create_legacy))]);
+    add("/api/stacks/create/{type}/{method}", vec![(M::POST, Restricted, h!(stacks::create))]);
+    add(
+        "/api/stacks/{id}",
+        vec![
+            (M::GET, Restricted, h!(stacks::inspect)),
+            (M::PUT, Restricted, h!(stacks::update)),
+            (M::DELETE, Restricted, h!(stacks::delete)),
+        ],
+    );
+    add("/api/stacks/{id}/file", vec![(M::GET, Restricted, h!(stacks::file))]);
+    add("/api/stacks/{id}/start", vec![(M::POST, Restricted, h!(stacks::start))]);
+    add("/api/stacks/{id}/stop", vec![(M::POST, Restricted, h!(stacks::stop))]);
+    add("/api/stacks/{id}/git/redeploy", vec![(M::PUT, Restricted, h!(stacks::git_redeploy))]);
     Routes::new(v)
 }
 

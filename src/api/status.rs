@@ -18,6 +18,17 @@ pub async fn status(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Respons
         "Version": PORTAINER_API_VERSION,
         "InstanceID": state.instance_id,
         "BerthVersion": env!("CARGO_PKG_VERSION"),
+        // Which Compose deploys standalone stacks; null when none answers,
+        // {"Flavor":"detecting"} while Berth is still asking (start-up).
+        "Compose": match state.stacks.tools.compose_detected() {
+            None => serde_json::json!({"Flavor": "detecting"}),
+            Some(None) => serde_json::Value::Null,
+            Some(Some(c)) => serde_json::json!({
+                "Flavor": c.flavor(),
+                "Version": c.version,
+                "Program": c.program.display().to_string(),
+            }),
+        },
     }))
 }
 

@@ -154,3 +154,35 @@ pub async fn status_of(d: &Daemon, token: &str, id: u64) -> u64 {
     assert_eq!(s, StatusCode::OK, "{v}");
     v["Status"].as_u64().unwrap()
 }
+
+/// Runs `http --ignore-stdin --print=hb --timeout=60 <args>` and returns the
+/// response's status code and its body as text. Unlike [`httpie`], the body
+/// may be empty or not JSON (`204 No Content` from a container start).
+pub async fn httpie_response(args: Vec<String>) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("http")
+            .arg("--ignore-stdin")
+            .arg("--print=hb")
+            .arg("--timeout=60")
+            .args(&args)
+            .env("HTTPIE_CONFIG_DIR", std::env::temp_dir().join("berth-tests-httpie"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run http");
+        let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+        let status =
+            text.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or_else(
+                || {
+                    panic!(
+                        "http {args:?}: no status line in {text:?}\n--- stderr ---\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                },
+            );
+        let body = text.split_once("\n\n").map(|(_, b)| b.trim().to_owned()).unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,492 @@
+//! Stacks: Compose and swarm projects Berth deploys on an endpoint's
+//! behalf, from a string, an uploaded file or a git repository
+//! (`/api/stacks`, handlers in [`crate::api::stacks`]).
+//!
+//! - [`Stacks`] holds the stacks in memory (mirroring the `stacks` table),
+//!   the detected deployer programs, and one lock per (endpoint, stack
+//!   name): operations on one stack are serialised, while deploys on other
+//!   stacks or endpoints never wait on each other (Portainer serialises all
+//!   deploys behind one global lock).
+//! - [`deploy`] runs the deployers, [`process`] the child processes,
+//!   [`git`] the repository fetches.
+//! - Project files live in `<data>/compose/<stackId>/`; runs get private
+//!   scratch folders under `<data>/tmp/`, emptied at start-up.
+//!
+//! Deleting an endpoint leaves its stacks in place, orphaned, as Portainer
+//! does: they are listed only with `IncludeOrphanedStacks` (admins), and an
+//! admin may delete one, which removes the record and files without
+//! contacting any host.
+
+pub mod deploy;
+pub mod git;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::store::model::{Id, Pair, ResourceControl, SecuritySettings, Stack};
+
+type LockKey = (Id, String);
+
+pub struct Stacks {
+    map: DashMap<Id, Arc<Stack>>,
+    locks: Arc<DashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
+    pub tools: Arc<deploy::Tools>,
+    /// `<data>/compose`, absolute.
+    pub compose_root: PathBuf,
+    /// `<data>/tmp`, absolute: scratch folders of runs and clones.
+    pub scratch_root: PathBuf,
+}
+
+/// Held while one stack (endpoint, name) is being changed.
+pub struct NameLock {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    key: LockKey,
+    locks: Arc<DashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Drop for NameLock {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Nobody else holds or waits for it: forget it, so the map does not
+        // grow with every name ever used. Cloning happens under the same
+        // shard lock, so a waiter cannot slip in between.
+        self.locks.remove_if(&self.key, |_, m| Arc::strong_count(m) == 1);
+    }
+}
+
+impl Stacks {
+    /// Loads stored stacks, prepares the folders and detects the deployers.
+    pub async fn load(store: &crate::store::Store, config: &crate::config::Config) -> anyhow::Result<Stacks> {
+        use anyhow::Context;
+        let data = std::fs::canonicalize(&config.data)
+            .with_context(|| format!("resolving the data directory {}", config.data.display()))?;
+        let compose_root = data.join("compose");
+        let scratch_root = data.join("tmp");
+        for d in [&compose_root, &scratch_root] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("securing {}", d.display()))?;
+        }
+        // Scratch folders of runs cut short by a crash: credentials may be
+        // in them.
+        if let Ok(rd) = std::fs::read_dir(&scratch_root) {
+            for e in rd.flatten() {
+                deploy::remove_dir_logged(&e.path());
+            }
+        }
+        let stacks: Vec<Stack> = store.load_all(crate::store::STACKS).context("loading stacks")?;
+        let map = DashMap::new();
+        for s in stacks {
+            map.insert(s.id, Arc::new(s));
+        }
+        // Project folders without a record: a creation cut short by a crash.
+        // A git redeploy cut short between its two renames left the old
+        // tree as `<id>.old-*`: it goes back in place.
+        if let Ok(rd) = std::fs::read_dir(&compose_root) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some((id, _)) = name.split_once(".old-") {
+                    let live = compose_root.join(id);
+                    if id.parse::<Id>().is_ok_and(|id| map.contains_key(&id)) && !live.exists() {
+                        tracing::warn!(folder = %live.display(), "restoring a stack folder after an interrupted redeploy");
+                        if std::fs::rename(e.path(), &live).is_ok() {
+                            continue;
+                        }
+                    }
+                    deploy::remove_dir_logged(&e.path());
+                    continue;
+                }
+                if name.parse::<Id>().map_or(true, |id| !map.contains_key(&id)) {
+                    tracing::warn!(folder = %e.path().display(), "removing a stack folder without a stack");
+                    deploy::remove_dir_logged(&e.path());
+                }
+            }
+        }
+        let tools =
+            Arc::new(deploy::Tools::new(&config.docker_bin, &config.compose_bin, &config.git_bin, &scratch_root));
+        let t = tools.clone();
+        tokio::spawn(async move {
+            t.compose().await;
+        });
+        Ok(Stacks { map, locks: Arc::default(), tools, compose_root, scratch_root })
+    }
+
+    pub fn get(&self, id: Id) -> Option<Arc<Stack>> {
+        self.map.get(&id).map(|s| s.clone())
+    }
+
+    pub fn all(&self) -> Vec<Arc<Stack>> {
+        let mut v: Vec<_> = self.map.iter().map(|s| s.clone()).collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    pub fn put(&self, s: Stack) {
+        self.map.insert(s.id, Arc::new(s));
+    }
+
+    pub fn remove(&self, id: Id) {
+        self.map.remove(&id);
+    }
+
+    /// A Berth stack of that name on that endpoint.
+    pub fn find(&self, endpoint: Id, name: &str) -> Option<Arc<Stack>> {
+        self.map.iter().find(|s| s.endpoint_id == endpoint && s.name == name).map(|s| s.clone())
+    }
+
+    pub fn project_dir(&self, id: Id) -> PathBuf {
+        self.compose_root.join(id.to_string())
+    }
+
+    /// Waits for, then holds, the lock of one (endpoint, name).
+    pub async fn lock(&self, endpoint: Id, name: &str) -> NameLock {
+        let key = (endpoint, name.to_string());
+        let m = self.locks.entry(key.clone()).or_default().clone();
+        let guard = m.lock_owned().await;
+        NameLock { guard: Some(guard), key, locks: self.locks.clone() }
+    }
+
+    /// Locks currently known (held or waited for).
+    pub fn lock_count(&self) -> usize {
+        self.locks.len()
+    }
+
+    #[cfg(test)]
+    fn empty() -> Stacks {
+        Stacks {
+            map: DashMap::new(),
+            locks: Arc::default(),
+            tools: Arc::new(deploy::Tools::new(
+                "docker",
+                "docker-compose",
+                "git",
+                std::path::Path::new("/nonexistent"),
+            )),
+            compose_root: PathBuf::from("/nonexistent"),
+            scratch_root: PathBuf::from("/nonexistent"),
+        }
+    }
+}
+
+/// Portainer's rule: lower-cased, every character outside `[-_a-z0-9]`
+/// removed.
+pub fn normalize_name(raw: &str) -> String {
+    raw.to_lowercase().chars().filter(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_')).collect()
+}
+
+/// Longest stack name: Docker names services `<stack>_<service>` and caps
+/// names at 63 characters; a longer stack name can never deploy.
+pub const MAX_NAME: usize = 63;
+
+/// Checks a normalised name. A name that starts with `-` would read as an
+/// option to the deployers, and Compose v2 refuses it anyway.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Invalid stack name".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("Invalid stack name: {name:?} must start with a letter or a digit"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("Invalid stack name: longer than {MAX_NAME} characters"));
+    }
+    Ok(())
+}
+
+/// Variables the deployers themselves obey: letting a stack set them would
+/// let its author choose which host is deployed to, which code the
+/// deployer loads (`LD_PRELOAD` of a file from a repository) or where it
+/// reads its configuration.
+fn reserved(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "BASH_ENV",
+        "ENV",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "LC_ALL",
+    ];
+    const PREFIXES: &[&str] = &["LD_", "DYLD_", "PYTHON", "DOCKER_", "COMPOSE_", "GCONV_", "GLIBC_", "MALLOC_", "GIT_"];
+    let upper = name.to_ascii_uppercase();
+    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
+/// Most variables in a stack's `Env`.
+const MAX_ENV: usize = 1000;
+/// Longest variable value.
+const MAX_ENV_VALUE: usize = 64 * 1024;
+
+/// `^[A-Za-z_][A-Za-z0-9_]*$`, not reserved, no NUL in values.
+pub fn check_env(env: &[Pair]) -> Result<(), String> {
+    if env.len() > MAX_ENV {
+        return Err(format!("Invalid environment: more than {MAX_ENV} variables"));
+    }
+    for p in env {
+        let n = &p.name;
+        let valid = n.len() <= 256
+            && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("Invalid environment variable name {n:?}: must match ^[A-Za-z_][A-Za-z0-9_]*$"));
+        }
+        if reserved(n) {
+            return Err(format!("Invalid environment variable name {n:?}: it configures the deployer itself"));
+        }
+        if p.value.contains('\0') || p.value.len() > MAX_ENV_VALUE {
+            return Err(format!("Invalid value for environment variable {n:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Berth reads no YAML, so it cannot check a standard user's stack file
+/// against an endpoint that forbids bind mounts, privileged mode and the
+/// like (Portainer parses the file). Such endpoints refuse stacks from
+/// standard users altogether rather than let them bypass the proxy's rules.
+pub fn restricts_regular_users(s: &SecuritySettings) -> bool {
+    !(s.allow_bind_mounts_for_regular_users
+        && s.allow_privileged_mode_for_regular_users
+        && s.allow_host_namespace_for_regular_users
+        && s.allow_device_mapping_for_regular_users
+        && s.allow_container_capabilities_for_regular_users
+        && s.allow_sysctl_setting_for_regular_users)
+}
+
+/// Compose keys that make the *deployer* read a file on Berth's host and
+/// ship its content to the Docker host, where a standard user could read
+/// it back: `env_file`, `build` contexts, `extends`/`include`, and `file:`
+/// sources of secrets and configs. Refused in standard users' stack files
+/// (a conservative word scan, since Berth reads no YAML; YAML escapes and
+/// explicit keys, which could spell a key without its letters, are refused
+/// too). Admins are trusted with their host.
+pub fn host_file_reference(text: &str) -> Option<String> {
+    const WORDS: &[&str] = &["env_file", "build", "extends", "include", "label_file"];
+    let bytes = text.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    for w in WORDS {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(w) {
+            let start = from + i;
+            let end = start + w.len();
+            let before_ok = start == 0 || !is_word(bytes[start - 1]);
+            let after_ok = end == bytes.len() || !is_word(bytes[end]);
+            if before_ok && after_ok {
+                return Some(format!("{w:?}"));
+            }
+            from = end;
+        }
+    }
+    // `file` only as a key: followed by an optional quote and a colon.
+    let mut from = 0;
+    while let Some(i) = text[from..].find("file") {
+        let start = from + i;
+        let end = start + 4;
+        let before_ok = start == 0 || !is_word(bytes[start - 1]);
+        let rest = text[end..].trim_start_matches(['"', '\'']).trim_start_matches([' ', '\t']);
+        if before_ok && rest.starts_with(':') {
+            return Some("\"file\" sources".into());
+        }
+        from = end;
+    }
+    if text.contains("\\x") || text.contains("\\u") || text.contains("\\U") || text.contains("\\N") {
+        return Some("YAML escape sequences".into());
+    }
+    if text.lines().any(|l| l.trim_start().trim_start_matches("- ").starts_with("? ") || l.trim() == "?") {
+        return Some("explicit YAML keys (\"? \")".into());
+    }
+    None
+}
+
+/// The resource control stored with a new stack: its creator's, and
+/// administrators-only when the creator is an admin.
+pub fn resource_control(id: Id, endpoint: Id, name: &str, creator: &Principal) -> ResourceControl {
+    ResourceControl {
+        id,
+        resource_id: format!("{endpoint}_{name}"),
+        sub_resource_ids: Vec::new(),
+        kind: crate::store::model::RESOURCE_CONTROL_STACK,
+        user_accesses: vec![crate::store::model::UserAccess { user_id: creator.id(), access_level: 1 }],
+        team_accesses: Vec::new(),
+        public: false,
+        administrators_only: creator.is_admin(),
+        system: false,
+    }
+}
+
+/// Whether a standard user's resource control lets them at the stack.
+/// Admins pass everywhere; the endpoint rules are checked separately.
+pub fn control_grants(rc: &ResourceControl, p: &Principal, teams: &[Id]) -> bool {
+    if p.is_admin() {
+        return true;
+    }
+    if rc.administrators_only {
+        return false;
+    }
+    rc.public
+        || rc.user_accesses.iter().any(|a| a.user_id == p.id())
+        || rc.team_accesses.iter().any(|a| teams.contains(&a.team_id))
+}
+
+/// Portainer's stack object (git password blanked, sealed secrets never
+/// included).
+pub fn view(s: &Stack) -> Value {
+    let git = s.git_config.as_ref().map(|g| {
+        json!({
+            "URL": g.url,
+            "ReferenceName": g.reference_name,
+            "ConfigFilePath": g.config_file_path,
+            "Authentication": g.authentication.as_ref().map(|a| json!({
+                "Username": a.username,
+                "Password": "",
+                "GitCredentialID": 0,
+            })),
+            "ConfigHash": g.config_hash,
+            "TLSSkipVerify": g.tls_skip_verify,
+        })
+    });
+    json!({
+        "Id": s.id,
+        "Name": s.name,
+        "Type": s.kind,
+        "EndpointId": s.endpoint_id,
+        "SwarmId": s.swarm_id,
+        "EntryPoint": s.entry_point,
+        "Env": s.env,
+        "ResourceControl": s.resource_control,
+        "Status": s.status,
+        "ProjectPath": s.project_path,
+        "CreationDate": s.creation_date,
+        "CreatedBy": s.created_by,
+        "UpdateDate": s.update_date,
+        "UpdatedBy": s.updated_by,
+        "AdditionalFiles": s.additional_files,
+        "AutoUpdate": null,
+        "Option": s.option,
+        "GitConfig": git,
+        "FromAppTemplate": s.from_app_template,
+        "Namespace": "",
+        "IsComposeFormat": false,
+    })
+}
+
+/// The compose files of a stack: entry point, then additional files.
+pub fn files_of(s: &Stack) -> Vec<String> {
+    let mut v = vec![s.entry_point.clone()];
+    if let Some(extra) = &s.additional_files {
+        v.extend(extra.iter().cloned());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(n: &str) -> Pair {
+        Pair { name: n.into(), value: "v".into() }
+    }
+
+    #[test]
+    fn names_normalise_like_portainer() {
+        assert_eq!(normalize_name("myTestStack"), "myteststack");
+        assert_eq!(normalize_name("My Stack!_v-2.0"), "mystack_v-20");
+        assert_eq!(normalize_name("!!!"), "");
+        assert!(check_name("").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("_x").is_err());
+        assert!(check_name(&"a".repeat(64)).is_err());
+        assert!(check_name("web-1").is_ok());
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(check_env(&[pair("A"), pair("_b1"), pair("Foo_BAR")]).is_ok());
+        for bad in ["1A", "A-B", "", "A B", "é", "PATH", "LD_PRELOAD", "DOCKER_HOST", "PYTHONPATH", "http_proxy"] {
+            assert!(check_env(&[pair(bad)]).is_err(), "{bad}");
+        }
+        assert!(check_env(&[Pair { name: "A".into(), value: "x\0y".into() }]).is_err());
+    }
+
+    #[test]
+    fn host_file_references_are_found() {
+        let ok = "services:\n  web:\n    image: x\n    command: [\"cat\", \"file\"]\n    labels: [rebuild=1]\n";
+        assert_eq!(host_file_reference(ok), None);
+        for bad in [
+            "services:\n  a:\n    env_file: /etc/shadow\n",
+            "services: {a: {build: /}}\n",
+            "secrets:\n  s:\n    file: /etc/shadow\n",
+            "secrets:\n  s:\n    \"file\" : /etc/shadow\n",
+            "x:\n  \"fi\\x6ce\": /etc/shadow\n",
+            "x:\n  ? file\n  : /etc/shadow\n",
+            "include:\n  - /etc/x.yml\n",
+        ] {
+            assert!(host_file_reference(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn name_locks_serialise_one_name_only_and_are_forgotten() {
+        let stacks = Arc::new(Stacks::empty());
+        let held = stacks.lock(1, "web").await;
+        // Another name, and the same name on another endpoint, are free.
+        let other = tokio::time::timeout(std::time::Duration::from_secs(1), stacks.lock(1, "db")).await;
+        let elsewhere = tokio::time::timeout(std::time::Duration::from_secs(1), stacks.lock(2, "web")).await;
+        assert!(other.is_ok() && elsewhere.is_ok());
+        drop((other, elsewhere));
+        let s2 = stacks.clone();
+        let waiter = tokio::spawn(async move {
+            let _g = s2.lock(1, "web").await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "the same name waits");
+        drop(held);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        assert_eq!(stacks.lock_count(), 0, "unused locks are forgotten");
+    }
+
+    #[test]
+    fn controls() {
+        use crate::store::model::User;
+        let p = |role, id| Principal {
+            user: Arc::new(User {
+                id,
+                username: "u".into(),
+                password_hash: String::new(),
+                role,
+                token_issue_at: 0,
+                token_generation: 0,
+                theme_color: String::new(),
+                use_cache: true,
+            }),
+            via_api_key: false,
+            jti: None,
+            force_change_password: false,
+        };
+        let rc = resource_control(3, 1, "web", &p(2, 5));
+        assert_eq!(rc.resource_id, "1_web");
+        assert!(control_grants(&rc, &p(2, 5), &[]));
+        assert!(!control_grants(&rc, &p(2, 6), &[]));
+        assert!(control_grants(&rc, &p(1, 1), &[]));
+        let admin_rc = resource_control(4, 1, "web", &p(1, 1));
+        assert!(admin_rc.administrators_only);
+        assert!(!control_grants(&admin_rc, &p(2, 1), &[]));
+    }
+}
