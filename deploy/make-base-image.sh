@@ -67,7 +67,7 @@ label_of() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 work=
-cleanup() { [[ -n $work ]] && rm -rf "$work"; }
+cleanup() { if [[ -n $work ]]; then rm -rf "$work"; fi; }
 trap cleanup EXIT
 mkwork() { [[ -n $work ]] || work="$(mktemp -d /var/tmp/berth-base.XXXXXX)"; }
 

@@ -17,6 +17,9 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// A body relayed from upstream; each frame is forwarded as it arrives.
     Stream(Incoming),
+    /// A relayed body whose bytes are added to a counter as they pass (the
+    /// per-endpoint byte metrics): one atomic add per frame, no copy.
+    Counted(Incoming, prometheus::IntCounter),
 }
 
 impl ResponseBody {
@@ -42,13 +45,22 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(|e| e.into()),
+            ResponseBody::Counted(s, c) => {
+                let r = Pin::new(s).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &r {
+                    if let Some(d) = f.data_ref() {
+                        c.inc_by(d.len() as u64);
+                    }
+                }
+                r.map_err(|e| e.into())
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(b) => b.is_none(),
-            ResponseBody::Stream(s) => s.is_end_stream(),
+            ResponseBody::Stream(s) | ResponseBody::Counted(s, _) => s.is_end_stream(),
         }
     }
 
@@ -56,7 +68,17 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
-            ResponseBody::Stream(s) => s.size_hint(),
+            ResponseBody::Stream(s) | ResponseBody::Counted(s, _) => s.size_hint(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// Counts a relayed body's bytes into `counter`; other bodies unchanged.
+    pub fn counted(self, counter: prometheus::IntCounter) -> Self {
+        match self {
+            ResponseBody::Stream(s) => ResponseBody::Counted(s, counter),
+            other => other,
         }
     }
 }
@@ -66,6 +88,8 @@ impl Body for ResponseBody {
 pub enum UpstreamBody {
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// The client's body, its bytes added to a counter as they pass.
+    Counted(Incoming, prometheus::IntCounter),
 }
 
 impl UpstreamBody {
@@ -82,13 +106,22 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpstreamBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            UpstreamBody::Counted(s, c) => {
+                let r = Pin::new(s).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &r {
+                    if let Some(d) = f.data_ref() {
+                        c.inc_by(d.len() as u64);
+                    }
+                }
+                r
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Full(b) => b.is_none(),
-            UpstreamBody::Stream(s) => s.is_end_stream(),
+            UpstreamBody::Stream(s) | UpstreamBody::Counted(s, _) => s.is_end_stream(),
         }
     }
 
@@ -96,7 +129,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             UpstreamBody::Full(None) => SizeHint::with_exact(0),
-            UpstreamBody::Stream(s) => s.size_hint(),
+            UpstreamBody::Stream(s) | UpstreamBody::Counted(s, _) => s.size_hint(),
         }
     }
 }

@@ -56,8 +56,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub pool_connections: IntGaugeVec,
     /// Stack operations by type (swarm/compose), method (string, file,
-    /// repository, update, redeploy, start, stop, remove) and outcome
-    /// (ok, error, timeout).
+    /// repository, update, redeploy, start, stop, remove, rollback) and
+    /// outcome (ok, error, timeout).
     pub stack_deploys: IntCounterVec,
     pub stack_deploy_duration: HistogramVec,
 }

@@ -86,9 +86,12 @@ async fn proxied(
         endpoint_name: &entry.record.name,
         upstream: &entry.upstream,
         tunnels: &state.tunnels,
+        bytes_in: Some(state.metrics.proxy_bytes_in.with_label_values(&[&endpoint_label])),
     };
-    let resp = forward(target, req, &path_and_query).await;
     let m = &state.metrics;
+    let resp = forward(target, req, &path_and_query)
+        .await
+        .map(|b| b.counted(m.proxy_bytes_out.with_label_values(&[&endpoint_label])));
     m.proxy_requests.with_label_values(&[&endpoint_label, &template, status_class(resp.status().as_u16())]).inc();
     m.proxy_duration.with_label_values(&[&endpoint_label, &template]).observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.

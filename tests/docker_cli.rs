@@ -704,3 +704,40 @@ async fn python_docker_sdk() {
     })
     .await
 }
+
+/// dockerd answers some uploads before reading them (here: an archive for a
+/// container that does not exist). The client must get Docker's own 404,
+/// not a 502 from a body write that the engine cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_engine_answer_to_an_upload_passes_through() {
+    bounded(async {
+        let Some(env) = local().await else { return };
+        let missing = unique("missing");
+        let url =
+            env.daemon.url(&format!("/api/endpoints/{}/docker/v1.41/containers/{missing}/archive?path=/tmp", env.id));
+        for size in [10usize, 300 << 10, 8 << 20] {
+            let mut answered = 0;
+            for _ in 0..3 {
+                let resp = env
+                    .daemon
+                    .http()
+                    .put(&url)
+                    .bearer_auth(&env.token)
+                    .header("content-type", "application/x-tar")
+                    .body(vec![0u8; size])
+                    .send()
+                    .await;
+                // The engine may reset the connection while reqwest is still
+                // sending: that is the client's view of the race, not Berth's
+                // answer; what Berth answered is all that is checked.
+                let Ok(resp) = resp else { continue };
+                let (s, v) = read_json(resp).await;
+                assert_eq!(s, reqwest::StatusCode::NOT_FOUND, "{size} bytes: {v}");
+                assert!(v["message"].as_str().unwrap_or_default().contains("No such container"), "{v}");
+                answered += 1;
+            }
+            assert!(answered > 0, "{size} bytes: the client never got an answer");
+        }
+    })
+    .await
+}

@@ -95,6 +95,18 @@ impl RawResponse {
         self.header_values(name).into_iter().next()
     }
 
+    /// Reads a `Content-Length` JSON body.
+    async fn read_body_json(mut self) -> Value {
+        let len: usize = self.header("content-length").expect("content-length").parse().unwrap();
+        while self.rest.len() < len {
+            let mut b = [0u8; 4096];
+            let n = self.stream.read(&mut b).await.unwrap();
+            assert!(n > 0, "closed before the body ended");
+            self.rest.extend_from_slice(&b[..n]);
+        }
+        serde_json::from_slice(&self.rest[..len]).expect("JSON body")
+    }
+
     /// Reads until the server closes the connection.
     async fn read_to_end(mut self) -> Vec<u8> {
         let mut out = self.rest;
@@ -343,12 +355,15 @@ async fn hop_by_hop_request_headers_are_removed() {
              TE: trailers\r\nTrailer: X-Checksum\r\nX-End: kept\r\nX-Registry-Config: e30=\r\n\
              Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
              5\r\nhello\r\n0\r\n\r\n",
-            env.path("/mock/headers"),
+            // An engine route that reads the body: the mock's /mock/headers
+            // answers without reading it and closes at once, which races
+            // the body upload (see `early_answer_*` in tests/docker_cli.rs).
+            env.path("/mock/upload"),
             env.token
         );
         let resp = raw_request(env.daemon.port(), req.as_bytes()).await;
         assert_eq!(resp.status, 200, "{}", resp.head);
-        let r = env.logged("/mock/headers").await;
+        let r = env.logged("/mock/upload").await;
         for gone in [
             "connection",
             "x-hop-a",
@@ -365,6 +380,8 @@ async fn hop_by_hop_request_headers_are_removed() {
         assert_eq!(r.header("x-registry-config"), Some("e30="));
         assert_eq!(r.header("content-type"), Some("application/json"));
         // The body is re-framed for the upstream hop, not dropped.
+        let body = resp.read_body_json().await;
+        assert_eq!(body["bytes"], 5, "{body}");
         assert!(
             r.header("transfer-encoding") == Some("chunked") || r.header("content-length") == Some("5"),
             "{:?}",
@@ -723,6 +740,13 @@ async fn large_download_and_upload_are_checksummed() {
             assert_eq!(v["bytes"], TOTAL, "sized={sized}: {v}");
             assert_eq!(v["fnv1a64"], sum.hex(), "sized={sized}: {v}");
         }
+
+        // The per-endpoint byte counters saw every byte, both ways.
+        let text = metrics_text(&env.daemon, &env.token).await;
+        let out = metric(&text, &format!("berth_proxy_response_bytes_total{{endpoint=\"{}\"}}", env.id));
+        let inn = metric(&text, &format!("berth_proxy_request_bytes_total{{endpoint=\"{}\"}}", env.id));
+        assert!(out.unwrap_or(0.0) >= (2 * TOTAL) as f64, "response bytes {out:?}");
+        assert!(inn.unwrap_or(0.0) >= (2 * TOTAL) as f64, "request bytes {inn:?}");
     })
     .await
 }

@@ -277,11 +277,46 @@ async fn deploy_job(
     }
 }
 
-async fn remove_job(state: &AppState, kind: u8, method: &str, job: &Job<'_>) -> Result<String, DeployError> {
+async fn remove_job(
+    state: &AppState,
+    entry: &EndpointEntry,
+    kind: u8,
+    method: &str,
+    job: &Job<'_>,
+) -> Result<String, DeployError> {
     if kind == STACK_SWARM {
-        timed(state, kind, method, job.swarm_remove()).await
+        let out = timed(state, kind, method, job.swarm_remove()).await?;
+        let limit = state.config.stack_deploy_timeout.min(SWARM_SETTLE);
+        wait_swarm_removed(entry, &job.name, limit).await;
+        Ok(out)
     } else {
         timed(state, kind, method, job.compose_down()).await
+    }
+}
+
+/// Longest wait for a removed swarm stack's networks to go.
+const SWARM_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `docker stack rm` returns before the swarm has removed the stack's
+/// networks; deploying the name again meanwhile fails ("network ... not
+/// found"), so a stop or delete waits, bounded, until they are gone.
+async fn wait_swarm_removed(entry: &EndpointEntry, name: &str, limit: std::time::Duration) {
+    let filters = json!({ "label": [format!("com.docker.stack.namespace={name}")] }).to_string();
+    let path = format!("/networks?{}", serde_urlencoded::to_string([("filters", filters)]).unwrap_or_default());
+    let deadline = Instant::now() + limit;
+    loop {
+        match entry.upstream.get_json(&path, DOCKER_QUERY_TIMEOUT).await {
+            Ok(Value::Array(a)) if a.is_empty() => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(stack = %name, error = %e, "checking the removed stack's networks failed");
+            }
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(stack = %name, "the swarm has not removed the stack's networks yet");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
@@ -619,6 +654,9 @@ async fn create_stack(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult
         check_swarm(&d.entry, &d.swarm_id).await?;
     }
     let _lock = state.stacks.lock(eid, &d.name).await;
+    // The endpoint as it is now: it may have changed while this waited.
+    let mut d = d;
+    d.entry = state.endpoints.get(eid).ok_or_else(endpoint_not_found)?;
     if state.stacks.find(eid, &d.name).is_some() {
         return Err(name_taken(&d.name));
     }
@@ -682,7 +720,7 @@ async fn create_in(state: &Arc<AppState>, p: &Principal, d: &Draft, id: Id, dir:
     let job = job(state, &d.entry, dir.clone(), files, &d.name, &d.env, logins);
     if let Err(e) = deploy_job(state, d.kind, d.method.label(), &job, DeployOptions::default()).await {
         // Whatever was half started goes; the name was free before.
-        if let Err(re) = remove_job(state, d.kind, "rollback", &job).await {
+        if let Err(re) = remove_job(state, &d.entry, d.kind, "rollback", &job).await {
             tracing::warn!(stack = %d.name, error = %re, "rolling back a failed deploy failed");
         }
         return Err(deploy_failed("Unable to deploy stack", e));
@@ -709,7 +747,7 @@ async fn create_in(state: &Arc<AppState>, p: &Principal, d: &Draft, id: Id, dir:
     };
     let s2 = stack.clone();
     if let Err(e) = state.write(move |tx| tx.put(STACKS, id, &s2)).await {
-        let _ = remove_job(state, d.kind, "rollback", &job).await;
+        let _ = remove_job(state, &d.entry, d.kind, "rollback", &job).await;
         return Err(store_err(e));
     }
     state.stacks.put(stack.clone());
@@ -839,7 +877,7 @@ struct UpdatePayload {
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, entry, teams) = stack_for_change(&state, &req, &p, true)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
     let limit = state.config.max_stack_file.saturating_add(BODY_SLACK);
     let b: UpdatePayload = read_json(&mut req, limit).await?;
     let text = content(&state, b.stackfilecontent.map(String::into_bytes))?;
@@ -849,6 +887,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let v = detached(async move {
         let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
         let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
+        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
         let dir = PathBuf::from(&stack.project_path);
         let path = dir.join(&stack.entry_point);
         let p2 = path.clone();
@@ -906,10 +945,11 @@ async fn save(state: &AppState, rec: Stack) -> ApiResult<Value> {
 
 pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, entry, teams) = stack_for_change(&state, &req, &p, false)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p, false)?;
     let v = detached(async move {
         let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
         let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
+        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
         if stack.status != STACK_ACTIVE {
             return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
         }
@@ -923,7 +963,9 @@ pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
             &stack.env,
             logins,
         );
-        remove_job(&state, stack.kind, "stop", &job).await.map_err(|e| deploy_failed("Unable to stop stack", e))?;
+        remove_job(&state, &entry, stack.kind, "stop", &job)
+            .await
+            .map_err(|e| deploy_failed("Unable to stop stack", e))?;
         let mut rec = (*stack).clone();
         rec.status = STACK_INACTIVE;
         save(&state, rec).await
@@ -934,10 +976,11 @@ pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
 
 pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, entry, teams) = stack_for_change(&state, &req, &p, true)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
     let v = detached(async move {
         let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
         let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
+        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
         if stack.status != STACK_INACTIVE {
             return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
         }
@@ -954,7 +997,7 @@ pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<
             logins,
         );
         if let Err(e) = deploy_job(&state, stack.kind, "start", &job, DeployOptions::default()).await {
-            let _ = remove_job(&state, stack.kind, "rollback", &job).await;
+            let _ = remove_job(&state, &entry, stack.kind, "rollback", &job).await;
             return Err(deploy_failed("Unable to start stack", e));
         }
         let mut rec = (*stack).clone();
@@ -989,6 +1032,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
     detached(async move {
         let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
         let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
+        let entry = if entry.is_some() { state.endpoints.get(stack.endpoint_id) } else { None };
         // Orphaned stacks have no host to remove anything from.
         if let Some(entry) = &entry {
             if stack.status == STACK_ACTIVE {
@@ -1002,7 +1046,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
                     &stack.env,
                     logins,
                 );
-                remove_job(&state, stack.kind, "remove", &job)
+                remove_job(&state, entry, stack.kind, "remove", &job)
                     .await
                     .map_err(|e| deploy_failed("Unable to remove stack", e))?;
             }
@@ -1036,7 +1080,7 @@ struct RedeployPayload {
 
 pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, entry, teams) = stack_for_change(&state, &req, &p, true)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
     let limit = req.max_json_body;
     let b: RedeployPayload = read_json(&mut req, limit).await?;
     let Some(git_config) = stack.git_config.clone() else {
@@ -1091,6 +1135,7 @@ pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
     let v = detached(async move {
         let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
         let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
+        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
         let t = Instant::now();
         let fresh = state.stacks.scratch_root.join(format!("clone-{:016x}", rand::random::<u64>()));
         let commit = git::fetch(

@@ -98,6 +98,8 @@ pub struct ProxyTarget<'a> {
     pub endpoint_name: &'a str,
     pub upstream: &'a Upstream,
     pub tunnels: &'a Tunnels,
+    /// Counts the request body bytes sent to the host, when metrics want them.
+    pub bytes_in: Option<prometheus::IntCounter>,
 }
 
 /// `docker_path_and_query` is what remains of the request target after
@@ -151,7 +153,11 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     parts.uri = uri;
     parts.extensions.clear();
-    let upstream_req = Request::from_parts(parts, UpstreamBody::Stream(body));
+    let body = match target.bytes_in.clone() {
+        Some(counter) => UpstreamBody::Counted(body, counter),
+        None => UpstreamBody::Stream(body),
+    };
+    let upstream_req = Request::from_parts(parts, body);
 
     let mut resp = match target.upstream.request(upstream_req).await {
         Ok(resp) => resp,

@@ -55,7 +55,13 @@ async fn front(upstream: Upstream, tunnels: Tunnels) -> SocketAddr {
         async move {
             let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
             let docker = pq.strip_prefix(PREFIX).unwrap_or(&pq);
-            let target = ProxyTarget { endpoint_id: 3, endpoint_name: "prod", upstream: &upstream, tunnels: &tunnels };
+            let target = ProxyTarget {
+                endpoint_id: 3,
+                endpoint_name: "prod",
+                upstream: &upstream,
+                tunnels: &tunnels,
+                bytes_in: None,
+            };
             let mut resp = forward(target, req, docker).await;
             // Expose the failure kind, which only exists in-process, to the test client.
             if let Some(kind) = resp.extensions().get::<ProxyFailure>().copied() {

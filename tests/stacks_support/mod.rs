@@ -323,12 +323,18 @@ pub async fn container_env(id: &str) -> Vec<String> {
     v["Config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
 }
 
-/// Removes every container of a project (cleanup after a failed test).
+/// Removes every container and network of a Compose project.
 pub async fn remove_project(project: &str) {
+    let client = unix_http_client(DOCKER_SOCKET);
     for c in project_containers(project).await {
         let id = c["Id"].as_str().unwrap();
-        let _ =
-            unix_http_client(DOCKER_SOCKET).delete(format!("http://docker/containers/{id}?force=1&v=1")).send().await;
+        let _ = client.delete(format!("http://docker/containers/{id}?force=1&v=1")).send().await;
+    }
+    let nets =
+        docker_get(&format!("/networks?{}", label_filter(&format!("com.docker.compose.project={project}")))).await;
+    for n in nets.as_array().cloned().unwrap_or_default() {
+        let id = n["Id"].as_str().unwrap();
+        let _ = client.delete(format!("http://docker/networks/{id}")).send().await;
     }
 }
 
@@ -336,16 +342,26 @@ pub async fn remove_project(project: &str) {
 /// here is left on drop, even when the test fails.
 pub struct SwarmGuard {
     leave: bool,
+    /// `swarm init` creates the `docker_gwbridge` network and `leave`
+    /// keeps it: removed too when it was not there before.
+    remove_gwbridge: bool,
 }
 
 impl SwarmGuard {
     pub fn init() -> SwarmGuard {
         let state = run("docker", &["info", "--format", "{{.Swarm.LocalNodeState}}"], None);
         if state == "active" {
-            return SwarmGuard { leave: false };
+            return SwarmGuard { leave: false, remove_gwbridge: false };
         }
+        let bridge = Command::new("docker")
+            .args(["network", "inspect", "docker_gwbridge"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         run("docker", &["swarm", "init", "--advertise-addr", "127.0.0.1"], None);
-        SwarmGuard { leave: true }
+        SwarmGuard { leave: true, remove_gwbridge: !bridge }
     }
 
     pub fn cluster_id() -> String {
@@ -355,13 +371,19 @@ impl SwarmGuard {
 
 impl Drop for SwarmGuard {
     fn drop(&mut self) {
-        if self.leave {
+        let quiet = |args: &[&str]| {
             let _ = Command::new("docker")
-                .args(["swarm", "leave", "--force"])
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        };
+        if self.leave {
+            quiet(&["swarm", "leave", "--force"]);
+        }
+        if self.remove_gwbridge {
+            quiet(&["network", "rm", "docker_gwbridge"]);
         }
     }
 }

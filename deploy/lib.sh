@@ -1,0 +1,86 @@
+# Shared helpers of the deploy/ scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$DEPLOY_DIR/.." && pwd)"
+: "${SCRIPT_NAME:=$(basename "$0" .sh)}"
+
+passed=0
+failed=0
+
+say() { echo "$SCRIPT_NAME: $*"; }
+die() {
+    echo "$SCRIPT_NAME: FAIL: $*" >&2
+    exit 1
+}
+pass() {
+    passed=$((passed + 1))
+    echo "  ok   $*"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "  FAIL $*" >&2
+}
+# check DESCRIPTION COMMAND...: runs the command, records ok/FAIL.
+check() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+# The closing line: "NAME: N passed, N failed"; exits 1 on any failure.
+summary() {
+    echo "$SCRIPT_NAME: $passed passed, $failed failed"
+    ((failed == 0))
+}
+
+# skip REASON: a missing prerequisite. With BERTH_REQUIRE_DOCKER=1 (set by
+# .ci/run when an engine answers) a missing engine is a failure instead.
+skip() {
+    echo "SKIP $SCRIPT_NAME: $*"
+    exit 0
+}
+
+docker_answers() {
+    command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1
+}
+
+require_docker() {
+    if ! command -v docker >/dev/null 2>&1; then
+        [[ ${BERTH_REQUIRE_DOCKER:-0} == 1 ]] && die "no docker CLI, and BERTH_REQUIRE_DOCKER=1"
+        skip "no docker CLI on PATH"
+    fi
+    if ! docker version >/dev/null 2>&1; then
+        [[ ${BERTH_REQUIRE_DOCKER:-0} == 1 ]] && die "the Docker engine does not answer, and BERTH_REQUIRE_DOCKER=1"
+        skip "the Docker engine does not answer at ${DOCKER_HOST:-/var/run/docker.sock}"
+    fi
+}
+
+# A TCP port free on 127.0.0.1 right now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_until SECONDS COMMAND...: polls every 0.5 s until the command succeeds.
+wait_until() {
+    local limit=$1 t0=$SECONDS
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS - t0 >= limit)) && return 1
+        sleep 0.5
+    done
+}
+
+# http_ok URL: the URL answers 2xx.
+http_ok() { curl -fsS --max-time 5 -o /dev/null "$1"; }
+
+# json EXPR: evaluates a Python expression over the JSON document on stdin
+# (bound to `d`) and prints the result (JSON for lists and dicts).
+json() {
+    python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+v = eval(sys.argv[1])
+print(json.dumps(v) if isinstance(v, (list, dict)) else v)
+' "$1"
+}
+export -f json
