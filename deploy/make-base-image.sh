@@ -204,7 +204,7 @@ RUN mkdir -p /usr/local/cargo/bin \\
 LABEL $LABEL=host-toolchain org.berth.rustc=$rustc_v
 EOF
         say "building $toolchain_image from $sysroot ..."
-        docker build -q -t "$toolchain_image" "$ctx" >/dev/null
+        docker build -q --force-rm -t "$toolchain_image" "$ctx" >/dev/null
         rm -rf "$ctx"
         say "toolchain image took $((SECONDS - t0)) s"
     fi
@@ -213,7 +213,8 @@ EOF
     local vctx="$work/vendor-ctx" t1=$SECONDS
     mkdir -p "$vctx"
     say "cargo vendor (Cargo.lock $lock_sha) ..."
-    cargo vendor --locked --versioned-dirs "$vctx/vendor" >/dev/null
+    cargo vendor --locked --versioned-dirs "$vctx/vendor" >/dev/null 2>"$work/vendor.log" ||
+        { tail -n 20 "$work/vendor.log" >&2; die "cargo vendor failed"; }
     cat >"$vctx/config.toml" <<'EOF'
 # Made by berth's deploy/make-base-image.sh: this image builds offline from
 # the crates vendored for one Cargo.lock (label org.berth.cargo-lock).
@@ -232,7 +233,7 @@ COPY vendor /usr/local/cargo/vendor
 COPY config.toml /usr/local/cargo/config.toml
 LABEL $LABEL=host-toolchain-vendored org.berth.rustc=$rustc_v org.berth.cargo-lock=$lock_sha
 EOF
-    docker build -q -t "$RUST_IMAGE" "$vctx" >/dev/null
+    docker build -q --force-rm -t "$RUST_IMAGE" "$vctx" >/dev/null
     rm -rf "$vctx"
     say "vendored crates took $((SECONDS - t1)) s"
     docker run --rm --network none "$RUST_IMAGE" cargo --version >/dev/null || die "$RUST_IMAGE has no working cargo"

@@ -13,7 +13,9 @@
 #     survive; stops it: SIGTERM drains and it exits 0 in time;
 #   - starts a NEW container on the old one's /data volume: still there;
 #   - removes what it made (containers, volume, the image tag) and checks
-#     they are gone.
+#     they are gone; two cache tags, berth-ci/cache:build and :runtime,
+#     keep this run's layers for the next build on this machine, and older
+#     runs' untagged layers are pruned.
 # Prints SKIP with the reason when there is no Docker engine (a failure
 # instead under BERTH_REQUIRE_DOCKER=1, which .ci/run sets).
 #
@@ -60,12 +62,20 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
 fi
 t0=$SECONDS
 say "docker build -f deploy/Dockerfile -t $TAG ."
-if ! docker build -f deploy/Dockerfile -t "$TAG" . >"$logdir/build.log" 2>&1; then
+if ! docker build --force-rm -f deploy/Dockerfile -t "$TAG" . >"$logdir/build.log" 2>&1; then
     tail -n 60 "$logdir/build.log" >&2
     die "docker build failed (last lines above)"
 fi
 build_s=$((SECONDS - t0))
 grep -E 'Finished .release' "$logdir/build.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' || true
+# Build cache for the next run on this machine: the build stage (compiled
+# dependencies) and the final image keep one tag each, berth-ci/cache:build
+# and berth-ci/cache:runtime; the chains of older runs, untagged now, are
+# pruned at the end (untagged, this run's would be pruned with them).
+t0=$SECONDS
+docker build -q --force-rm -f deploy/Dockerfile --target build -t berth-ci/cache:build . >/dev/null
+docker tag "$TAG" berth-ci/cache:runtime
+say "cache tags set in $((SECONDS - t0)) s"
 size_b="$(docker image inspect -f '{{.Size}}' "$TAG")"
 say "image built in ${build_s} s: $TAG, $((size_b / 1000000)) MB"
 
@@ -176,5 +186,10 @@ trap - EXIT
 check "containers removed" bash -c '! docker inspect "$1" "$2" >/dev/null 2>&1' _ "$NAME" "$NAME2"
 check "volume removed" bash -c '! docker volume inspect "$1" >/dev/null 2>&1' _ "$VOL"
 check "image tag removed" bash -c '! docker image inspect "$1" >/dev/null 2>&1' _ "$TAG"
+# Older runs' build-stage and final-image chains, dangling now that the
+# cache tags moved on. (The small skeleton and docker-cli stages stay: they
+# are the same from run to run.)
+docker image prune -f --filter label=org.berth.base-image=host-toolchain-vendored >/dev/null 2>&1 || true
+docker image prune -f --filter label=org.opencontainers.image.title=berth >/dev/null 2>&1 || true
 say "image size $((size_b / 1000000)) MB, build ${build_s} s"
 summary

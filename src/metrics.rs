@@ -4,8 +4,12 @@
 //! Labels stay bounded: route *templates* (ids replaced by `{id}`), method,
 //! status or status class, endpoint id. Never a raw path, never a token.
 
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const HTTP_REQUESTS: &str = "berth_http_requests_total";
@@ -60,6 +64,8 @@ pub struct Metrics {
     /// outcome (ok, error, timeout).
     pub stack_deploys: IntCounterVec,
     pub stack_deploy_duration: HistogramVec,
+    /// Handles of the proxy's per-endpoint series, see [`Metrics::proxy_series`].
+    proxy_series: DashMap<u64, Arc<ProxySeries>>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -195,6 +201,7 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            proxy_series: DashMap::new(),
             registry: r,
         };
         #[cfg(target_os = "linux")]
@@ -221,6 +228,97 @@ impl Metrics {
         let _ = self.health_duration.remove_label_values(&[id]);
         let _ = self.pool_connections.remove_label_values(&[id, "idle"]);
         let _ = self.pool_connections.remove_label_values(&[id, "open"]);
+        if let Ok(n) = id.parse::<u64>() {
+            self.proxy_series.remove(&n);
+        }
+    }
+
+    /// The proxy's metric handles for one endpoint. `with_label_values`
+    /// hashes every label value and takes the vector's lock on each call,
+    /// and a proxied request updates four labelled series: the handles are
+    /// looked up once per endpoint (and route template) and reused, so a
+    /// request costs two map reads and formats no label.
+    pub fn proxy_series(&self, endpoint: u64) -> Arc<ProxySeries> {
+        if let Some(s) = self.proxy_series.get(&endpoint) {
+            return s.clone();
+        }
+        self.proxy_series
+            .entry(endpoint)
+            .or_insert_with(|| {
+                let label = endpoint.to_string();
+                Arc::new(ProxySeries {
+                    bytes_in: self.proxy_bytes_in.with_label_values(&[&label]),
+                    bytes_out: self.proxy_bytes_out.with_label_values(&[&label]),
+                    requests: self.proxy_requests.clone(),
+                    duration: self.proxy_duration.clone(),
+                    routes: DashMap::new(),
+                    label,
+                })
+            })
+            .clone()
+    }
+}
+
+/// One endpoint's proxy series (see [`Metrics::proxy_series`]).
+pub struct ProxySeries {
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    label: String,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    /// By route template; as bounded as the exported series themselves.
+    routes: DashMap<String, Arc<RouteSeries>>,
+}
+
+impl ProxySeries {
+    /// The endpoint label (its id).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The series of one route template of this endpoint.
+    pub fn route(&self, template: &str) -> Arc<RouteSeries> {
+        if let Some(r) = self.routes.get(template) {
+            return r.clone();
+        }
+        self.routes
+            .entry(template.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RouteSeries {
+                    duration: self.duration.with_label_values(&[&self.label, template]),
+                    requests: self.requests.clone(),
+                    endpoint: self.label.clone(),
+                    template: template.to_owned(),
+                    by_class: Default::default(),
+                })
+            })
+            .clone()
+    }
+}
+
+/// One endpoint and route template: request counters by status class
+/// (created on first use, so no zero series appear) and the latency
+/// histogram.
+pub struct RouteSeries {
+    pub duration: Histogram,
+    requests: IntCounterVec,
+    endpoint: String,
+    template: String,
+    by_class: [OnceLock<IntCounter>; 5],
+}
+
+impl RouteSeries {
+    /// The `berth_proxy_requests_total` counter for a response status.
+    pub fn requests(&self, status: u16) -> &IntCounter {
+        let class = status_class(status);
+        let i = match class.as_bytes()[0] {
+            b'1' => 0,
+            b'2' => 1,
+            b'3' => 2,
+            b'4' => 3,
+            _ => 4,
+        };
+        self.by_class[i].get_or_init(|| self.requests.with_label_values(&[&self.endpoint, &self.template, class]))
     }
 }
 
@@ -235,14 +333,16 @@ pub fn status_class(code: u16) -> &'static str {
 }
 
 /// Docker API path → bounded route template: version prefix dropped, ids
-/// and names replaced (`/containers/{id}/json`).
+/// and names replaced (`/containers/{id}/json`). Runs on every proxied
+/// request: it walks the segments once and allocates only the result.
 pub fn docker_route_template(path: &str) -> String {
     let path = path.split('?').next().unwrap_or("");
-    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if segs.first().is_some_and(|s| is_version(s)) {
-        segs.remove(0);
+    let mut segs = path.split('/').filter(|s| !s.is_empty());
+    let mut first = segs.next();
+    if first.is_some_and(is_version) {
+        first = segs.next();
     }
-    let Some(&first) = segs.first() else { return "/".into() };
+    let Some(first) = first else { return "/".into() };
     const KNOWN: &[&str] = &[
         "_ping",
         "auth",
@@ -288,12 +388,12 @@ pub fn docker_route_template(path: &str) -> String {
         "privileges",
         "pull",
     ];
-    let mut out = format!("/{first}");
-    if segs.len() == 1 {
-        return out;
-    }
-    let second = segs[1];
-    if COLLECTION_VERBS.contains(&second) && segs.len() == 2 {
+    let mut out = String::with_capacity(first.len() + 24);
+    out.push('/');
+    out.push_str(first);
+    let Some(second) = segs.next() else { return out };
+    let third = segs.next();
+    if third.is_none() && COLLECTION_VERBS.contains(&second) {
         out.push('/');
         out.push_str(second);
         return out;
@@ -302,18 +402,17 @@ pub fn docker_route_template(path: &str) -> String {
         // Image and plugin names contain slashes: the last segment is the action when known.
         "images" | "plugins" | "distribution" => {
             const ACTIONS: &[&str] = &["json", "history", "push", "tag", "get", "enable", "disable", "upgrade", "set"];
-            let last = segs[segs.len() - 1];
-            if segs.len() > 2 && ACTIONS.contains(&last) {
-                out.push_str("/{name}/");
-                out.push_str(last);
-            } else {
-                out.push_str("/{name}");
+            match third.map(|t| segs.next_back().unwrap_or(t)) {
+                Some(last) if ACTIONS.contains(&last) => {
+                    out.push_str("/{name}/");
+                    out.push_str(last);
+                }
+                _ => out.push_str("/{name}"),
             }
         }
         _ => {
             out.push_str("/{id}");
-            if segs.len() > 2 {
-                let rest = segs[2];
+            if let Some(rest) = third {
                 let action = if rest.chars().all(|c| c.is_ascii_lowercase() || c == '_') { rest } else { "{sub}" };
                 out.push('/');
                 out.push_str(action);
@@ -340,6 +439,44 @@ mod tests {
         assert_eq!(docker_route_template("/images/create?fromImage=x"), "/images/create");
         assert_eq!(docker_route_template("/exec/deadbeef/start"), "/exec/{id}/start");
         assert_eq!(docker_route_template("/whatever/x"), "/{other}");
+        assert_eq!(docker_route_template("/v1.41"), "/");
+        assert_eq!(docker_route_template("//v1.41//containers//json"), "/containers/json");
+        assert_eq!(docker_route_template("/images/busybox"), "/images/{name}");
+        assert_eq!(docker_route_template("/images/a/b/c/tag?repo=x"), "/images/{name}/tag");
+        assert_eq!(docker_route_template("/plugins/x/y/z"), "/plugins/{name}");
+        assert_eq!(docker_route_template("/containers/abc"), "/containers/{id}");
+        assert_eq!(docker_route_template("/containers/abc/LOGS"), "/containers/{id}/{sub}");
+        assert_eq!(docker_route_template("/containers/abc/json/extra"), "/containers/{id}/json");
+        assert_eq!(docker_route_template("/containers/json/x"), "/containers/{id}/x");
+    }
+
+    #[test]
+    fn proxy_series_handles_feed_the_exported_series() {
+        let m = Metrics::new();
+        let s = m.proxy_series(7);
+        assert!(Arc::ptr_eq(&s, &m.proxy_series(7)), "handles are reused");
+        let r = s.route("/containers/json");
+        assert!(Arc::ptr_eq(&r, &s.route("/containers/json")));
+        r.requests(200).inc();
+        r.requests(204).inc();
+        r.requests(502).inc();
+        r.duration.observe(0.001);
+        s.bytes_in.inc_by(10);
+        s.bytes_out.inc_by(20);
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"berth_proxy_requests_total{endpoint="7",route="/containers/json",status_class="2xx"} 2"#,
+            r#"berth_proxy_requests_total{endpoint="7",route="/containers/json",status_class="5xx"} 1"#,
+            r#"berth_proxy_request_duration_seconds_count{endpoint="7",route="/containers/json"} 1"#,
+            r#"berth_proxy_request_bytes_total{endpoint="7"} 10"#,
+            r#"berth_proxy_response_bytes_total{endpoint="7"} 20"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("status_class=\"4xx\""), "classes never seen export nothing");
+        m.forget_endpoint("7");
+        assert!(!String::from_utf8(m.render()).unwrap().contains("berth_proxy_request_bytes_total{endpoint=\"7\"}"));
+        assert!(!Arc::ptr_eq(&s, &m.proxy_series(7)), "a forgotten endpoint gets fresh handles");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the caller may use it, then hand the request to the proxy. Everything
 //! here reads memory only: no store access, no global lock.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::metrics::{docker_route_template, status_class};
+use crate::metrics::docker_route_template;
 use crate::proxy::{forward, ProxyFailure, ProxyTarget};
 use crate::router::AuthedUser;
 use crate::state::AppState;
@@ -72,32 +73,31 @@ async fn proxied(
             return e.into_response();
         }
     }
-    let path_and_query = match req.uri().query().map(without_token) {
-        None => docker_path.to_owned(),
+    let path_and_query: Cow<'_, str> = match req.uri().query().map(without_token) {
+        None => Cow::Borrowed(docker_path),
         // Only `token` was there: no query at all, not a bare '?'.
-        Some(std::borrow::Cow::Owned(q)) if q.is_empty() => docker_path.to_owned(),
-        Some(q) => format!("{docker_path}?{q}"),
+        Some(Cow::Owned(q)) if q.is_empty() => Cow::Borrowed(docker_path),
+        Some(q) => Cow::Owned(format!("{docker_path}?{q}")),
     };
-    let template = docker_route_template(docker_path);
-    let endpoint_label = entry.record.id.to_string();
+    // Metric handles looked up once per endpoint and template, not
+    // re-hashed label by label on every request.
+    let series = state.metrics.proxy_series(entry.record.id);
+    let route = series.route(&docker_route_template(docker_path));
     let start = Instant::now();
     let target = ProxyTarget {
         endpoint_id: entry.record.id,
         endpoint_name: &entry.record.name,
         upstream: &entry.upstream,
         tunnels: &state.tunnels,
-        bytes_in: Some(state.metrics.proxy_bytes_in.with_label_values(&[&endpoint_label])),
+        bytes_in: Some(series.bytes_in.clone()),
     };
-    let m = &state.metrics;
-    let resp = forward(target, req, &path_and_query)
-        .await
-        .map(|b| b.counted(m.proxy_bytes_out.with_label_values(&[&endpoint_label])));
-    m.proxy_requests.with_label_values(&[&endpoint_label, &template, status_class(resp.status().as_u16())]).inc();
-    m.proxy_duration.with_label_values(&[&endpoint_label, &template]).observe(start.elapsed().as_secs_f64());
+    let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
+    route.requests(resp.status().as_u16()).inc();
+    route.duration.observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.
     if let Some(f) = resp.extensions().get::<ProxyFailure>() {
         if matches!(f, ProxyFailure::Unreachable | ProxyFailure::ConnectTimeout | ProxyFailure::Upstream) {
-            m.upstream_connect_failures.with_label_values(&[&endpoint_label, f.label()]).inc();
+            state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }
     resp

@@ -16,7 +16,9 @@
 # Usage: scripts/bench/load.sh
 # Knobs: ROUNDS (5), DURATION (8s), CONNS (64), THREADS (1), PATH_SUFFIX
 #        (/v1.41/containers/json), BERTH_WORKERS (1), SKIP_BUILD=1,
-#        RESULTS=FILE (raw per-round lines appended), BERTH_LOG_LEVEL.
+#        RESULTS=FILE (raw per-round lines appended), BERTH_LOG_LEVEL,
+#        BERTH_VARIANTS="name=/path/to/berth ..." (A/B: one row per build
+#        instead of building the tree), NO_ANCHORS=1 (floor and Berth only).
 source "$(dirname "$0")/lib.sh"
 
 rounds=${ROUNDS:-5}
@@ -27,16 +29,37 @@ suffix=${PATH_SUFFIX:-/v1.41/containers/json}
 
 have wrk || die "wrk is not installed (apt-get install -y wrk)"
 have curl || die "curl is needed"
-build_berth
 start_mock
-start_berth
-berth_setup
-
 targets=("floor|http://127.0.0.1:$PORT_FLOOR$suffix|none")
-targets+=("berth|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
+if [ -z "${BERTH_VARIANTS:-}" ]; then
+  build_berth
+  start_berth
+  berth_setup
+  targets+=("berth|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
+else
+  # A/B: several Berth builds side by side, one row each ("name=path ...").
+  base_port=$PORT_BERTH
+  k=0
+  for v in $BERTH_VARIANTS; do
+    name=${v%%=*}
+    cp -f "${v#*=}" "$BIN/berth-$name"
+    PORT_BERTH=$((base_port + 10 + k))
+    rm -rf "$BENCH_DIR/data-$name"
+    "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$PORT_BERTH" --bind-https off --data "$BENCH_DIR/data-$name" \
+      --workers "$BERTH_WORKERS" --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+    echo $! >"$BENCH_DIR/berth-$name.pid"
+    _started+=("$BENCH_DIR/berth-$name.pid")
+    wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth $name did not start"
+    berth_setup
+    targets+=("$name|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
+    k=$((k + 1))
+  done
+  PORT_BERTH=$base_port
+fi
 jwt=$(anchor_jwt)
-if start_nginx; then targets+=("nginx|http://127.0.0.1:$PORT_NGINX/api/endpoints/1/docker$suffix|none"); fi
-if start_haproxy; then targets+=("haproxy|http://127.0.0.1:$PORT_HAPROXY/api/endpoints/1/docker$suffix|$jwt"); fi
+[ "${NO_ANCHORS:-0}" = 1 ] && HYPER_JWT=0
+if [ "${NO_ANCHORS:-0}" != 1 ] && start_nginx; then targets+=("nginx|http://127.0.0.1:$PORT_NGINX/api/endpoints/1/docker$suffix|none"); fi
+if [ "${NO_ANCHORS:-0}" != 1 ] && start_haproxy; then targets+=("haproxy|http://127.0.0.1:$PORT_HAPROXY/api/endpoints/1/docker$suffix|$jwt"); fi
 if start_hyper_jwt; then targets+=("hyper-jwt|http://127.0.0.1:$PORT_HYPER/api/endpoints/1/docker$suffix|$jwt"); fi
 sleep 0.5
 
@@ -88,9 +111,15 @@ for n, m in med.items():
     print(f"{n:10} {m['rps']:8.0f} {min(d['rps']):7.0f}-{max(d['rps']):<7.0f} {m['p50']:7.0f} {m['p99']:7.0f} "
           f"{min(d['p99']):6.0f}-{max(d['p99']):<6.0f} {ratio(n, 'floor'):>7} {ratio(n, 'nginx'):>7} {ratio(n, 'haproxy'):>9} {ratio(n, 'nginx', 'p99'):>9}")
 # per-round ratios of Berth to nginx and HAProxy (same round, so drift cancels)
-for ref in ("nginx", "haproxy"):
-    if "berth" in rows and ref in rows:
-        rs = [b / a for b, a in zip(rows["berth"]["rps"], rows[ref]["rps"])]
-        print(f"berth/{ref} per round: " + " ".join(f"{x:.2f}" for x in rs) + f"  (median {statistics.median(rs):.2f})")
+for n in rows:
+    if n in ("floor", "nginx", "haproxy", "hyper-jwt"):
+        continue
+    for ref in ("nginx", "haproxy"):
+        if ref in rows:
+            rs = [b / a for b, a in zip(rows[n]["rps"], rows[ref]["rps"])]
+            print(f"{n}/{ref} rps per round: " + " ".join(f"{x:.2f}" for x in rs) + f"  (median {statistics.median(rs):.2f})")
+    if "nginx" in rows:
+        ps = [b / a for b, a in zip(rows[n]["p99"], rows["nginx"]["p99"])]
+        print(f"{n}/nginx p99 per round: " + " ".join(f"{x:.2f}" for x in ps) + f"  (median {statistics.median(ps):.2f})")
 EOF
 rm -f "$results"

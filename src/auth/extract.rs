@@ -141,7 +141,7 @@ pub fn authenticate(
     } else {
         return Err(AuthFailure::Missing);
     };
-    let claims = keys.verify(token).map_err(|e| match e {
+    let claims = identity.verify_token(keys, token).map_err(|e| match e {
         JwtError::Expired => AuthFailure::Expired,
         JwtError::Invalid => AuthFailure::BadJwt,
     })?;
@@ -161,7 +161,7 @@ pub fn authenticate(
         user,
         via_api_key: false,
         force_change_password: claims.force_change_password,
-        jti: Some((claims.jti, claims.exp)),
+        jti: Some((claims.jti.clone(), claims.exp)),
     })
 }
 

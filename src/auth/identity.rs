@@ -2,10 +2,12 @@
 //! (dashmap) and loaded from the store at start. The request path reads
 //! only these maps; every change is stored durably first, then applied here.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
 
+use super::jwt::{Claims, JwtKeys};
 use crate::store::model::{ApiKey, Id, Team, TeamMembership, User};
 use crate::store::{Store, StoreError, API_KEYS, TEAMS, TEAM_MEMBERSHIPS, USERS};
 
@@ -22,6 +24,15 @@ pub struct Identity {
     revoked: DashMap<String, u64>,
     teams: DashMap<Id, Team>,
     memberships: DashMap<Id, TeamMembership>,
+    /// user → (membership id, team id, role): the request path asks for a
+    /// user's teams on every call of a standard user, and scanning every
+    /// membership of the instance made that O(memberships).
+    by_user: DashMap<Id, Vec<(Id, Id, u8)>>,
+    /// Taken by membership writers only, so `memberships` and `by_user`
+    /// change together; readers never take it.
+    membership_writes: Mutex<()>,
+    /// Session tokens whose signature and claims have been checked.
+    verified: VerifiedTokens,
     /// Serialises identity writes whose validity depends on current
     /// contents (unique names, last admin): never taken on the request path.
     pub write_lock: tokio::sync::Mutex<()>,
@@ -40,7 +51,7 @@ impl Identity {
             id.teams.insert(t.id, t);
         }
         for m in store.load_all::<TeamMembership>(TEAM_MEMBERSHIPS)? {
-            id.memberships.insert(m.id, m);
+            id.put_membership(m);
         }
         let now = super::now_secs();
         for (jti, exp) in store.load_revoked()? {
@@ -86,7 +97,9 @@ impl Identity {
             self.by_name.remove(&u.username.to_lowercase());
         }
         self.api_keys.retain(|_, k| k.user_id != id);
+        let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
         self.memberships.retain(|_, m| m.user_id != id);
+        self.by_user.remove(&id);
     }
 
     pub fn put_api_key(&self, k: ApiKey) {
@@ -160,6 +173,7 @@ impl Identity {
 
     pub fn prune_revoked(&self, now: u64) {
         self.revoked.retain(|_, exp| *exp >= now);
+        self.verified.map.retain(|_, c| c.exp >= now);
     }
 
     pub fn team(&self, id: Id) -> Option<Team> {
@@ -178,7 +192,17 @@ impl Identity {
 
     pub fn remove_team(&self, id: Id) {
         self.teams.remove(&id);
-        self.memberships.retain(|_, m| m.team_id != id);
+        let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut users = Vec::new();
+        self.memberships.retain(|_, m| {
+            if m.team_id == id {
+                users.push(m.user_id);
+            }
+            m.team_id != id
+        });
+        for u in users {
+            self.unindex(u, |&(_, team, _)| team == id);
+        }
     }
 
     pub fn memberships(&self) -> Vec<TeamMembership> {
@@ -192,26 +216,103 @@ impl Identity {
     }
 
     pub fn put_membership(&self, m: TeamMembership) {
-        self.memberships.insert(m.id, m);
+        let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let (id, user, team, role) = (m.id, m.user_id, m.team_id, m.role);
+        if let Some(old) = self.memberships.insert(id, m) {
+            self.unindex(old.user_id, |&(mid, _, _)| mid == id);
+        }
+        self.by_user.entry(user).or_default().push((id, team, role));
     }
 
     pub fn remove_membership(&self, id: Id) {
-        self.memberships.remove(&id);
+        let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, old)) = self.memberships.remove(&id) {
+            self.unindex(old.user_id, |&(mid, _, _)| mid == id);
+        }
     }
 
-    /// Team ids of a user: used by access checks of standard users.
+    /// Drops `user`'s index entries matching `gone`; the caller holds
+    /// `membership_writes`.
+    fn unindex(&self, user: Id, gone: impl Fn(&(Id, Id, u8)) -> bool) {
+        if let dashmap::Entry::Occupied(mut e) = self.by_user.entry(user) {
+            e.get_mut().retain(|x| !gone(x));
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+    }
+
+    /// Team ids of a user: used by access checks of standard users. One map
+    /// lookup, whatever the number of memberships in the instance.
     pub fn teams_of(&self, user: Id) -> Vec<Id> {
-        self.memberships.iter().filter(|m| m.user_id == user).map(|m| m.team_id).collect()
+        self.by_user.get(&user).map(|v| v.iter().map(|&(_, team, _)| team).collect()).unwrap_or_default()
     }
 
     pub fn is_leader_of(&self, user: Id, team: Id) -> bool {
-        self.memberships
-            .iter()
-            .any(|m| m.user_id == user && m.team_id == team && m.role == crate::store::model::TEAM_LEADER)
+        self.by_user
+            .get(&user)
+            .is_some_and(|v| v.iter().any(|&(_, t, role)| t == team && role == crate::store::model::TEAM_LEADER))
     }
 
     pub fn is_any_leader(&self, user: Id) -> bool {
-        self.memberships.iter().any(|m| m.user_id == user && m.role == crate::store::model::TEAM_LEADER)
+        self.by_user.get(&user).is_some_and(|v| v.iter().any(|&(_, _, role)| role == crate::store::model::TEAM_LEADER))
+    }
+
+    /// Verifies a session token's signature, algorithm and expiry with
+    /// `keys`, remembering tokens that passed so that a client sending the
+    /// same token with every request pays for the HMAC and the JSON parsing
+    /// once. Only the signature check is skipped on a hit: expiry is checked
+    /// again here, and revocation and the user's token generation by the
+    /// caller, on every request.
+    pub fn verify_token(&self, keys: &JwtKeys, token: &str) -> Result<Arc<Claims>, super::jwt::JwtError> {
+        self.verified.verify(keys, token)
+    }
+}
+
+/// Most tokens remembered by [`VerifiedTokens`] (about 0.5 KB each).
+const VERIFIED_TOKENS_MAX: usize = 4096;
+
+/// Tokens that passed verification, keyed by the whole token: a hit needs
+/// the exact bytes of a token this daemon's key signed, so a forged or
+/// altered token can never hit. Bounded: when full, expired tokens are
+/// dropped, and if that frees nothing the whole cache is.
+#[derive(Default)]
+struct VerifiedTokens {
+    map: DashMap<Box<str>, Arc<Claims>>,
+    /// Address of the `JwtKeys` the entries were verified with: a daemon
+    /// has one for its lifetime, but a caller passing other keys must not
+    /// be answered from this cache.
+    keys: AtomicUsize,
+}
+
+impl VerifiedTokens {
+    fn verify(&self, keys: &JwtKeys, token: &str) -> Result<Arc<Claims>, super::jwt::JwtError> {
+        let keys_addr = keys as *const JwtKeys as usize;
+        let same_keys = self.keys.load(Ordering::Acquire) == keys_addr;
+        if same_keys {
+            if let Some(c) = self.map.get(token).map(|c| c.clone()) {
+                // Exactly jsonwebtoken's rule with no leeway: expired once exp < now.
+                if c.exp < super::now_secs() {
+                    self.map.remove(token);
+                    return Err(super::jwt::JwtError::Expired);
+                }
+                return Ok(c);
+            }
+        }
+        let claims = Arc::new(keys.verify(token)?);
+        if !same_keys {
+            self.map.clear();
+            self.keys.store(keys_addr, Ordering::Release);
+        }
+        if self.map.len() >= VERIFIED_TOKENS_MAX {
+            let now = super::now_secs();
+            self.map.retain(|_, c| c.exp >= now);
+            if self.map.len() >= VERIFIED_TOKENS_MAX {
+                self.map.clear();
+            }
+        }
+        self.map.insert(token.into(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -255,5 +356,111 @@ mod tests {
         id.remove_api_key(1);
         id.refresh_api_key(flush[0].clone());
         assert!(id.api_key(1).is_none());
+    }
+}
+
+#[cfg(test)]
+mod index_and_token_cache_tests {
+    use super::*;
+    use crate::store::model::{TEAM_LEADER, TEAM_MEMBER};
+
+    fn m(id: Id, user_id: Id, team_id: Id, role: u8) -> TeamMembership {
+        TeamMembership { id, user_id, team_id, role }
+    }
+
+    fn sorted(mut v: Vec<Id>) -> Vec<Id> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn membership_index_follows_every_change() {
+        let id = Identity::default();
+        id.put_membership(m(1, 10, 100, TEAM_MEMBER));
+        id.put_membership(m(2, 10, 200, TEAM_LEADER));
+        id.put_membership(m(3, 11, 100, TEAM_MEMBER));
+        assert_eq!(sorted(id.teams_of(10)), [100, 200]);
+        assert!(id.is_leader_of(10, 200) && !id.is_leader_of(10, 100) && !id.is_leader_of(11, 100));
+        assert!(id.is_any_leader(10) && !id.is_any_leader(11));
+
+        // Rewriting a membership moves it, including to another user.
+        id.put_membership(m(2, 11, 300, TEAM_LEADER));
+        assert_eq!(id.teams_of(10), [100]);
+        assert_eq!(sorted(id.teams_of(11)), [100, 300]);
+        assert!(!id.is_any_leader(10) && id.is_leader_of(11, 300));
+
+        id.remove_membership(1);
+        assert!(id.teams_of(10).is_empty());
+        id.remove_team(100);
+        assert_eq!(id.teams_of(11), [300]);
+        assert_eq!(id.memberships().len(), 1);
+        id.remove_user(11);
+        assert!(id.teams_of(11).is_empty() && id.memberships().is_empty());
+        assert!(id.by_user.is_empty(), "no empty index entries are left behind");
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            id: 1,
+            username: "admin".into(),
+            role: 1,
+            scope: "default".into(),
+            force_change_password: false,
+            jti: "j".into(),
+            iat: 1,
+            exp,
+            gen: 0,
+        }
+    }
+
+    #[test]
+    fn verified_tokens_are_reused_only_for_the_same_token_and_keys() {
+        let id = Identity::default();
+        let keys = JwtKeys::from_secret(&[7u8; 32]);
+        let other = JwtKeys::from_secret(&[8u8; 32]);
+        let token = keys.sign(&claims(super::super::now_secs() + 600));
+        assert_eq!(id.verify_token(&keys, &token).unwrap().username, "admin");
+        assert_eq!(id.verified.map.len(), 1);
+        assert_eq!(id.verify_token(&keys, &token).unwrap().username, "admin", "a hit answers the same");
+        // The same token is not valid under other keys, cached or not.
+        assert!(id.verify_token(&other, &token).is_err());
+        assert!(id.verify_token(&keys, &token).is_ok());
+        // A token differing in any byte is verified afresh (and fails).
+        let mut tampered = token.clone();
+        tampered.push('A');
+        assert!(id.verify_token(&keys, &tampered).is_err());
+        assert_eq!(id.verified.map.len(), 1, "failures are never remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire() {
+        let id = Identity::default();
+        let keys = JwtKeys::from_secret(&[7u8; 32]);
+        let token = keys.sign(&claims(super::super::now_secs() + 600));
+        id.verify_token(&keys, &token).unwrap();
+        // Pretend time has passed the token's expiry.
+        id.verified.map.insert(token.as_str().into(), Arc::new(claims(super::super::now_secs() - 1)));
+        assert!(matches!(id.verify_token(&keys, &token), Err(super::super::jwt::JwtError::Expired)));
+        assert!(id.verified.map.is_empty());
+        let expired = keys.sign(&claims(super::super::now_secs() - 10));
+        assert!(matches!(id.verify_token(&keys, &expired), Err(super::super::jwt::JwtError::Expired)));
+        assert!(id.verified.map.is_empty());
+        // Pruning drops expired entries.
+        id.verify_token(&keys, &token).unwrap();
+        id.prune_revoked(super::super::now_secs() + 601);
+        assert!(id.verified.map.is_empty());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let id = Identity::default();
+        let keys = JwtKeys::from_secret(&[7u8; 32]);
+        let exp = super::super::now_secs() + 600;
+        for i in 0..VERIFIED_TOKENS_MAX + 10 {
+            let mut c = claims(exp);
+            c.jti = format!("j{i}");
+            id.verify_token(&keys, &keys.sign(&c)).unwrap();
+        }
+        assert!(id.verified.map.len() <= VERIFIED_TOKENS_MAX);
     }
 }

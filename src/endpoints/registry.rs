@@ -119,20 +119,36 @@ impl Registry {
         if p.is_admin() {
             return true;
         }
-        let uid = p.id().to_string();
-        if record.user_access_policies.contains_key(&uid)
-            || teams.iter().any(|t| record.team_access_policies.contains_key(&t.to_string()))
-        {
+        // Policies are keyed by decimal ids (Portainer's JSON); format them
+        // on the stack, this runs on every request of a standard user.
+        let mut ubuf = [0u8; 20];
+        let uid = decimal(p.id(), &mut ubuf);
+        let mut tbuf = [0u8; 20];
+        let mut in_team = |policies: &crate::store::model::AccessPolicies| {
+            teams.iter().any(|&t| policies.contains_key(decimal(t, &mut tbuf)))
+        };
+        if record.user_access_policies.contains_key(uid) || in_team(&record.team_access_policies) {
             return true;
         }
         match self.groups.get(&record.group_id) {
-            Some(g) => {
-                g.user_access_policies.contains_key(&uid)
-                    || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
-            }
+            Some(g) => g.user_access_policies.contains_key(uid) || in_team(&g.team_access_policies),
             None => false,
         }
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
 }
 
 /// Reads an endpoint's stored TLS files back into memory.
@@ -156,4 +172,17 @@ pub fn build_upstream(
     let url = DockerUrl::parse(&record.url).map_err(UpstreamError::Io)?;
     let tls = TlsOptions { enabled: record.tls.tls, skip_verify: record.tls.skip_verify, files };
     Upstream::new(&url, &tls, settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_format_as_decimal() {
+        let mut b = [0u8; 20];
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(decimal(n, &mut b), n.to_string());
+        }
+    }
 }
