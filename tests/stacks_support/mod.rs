@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,6 +78,9 @@ impl GitServer {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                // `git daemon` runs `git-daemon` as a child: a group of its
+                // own lets Drop kill both, so no server outlives the test.
+                .process_group(0)
                 .spawn()
                 .expect("spawn git daemon");
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -89,8 +93,7 @@ impl GitServer {
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             assert!(attempt < 3, "git daemon did not start");
         }
         unreachable!()
@@ -135,10 +138,17 @@ impl GitServer {
     }
 }
 
+/// SIGKILLs the child's whole process group, then reaps the child.
+fn kill_group(child: &mut Child) {
+    // The group id is the child's pid (process_group(0)); `kill -KILL -- -PGID`.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for GitServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
