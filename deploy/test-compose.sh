@@ -44,7 +44,8 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
     "$DEPLOY_DIR/make-base-image.sh" >/dev/null
 fi
 t0=$SECONDS
-if ! dc build >"$log" 2>&1; then
+if ! dc build >"$log" 2>&1 && ! { grep -q "layer does not exist" "$log" && dc build >"$log" 2>&1; }; then
+    # (once more on Docker 20.10's "layer does not exist" after a prune)
     tail -n 40 "$log" >&2
     die "docker-compose build failed"
 fi

@@ -62,9 +62,16 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
 fi
 t0=$SECONDS
 say "docker build -f deploy/Dockerfile -t $TAG ."
-if ! docker build --force-rm -f deploy/Dockerfile -t "$TAG" . >"$logdir/build.log" 2>&1; then
-    tail -n 60 "$logdir/build.log" >&2
-    die "docker build failed (last lines above)"
+build() { docker build --force-rm -f deploy/Dockerfile -t "$TAG" . >"$logdir/build.log" 2>&1; }
+if ! build; then
+    # Docker 20.10's legacy builder has been seen to fail once with "layer
+    # does not exist" on a cache hit right after images were pruned; once more.
+    if grep -q "layer does not exist" "$logdir/build.log" && build; then
+        say "docker build succeeded on the second try (layer does not exist)"
+    else
+        tail -n 60 "$logdir/build.log" >&2
+        die "docker build failed (last lines above)"
+    fi
 fi
 build_s=$((SECONDS - t0))
 grep -E 'Finished .release' "$logdir/build.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' || true

@@ -49,40 +49,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$ctx/deploy"
-cp "$BERTH" "$ctx/berth"
-cp deploy/berth.service deploy/berth-sysusers.conf deploy/berth.toml "$ctx/deploy/"
+mkdir -p "$ctx/base" "$ctx/test/deploy"
+cp "$BERTH" "$ctx/test/berth"
+cp deploy/berth.service deploy/berth-sysusers.conf deploy/berth.toml "$ctx/test/deploy/"
 gid="$(stat -c %g /var/run/docker.sock)"
-# The install steps are the README's (systemd section), as RUN lines.
-cat >"$ctx/Dockerfile" <<'EOF'
+# Debian with systemd and the stack tools: kept between runs under a tag
+# named after its recipe (only the layers above it are removed at the end).
+cat >"$ctx/base/Dockerfile" <<EOF
 FROM debian:bookworm-slim
-ARG DOCKER_GID
-RUN apt-get update \
- && apt-get install -y --no-install-recommends systemd docker-compose git ca-certificates \
- && cd /tmp && apt-get download docker.io \
- && dpkg-deb --fsys-tarfile docker.io_*.deb | tar -x ./usr/bin/docker && mv usr/bin/docker /usr/bin/docker \
- && rm -rf /tmp/* /var/lib/apt/lists/* \
- && (getent group docker || groupadd -g "$DOCKER_GID" docker) \
- && systemctl mask getty.target console-getty.service systemd-logind.service systemd-udevd.service \
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends systemd docker-compose git ca-certificates \\
+ && cd /tmp && apt-get download docker.io \\
+ && dpkg-deb --fsys-tarfile docker.io_*.deb | tar -x ./usr/bin/docker && mv usr/bin/docker /usr/bin/docker \\
+ && rm -rf /tmp/* /var/lib/apt/lists/* \\
+ && (getent group docker || groupadd -g "$gid" docker) \\
+ && systemctl mask getty.target console-getty.service systemd-logind.service systemd-udevd.service \\
       systemd-udev-trigger.service systemd-resolved.service systemd-timesyncd.service
-COPY berth /target/release/berth
-COPY deploy /deploy
-RUN install -m 0755 target/release/berth /usr/local/bin/berth \
- && install -D -m 0644 deploy/berth-sysusers.conf /usr/lib/sysusers.d/berth.conf \
- && systemd-sysusers \
- && install -D -m 0640 -g berth deploy/berth.toml /etc/berth/berth.toml \
- && install -m 0644 deploy/berth.service /etc/systemd/system/berth.service \
- && systemctl enable berth \
- && rm -rf /target /deploy
 STOPSIGNAL SIGRTMIN+3
 CMD ["/lib/systemd/systemd"]
 EOF
+BASE="berth-ci/systemd-base:$({ cat "$ctx/base/Dockerfile"; docker image inspect -f '{{.Id}}' debian:bookworm-slim; } |
+    sha256sum | cut -c1-12)"
 t0=$SECONDS
-if ! docker build -q --force-rm --build-arg "DOCKER_GID=$gid" -t "$TAG" "$ctx" >"$ctx/build.log" 2>&1; then
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+    if ! docker build -q --force-rm -t "$BASE" "$ctx/base" >"$ctx/build.log" 2>&1; then
+        tail -n 30 "$ctx/build.log" >&2
+        die "building $BASE failed"
+    fi
+fi
+# The install steps are the README's (systemd section), as RUN lines.
+cat >"$ctx/test/Dockerfile" <<EOF
+FROM $BASE
+COPY berth /target/release/berth
+COPY deploy /deploy
+RUN install -m 0755 target/release/berth /usr/local/bin/berth \\
+ && install -D -m 0644 deploy/berth-sysusers.conf /usr/lib/sysusers.d/berth.conf \\
+ && systemd-sysusers \\
+ && install -D -m 0640 -g berth deploy/berth.toml /etc/berth/berth.toml \\
+ && install -m 0644 deploy/berth.service /etc/systemd/system/berth.service \\
+ && systemctl enable berth \\
+ && rm -rf /target /deploy
+EOF
+if ! docker build -q --force-rm -t "$TAG" "$ctx/test" >"$ctx/build.log" 2>&1; then
     tail -n 30 "$ctx/build.log" >&2
     die "building the systemd test image failed"
 fi
-say "systemd test image built in $((SECONDS - t0)) s"
+say "systemd test image built in $((SECONDS - t0)) s (on $BASE)"
 
 PORT="$(free_port)"
 if ! docker run -d --name "$NAME" --cap-add SYS_ADMIN --security-opt seccomp=unconfined \

@@ -78,8 +78,14 @@ fi
 
 # Builds berth and berth-mock-docker (release) and copies them to $BIN, so
 # that another engineer's rebuild cannot swap a binary under a running
-# measurement. SKIP_BUILD=1 reuses the copies.
+# measurement. SKIP_BUILD=1 reuses the copies; BERTH_BIN=/path measures
+# that berth binary instead (A/B of a change).
 build_berth() {
+  if [ -n "${BERTH_BIN:-}" ]; then # measure another build (A/B) instead of the tree
+    cp -f "$BERTH_BIN" "$BIN/berth"
+    [ -x "$BIN/berth-mock-docker" ] || die "BERTH_BIN needs $BIN/berth-mock-docker from an earlier run"
+    return
+  fi
   if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/berth" ]; then
     note "cargo build --release --bins (Berth and its mock backend) ..."
     (cd "$BENCH_REPO" && cargo build --release --bins -q)

@@ -45,7 +45,7 @@ measure() { # $1 label
 }
 for ((r = 1; r <= rounds; r++)); do
   measure quiet | tee -a "$results" >&2
-  "${PIN_CLIENT[@]}" "$BIN/loadgen" logins --tcp "127.0.0.1:$PORT_BERTH" --password "$ADMIN_PASSWORD" \
+  "${PIN_CLIENT[@]}" "$BIN/loadgen" logins --tcp "127.0.0.1:$PORT_BERTH" --path /api/auth --password "$ADMIN_PASSWORD" \
     --rate "$rate" --seconds "$secs" "${spread[@]}" >"$BENCH_DIR/logins.out" 2>&1 &
   lg=$!
   line=$(measure storm)

@@ -35,6 +35,7 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+mod splice;
 mod tunnel;
 
 #[cfg(test)]
@@ -243,9 +244,10 @@ async fn splice(endpoint_id: u64, client: OnUpgrade, upstream: OnUpgrade) {
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    // copy_bidirectional shuts down the opposite writer when one side reads
-    // EOF and keeps copying the other direction: exactly half-close.
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    // Like tokio's copy_bidirectional (one side's EOF shuts down the other's
+    // writer, the opposite direction keeps flowing: exactly half-close), but
+    // an idle session holds no copy buffer (see splice.rs).
+    match splice::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((to_host, to_client)) => {
             tracing::debug!(endpoint_id, to_host, to_client, "tunnel closed")
         }
