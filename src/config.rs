@@ -35,7 +35,7 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: &str = "5s";
     pub const PING_TIMEOUT: &str = "5s";
     pub const POOL_IDLE_TIMEOUT: &str = "90s";
-    pub const POOL_MAX_IDLE: usize = 64;
+    pub const POOL_MAX_IDLE: usize = 128;
     pub const MAX_TUNNELS: usize = 20_000;
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";

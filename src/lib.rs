@@ -183,6 +183,7 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     }
     background::spawn_all(&state);
     endpoints::health::spawn(&state);
+    tokio::spawn(server.clone().keep_timer_armed());
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");
     while tasks.join_next().await.is_some() {}

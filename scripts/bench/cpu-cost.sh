@@ -22,6 +22,7 @@ suffix=/v1.41/containers/json
 read -r -a targets <<<"${TARGETS:-berth nginx haproxy hyper-jwt}"
 
 have wrk || die "wrk is not installed (apt-get install -y wrk)"
+build_berth
 start_mock
 declare -A url tok pids
 variants=()
@@ -29,7 +30,6 @@ if [[ " ${targets[*]} " == *" berth "* ]]; then
   if [ -n "${BERTH_VARIANTS:-}" ]; then
     for v in $BERTH_VARIANTS; do variants+=("$v"); done
   else
-    build_berth
     variants=("berth=$BIN/berth")
   fi
 fi
@@ -41,7 +41,7 @@ for v in "${variants[@]}"; do
   PORT_BERTH=$((base_port + 10 + k))
   rm -rf "$BENCH_DIR/data-$name"
   "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$PORT_BERTH" --bind-https off --data "$BENCH_DIR/data-$name" \
-    --workers "$BERTH_WORKERS" --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
   echo $! >"$BENCH_DIR/berth-$name.pid"
   _started+=("$BENCH_DIR/berth-$name.pid")
   wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth $name did not start"

@@ -43,6 +43,9 @@ prefix="/api/endpoints/$BERTH_ENDPOINT/docker"
 attach="/containers/0123456789ab/attach?stream=1&stdin=1&stdout=1"
 berth_target=(--tcp "127.0.0.1:$PORT_BERTH" --token "$BERTH_TOKEN" --path "$prefix$attach")
 direct_target=(--unix "$MOCK_SOCK" --path "$attach")
+# The same session on the backend's TCP port: the client's transport to a
+# proxy, so the cost of loopback TCP shows apart from Berth's.
+tcp_target=(--tcp "127.0.0.1:$PORT_FLOOR" --path "$attach")
 
 # Warm-up: the runtime's and allocator's first-use growth is not per session.
 "${PIN_CLIENT[@]}" "$BIN/loadgen" hijack-idle "${berth_target[@]}" --sessions 200 --hold 0 >/dev/null
@@ -69,8 +72,12 @@ read -r _ rss2 < <(mem_kib "$BERTH_PID")
 
 results=$(mktemp)
 for ((r = 1; r <= rounds; r++)); do
-  for who in direct berth; do
-    if [ "$who" = direct ]; then tgt=("${direct_target[@]}"); else tgt=("${berth_target[@]}"); fi
+  for who in direct direct-tcp berth; do
+    case $who in
+    direct) tgt=("${direct_target[@]}") ;;
+    direct-tcp) tgt=("${tcp_target[@]}") ;;
+    berth) tgt=("${berth_target[@]}") ;;
+    esac
     line=$("${PIN_CLIENT[@]}" "$BIN/loadgen" hijack-rate "${tgt[@]}" --bytes $((rate_mb * 1024 * 1024)))
     echo "$who $line" | tee -a "$results" >&2
   done
@@ -89,7 +96,11 @@ for line in open(path):
     kv = dict(x.split("=") for x in f[1:])
     d.setdefault(f[0], []).append(float(kv["mib_per_s"]))
 ratios = [b / a for a, b in zip(d["direct"], d["berth"])]
-print(f"one busy session: direct {statistics.median(d['direct']):.0f} MiB/s, berth {statistics.median(d['berth']):.0f} MiB/s, "
-      f"ratio {statistics.median(ratios):.2f} (rounds: " + " ".join(f"{r:.2f}" for r in ratios) + ")")
+tcp = [b / a for a, b in zip(d["direct-tcp"], d["berth"])]
+print(f"one busy session: direct {statistics.median(d['direct']):.0f} MiB/s (unix), "
+      f"direct-tcp {statistics.median(d['direct-tcp']):.0f} MiB/s, berth {statistics.median(d['berth']):.0f} MiB/s "
+      f"(min-max {min(d['berth']):.0f}-{max(d['berth']):.0f})")
+print(f"berth / direct: {statistics.median(ratios):.2f} (rounds: " + " ".join(f"{r:.2f}" for r in ratios) + ")"
+      f"; berth / direct-tcp: {statistics.median(tcp):.2f} (rounds: " + " ".join(f"{r:.2f}" for r in tcp) + ")")
 EOF
 rm -f "$results"

@@ -81,17 +81,14 @@ fi
 # measurement. SKIP_BUILD=1 reuses the copies; BERTH_BIN=/path measures
 # that berth binary instead (A/B of a change).
 build_berth() {
-  if [ -n "${BERTH_BIN:-}" ]; then # measure another build (A/B) instead of the tree
-    cp -f "$BERTH_BIN" "$BIN/berth"
-    [ -x "$BIN/berth-mock-docker" ] || die "BERTH_BIN needs $BIN/berth-mock-docker from an earlier run"
-    return
-  fi
-  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/berth" ]; then
+  if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/berth-mock-docker" ] || [ ! -x "$BIN/berth" ]; then
     note "cargo build --release --bins (Berth and its mock backend) ..."
     (cd "$BENCH_REPO" && cargo build --release --bins -q)
     local target=${CARGO_TARGET_DIR:-$BENCH_REPO/target}
     cp -f "$target/release/berth" "$target/release/berth-mock-docker" "$BIN/"
   fi
+  # measure another build (A/B) instead of the tree's
+  if [ -n "${BERTH_BIN:-}" ]; then cp -f "$BERTH_BIN" "$BIN/berth"; fi
 }
 
 # Builds the loadgen helper (benches/loadgen.rs) and copies it to $BIN.
@@ -149,6 +146,13 @@ start_berth() {
   echo $BERTH_PID >"$BENCH_DIR/berth.pid"
   _started+=("$BENCH_DIR/berth.pid")
   wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth did not start: $(tail -5 "$BENCH_DIR/berth.log")"
+}
+
+# The log level of an A/B variant: the access log off (as the anchors run),
+# unless the variant's name is listed in ACCESS_LOG_VARIANTS, in which case
+# it writes its access log (to a file, as it would in production).
+variant_log_level() {
+  if [[ " ${ACCESS_LOG_VARIANTS:-} " == *" $1 "* ]]; then echo info; else echo "${BERTH_LOG_LEVEL:-info,berth::access=off}"; fi
 }
 
 # berth_setup: admin, login, endpoint on the mock socket. Sets BERTH_TOKEN

@@ -29,10 +29,10 @@ suffix=${PATH_SUFFIX:-/v1.41/containers/json}
 
 have wrk || die "wrk is not installed (apt-get install -y wrk)"
 have curl || die "curl is needed"
+build_berth
 start_mock
 targets=("floor|http://127.0.0.1:$PORT_FLOOR$suffix|none")
 if [ -z "${BERTH_VARIANTS:-}" ]; then
-  build_berth
   start_berth
   berth_setup
   targets+=("berth|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
@@ -46,7 +46,7 @@ else
     PORT_BERTH=$((base_port + 10 + k))
     rm -rf "$BENCH_DIR/data-$name"
     "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$PORT_BERTH" --bind-https off --data "$BENCH_DIR/data-$name" \
-      --workers "$BERTH_WORKERS" --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+      --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
     echo $! >"$BENCH_DIR/berth-$name.pid"
     _started+=("$BENCH_DIR/berth-$name.pid")
     wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth $name did not start"

@@ -100,6 +100,27 @@ impl Server {
         }
     }
 
+    /// Arming a deadline earlier than the timer driver's next planned
+    /// wake-up makes tokio wake its I/O driver with an eventfd `write`.
+    /// hyper arms a header-read deadline for every request on every
+    /// keep-alive connection, and under load the driver often parks with no
+    /// timer pending, so arming cost a system call on two of three proxied
+    /// requests (docs/PERFORMANCE.md). A tick at half the header timeout keeps
+    /// a nearer deadline pending at all times: per-request deadlines then
+    /// never move the driver's wake-up. Ends with shutdown.
+    pub async fn keep_timer_armed(self) {
+        let period = (self.state.config.header_read_timeout / 2).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
     async fn serve_conn<IO>(&self, io: IO, peer: SocketAddr, tls: bool, surface: Surface)
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

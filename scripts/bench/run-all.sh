@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Berth's whole benchmark harness in one command (docs/PERFORMANCE.md):
+#   1. criterion micro-benchmarks of the hot path (cargo bench --bench hot_path)
+#   2. load.sh         small requests: Berth vs floor, nginx, HAProxy+JWT, hyper-jwt
+#   3. cpu-cost.sh     CPU time per request of each proxy (the steadier measure)
+#   4. stream.sh       multi-GB download and upload, peak memory
+#   5. hijack.sh       10,000 idle attach sessions, one busy session
+#   6. login-storm.sh  proxied p99 with and without a stream of logins
+# Each step's output is kept in $OUT (default /tmp/berth-bench-results/<date>).
+# Takes about 40 minutes on a 2-core machine. Every step stops by itself.
+#
+# Usage: scripts/bench/run-all.sh            everything
+#        STEPS="load stream" scripts/bench/run-all.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=${OUT:-/tmp/berth-bench-results/$(date -u +%Y%m%dT%H%MZ)}
+steps=${STEPS:-micro load cpu-cost stream hijack login-storm}
+mkdir -p "$out"
+echo "results in $out" >&2
+for step in $steps; do
+  echo "=== $step ===" >&2
+  case $step in
+  micro) (cd "$repo" && cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 3) >"$out/micro.txt" 2>&1 ;;
+  load) "$here/load.sh" >"$out/load.txt" 2>&1 ;;
+  cpu-cost) SKIP_BUILD=1 "$here/cpu-cost.sh" >"$out/cpu-cost.txt" 2>&1 ;;
+  stream) SKIP_BUILD=1 "$here/stream.sh" >"$out/stream.txt" 2>&1 ;;
+  hijack) SKIP_BUILD=1 "$here/hijack.sh" >"$out/hijack.txt" 2>&1 ;;
+  login-storm) SKIP_BUILD=1 "$here/login-storm.sh" >"$out/login-storm.txt" 2>&1 ;;
+  *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+  # the summary is the tail of each step's output
+  tail -n 12 "$out/$step.txt" >&2
+done
