@@ -74,7 +74,11 @@ note "$(machine_line)"
 note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
 results=$(mktemp)
 for ((r = 1; r <= rounds; r++)); do
-  for t in "${targets[@]}"; do
+  # each round starts one target further on, so no target always runs
+  # right after the floor (the heaviest load) or always first
+  n=${#targets[@]}
+  for ((j = 0; j < n; j++)); do
+    t=${targets[$(((j + r - 1) % n))]}
     IFS='|' read -r name url tok <<<"$t"
     out=$("${PIN_CLIENT[@]}" wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $tok" "$url")
     if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then

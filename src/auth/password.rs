@@ -1,14 +1,87 @@
-//! bcrypt hashing (Portainer's scheme, so imported hashes verify), always
-//! on the blocking pool: a hash takes tens of milliseconds of CPU.
+//! bcrypt hashing (Portainer's scheme, so imported hashes verify), on a
+//! pool of its own: a hash takes tens of milliseconds of CPU, and a stream
+//! of logins must not slow the proxied requests sharing those cores.
+//!
+//! The pool's threads run at a lower scheduling priority (nice
+//! [`HASH_NICE`]): when the cores are busy with proxy traffic, the kernel
+//! gives hashing a small share and the request path keeps the rest, so a
+//! login storm delays logins rather than every proxied request
+//! (docs/PERFORMANCE.md, login storm). When the cores are idle, hashing
+//! runs at full speed. Tokio's blocking pool is not used for this because
+//! its threads also carry store commits and file I/O, which must not
+//! inherit the lowered priority.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::error::ApiError;
+
+/// Niceness of the hashing threads: a weight of about a tenth of a normal
+/// thread's when both want the same core.
+pub const HASH_NICE: i32 = 19;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs wait in an unbounded queue: its length is bounded by the login
+/// rate limiter and the connection cap, not here.
+fn queue() -> &'static mpsc::Sender<Job> {
+    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("berth-bcrypt-{i}")).spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        tx
+    })
+}
+
+/// Lowers the calling thread's priority. On Linux the nice value is
+/// per thread, and `setpriority(PRIO_PROCESS, 0, ..)` applies to the
+/// caller only. Raising niceness needs no privilege; failure only means
+/// hashing competes at normal priority, so it is logged, not fatal.
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: setpriority(2) takes three integers and touches no memory of
+    // ours; `who = 0` names the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICE) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the priority of password hashing");
+    }
+}
+
+/// Runs `f` on the hashing pool and waits for it without blocking the
+/// async worker. `None` if the pool could not run it (no thread started).
+async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    queue().send(job).ok()?;
+    rx.await.ok()
+}
 
 /// Hashes off the async workers. Passwords over 72 bytes are refused rather
 /// than silently truncated.
 pub async fn hash(password: String, cost: u32) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::non_truncating_hash(password.as_bytes(), cost))
+    on_pool(move || bcrypt::non_truncating_hash(password.as_bytes(), cost))
         .await
-        .map_err(|e| ApiError::internal("Unable to hash password", e))?
+        .ok_or_else(|| ApiError::internal("Unable to hash password", "the hashing pool is not running"))?
         .map_err(|e| match e {
             bcrypt::BcryptError::Truncation(_) => {
                 ApiError::invalid_payload("Password must not be longer than 72 bytes")
@@ -19,13 +92,48 @@ pub async fn hash(password: String, cost: u32) -> Result<String, ApiError> {
 
 /// Verifies off the async workers. Any malformed hash is a plain mismatch.
 pub async fn verify(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false)
+    on_pool(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await.unwrap_or(false)
 }
 
 /// A hash to verify against when the user does not exist, so that an
 /// unknown username costs the same time as a wrong password.
 pub fn dummy_hash(cost: u32) -> String {
     bcrypt::hash(rand::random::<[u8; 16]>(), cost).expect("bcrypt of random bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nice value of a thread, from /proc (field 19 of its stat line).
+    fn nice_of(tid: i32) -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_on_lowered_priority_threads_and_verifies() {
+        let h = hash("correct horse".into(), 4).await.unwrap();
+        assert!(verify("correct horse".into(), h.clone()).await);
+        assert!(!verify("wrong horse".into(), h).await);
+        let (tid, name) = on_pool(|| {
+            #[allow(unsafe_code)]
+            // SAFETY: gettid(2) has no arguments and cannot fail.
+            let tid = unsafe { libc::gettid() };
+            (tid, std::thread::current().name().map(str::to_owned))
+        })
+        .await
+        .unwrap();
+        assert!(name.unwrap().starts_with("berth-bcrypt-"));
+        assert_eq!(nice_of(tid), HASH_NICE, "the hashing thread runs at the lowered priority");
+        assert_ne!(nice_of(tid), nice_of(std::process::id() as i32), "the rest of the process is not niced");
+    }
+
+    #[tokio::test]
+    async fn over_long_passwords_are_refused() {
+        let e = hash("x".repeat(73), 4).await.unwrap_err();
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+        assert!(e.details.contains("72 bytes"), "{}", e.details);
+    }
 }
