@@ -2,12 +2,11 @@
 //! pool of its own: a hash takes tens of milliseconds of CPU, and a stream
 //! of logins must not slow the proxied requests sharing those cores.
 //!
-//! The pool's threads run at a lower scheduling priority (nice
-//! [`HASH_NICE`]): when the cores are busy with proxy traffic, the kernel
-//! gives hashing a small share and the request path keeps the rest, so a
-//! login storm delays logins rather than every proxied request
-//! (docs/PERFORMANCE.md, login storm). When the cores are idle, hashing
-//! runs at full speed. Tokio's blocking pool is not used for this because
+//! The pool's threads run under `SCHED_IDLE` (or, where that is refused,
+//! at nice [`HASH_NICE`]): when the cores are busy with proxy traffic, the
+//! request path keeps them and hashing waits, so a login storm delays
+//! logins rather than every proxied request (docs/PERFORMANCE.md, login
+//! storm). When the cores have room, hashing runs at full speed. Tokio's blocking pool is not used for this because
 //! its threads also carry store commits and file I/O, which must not
 //! inherit the lowered priority.
 
@@ -16,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::error::ApiError;
 
-/// Niceness of the hashing threads: a weight of about a tenth of a normal
-/// thread's when both want the same core.
+/// Niceness of the hashing threads where `SCHED_IDLE` is refused: a weight
+/// of about 1.5% of a normal thread's when both want the same core.
 pub const HASH_NICE: i32 = 19;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -51,17 +50,28 @@ fn queue() -> &'static mpsc::Sender<Job> {
     })
 }
 
-/// Lowers the calling thread's priority. On Linux the nice value is
-/// per thread, and `setpriority(PRIO_PROCESS, 0, ..)` applies to the
-/// caller only. Raising niceness needs no privilege; failure only means
-/// hashing competes at normal priority, so it is logged, not fatal.
+/// Moves the calling thread to `SCHED_IDLE`: it runs only on CPU time no
+/// normal thread wants, and any normal thread that wakes up preempts it at
+/// once. Where that policy is refused (a seccomp filter, an old kernel),
+/// the thread is niced to [`HASH_NICE`] instead. On Linux both are per
+/// thread (`0` names the caller). Neither needs a privilege; if both fail,
+/// hashing competes at normal priority, which is logged, not fatal.
 #[allow(unsafe_code)]
 fn lower_priority() {
-    // SAFETY: setpriority(2) takes three integers and touches no memory of
-    // ours; `who = 0` names the calling thread.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICE) };
-    if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the priority of password hashing");
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) reads the sched_param we pass by
+    // reference for the duration of the call and keeps no pointer to it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
+    let idle_err = std::io::Error::last_os_error();
+    // SAFETY: setpriority(2) takes three integers and touches no memory of ours.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICE) } != 0 {
+        tracing::warn!(
+            sched_idle = %idle_err,
+            nice = %std::io::Error::last_os_error(),
+            "cannot lower the priority of password hashing"
+        );
     }
 }
 
@@ -105,11 +115,12 @@ pub fn dummy_hash(cost: u32) -> String {
 mod tests {
     use super::*;
 
-    /// The nice value of a thread, from /proc (field 19 of its stat line).
-    fn nice_of(tid: i32) -> i32 {
+    /// The scheduling policy of a thread, from /proc (field 41 of its stat
+    /// line, counted from the state after the command name).
+    fn policy_of(tid: i32) -> i64 {
         let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
         let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+        after_comm.split(' ').nth(38).unwrap().parse().unwrap()
     }
 
     #[tokio::test]
@@ -126,8 +137,8 @@ mod tests {
         .await
         .unwrap();
         assert!(name.unwrap().starts_with("berth-bcrypt-"));
-        assert_eq!(nice_of(tid), HASH_NICE, "the hashing thread runs at the lowered priority");
-        assert_ne!(nice_of(tid), nice_of(std::process::id() as i32), "the rest of the process is not niced");
+        assert_eq!(policy_of(tid), libc::SCHED_IDLE as i64, "the hashing thread runs under SCHED_IDLE");
+        assert_eq!(policy_of(std::process::id() as i32), libc::SCHED_OTHER as i64, "the rest of the process does not");
     }
 
     #[tokio::test]
