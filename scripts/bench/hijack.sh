@@ -21,6 +21,10 @@ hold=${HOLD:-10}
 rate_mb=${RATE_MB:-2048}
 rounds=${ROUNDS:-3}
 
+# Root (or CAP_SYS_RESOURCE) may raise the hard limit too; others get
+# their hard limit.
+need=$((want * 2 + 1000))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then ulimit -Hn "$need" 2>/dev/null || true; fi
 hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] && hard=1048576
 ulimit -n "$hard" 2>/dev/null || true
