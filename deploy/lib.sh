@@ -55,6 +55,10 @@ require_docker() {
     fi
 }
 
+require_httpie() {
+    command -v http >/dev/null 2>&1 || die "httpie ('http') not found: python3 -m pip install httpie (.ci/run does)"
+}
+
 # A TCP port free on 127.0.0.1 right now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

@@ -29,7 +29,7 @@ SCRIPT_NAME=test-image
 cd "$REPO_DIR"
 
 require_docker
-command -v http >/dev/null 2>&1 || die "httpie ('http') not found: python3 -m pip install httpie (.ci/run does)"
+require_httpie
 command -v curl >/dev/null 2>&1 || die "curl not found"
 
 TAG="${BERTH_TEST_IMAGE_TAG:-berth-ci/berth:test-$$}"

@@ -25,7 +25,7 @@ SCRIPT_NAME=test-systemd
 cd "$REPO_DIR"
 
 require_docker
-command -v http >/dev/null 2>&1 || die "httpie ('http') not found: python3 -m pip install httpie (.ci/run does)"
+require_httpie
 [[ -S /var/run/docker.sock ]] || skip "no /var/run/docker.sock to hand to the service"
 
 BERTH="${BERTH_BIN:-}"

@@ -9,6 +9,22 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// Polls a relayed body for its next frame, adding the frame's data bytes
+/// to `counter` (one atomic add per frame, no copy).
+fn poll_counted(
+    body: &mut Incoming,
+    counter: &prometheus::IntCounter,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    let r = Pin::new(body).poll_frame(cx);
+    if let Poll::Ready(Some(Ok(f))) = &r {
+        if let Some(d) = f.data_ref() {
+            counter.inc_by(d.len() as u64);
+        }
+    }
+    r
+}
+
 /// Boxed error so relayed-stream errors and our own share one type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,15 +61,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(|e| e.into()),
-            ResponseBody::Counted(s, c) => {
-                let r = Pin::new(s).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(f))) = &r {
-                    if let Some(d) = f.data_ref() {
-                        c.inc_by(d.len() as u64);
-                    }
-                }
-                r.map_err(|e| e.into())
-            }
+            ResponseBody::Counted(s, c) => poll_counted(s, c, cx).map_err(|e| e.into()),
         }
     }
 
@@ -106,15 +114,7 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpstreamBody::Stream(s) => Pin::new(s).poll_frame(cx),
-            UpstreamBody::Counted(s, c) => {
-                let r = Pin::new(s).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(f))) = &r {
-                    if let Some(d) = f.data_ref() {
-                        c.inc_by(d.len() as u64);
-                    }
-                }
-                r
-            }
+            UpstreamBody::Counted(s, c) => poll_counted(s, c, cx),
         }
     }
 

@@ -16,9 +16,8 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Log lines go through a dedicated writer thread that gathers whatever is
-/// queued into one `write`: with the access log on, a `write` per request
-/// on the async worker was about a sixth of a proxied request's CPU time
-/// (docs/PERFORMANCE.md). Lines are never dropped (a stalled stderr slows
+/// queued into one `write`, so the request path never makes a system call
+/// for its access log line (docs/PERFORMANCE.md). Lines are never dropped (a stalled stderr slows
 /// the daemon rather than losing its audit trail); the guard returned
 /// flushes what is queued when `main` ends.
 fn init_tracing(config: &Config) -> WorkerGuard {
@@ -62,9 +61,9 @@ fn main() -> ExitCode {
     let log_guard = init_tracing(&config);
     // One worker: the current-thread scheduler does the same work without
     // the work-stealing machinery (cross-thread wakeups, the injection
-    // queue): about 5% less CPU per proxied request and 15% more requests
-    // per second on one core (docs/PERFORMANCE.md). Blocking work (bcrypt,
-    // store commits) still runs on the blocking pool's own threads.
+    // queue): about 5% less CPU per proxied request (docs/PERFORMANCE.md).
+    // Store commits and file I/O still run on the blocking pool's threads,
+    // password hashing on its own (auth/password.rs).
     let mut rt = if config.workers == Some(1) {
         tokio::runtime::Builder::new_current_thread()
     } else {

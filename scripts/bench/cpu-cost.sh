@@ -34,24 +34,14 @@ if [[ " ${targets[*]} " == *" berth "* ]]; then
   fi
 fi
 k=0
-base_port=$PORT_BERTH
 for v in "${variants[@]}"; do
   name=${v%%=*}
-  cp -f "${v#*=}" "$BIN/berth-$name"
-  PORT_BERTH=$((base_port + 10 + k))
-  rm -rf "$BENCH_DIR/data-$name"
-  "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$PORT_BERTH" --bind-https off --data "$BENCH_DIR/data-$name" \
-    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
-  echo $! >"$BENCH_DIR/berth-$name.pid"
-  _started+=("$BENCH_DIR/berth-$name.pid")
-  wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth $name did not start"
-  berth_setup
-  url[$name]="http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix"
+  start_berth_variant "$name" "${v#*=}" "$k"
+  url[$name]="http://127.0.0.1:$VARIANT_PORT/api/endpoints/$BERTH_ENDPOINT/docker$suffix"
   tok[$name]=$BERTH_TOKEN
-  pids[$name]=$(cat "$BENCH_DIR/berth-$name.pid")
+  pids[$name]=$VARIANT_PID
   k=$((k + 1))
 done
-PORT_BERTH=$base_port
 jwt=$(anchor_jwt)
 order=()
 for t in "${targets[@]}"; do

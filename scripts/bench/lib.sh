@@ -155,6 +155,24 @@ variant_log_level() {
   if [[ " ${ACCESS_LOG_VARIANTS:-} " == *" $1 "* ]]; then echo info; else echo "${BERTH_LOG_LEVEL:-info,berth::access=off}"; fi
 }
 
+# start_berth_variant NAME BINARY INDEX: one Berth build of an A/B run on
+# port $PORT_BERTH + 10 + INDEX with its own data directory, set up like
+# start_berth + berth_setup. Sets VARIANT_PORT, VARIANT_PID, BERTH_TOKEN and
+# BERTH_ENDPOINT; its log level comes from variant_log_level.
+start_berth_variant() {
+  local name=$1
+  cp -f "$2" "$BIN/berth-$name"
+  VARIANT_PORT=$((PORT_BERTH + 10 + $3))
+  rm -rf "$BENCH_DIR/data-$name"
+  "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" --bind-https off --data "$BENCH_DIR/data-$name" \
+    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+  VARIANT_PID=$!
+  echo "$VARIANT_PID" >"$BENCH_DIR/berth-$name.pid"
+  _started+=("$BENCH_DIR/berth-$name.pid")
+  wait_for curl -fsS "http://127.0.0.1:$VARIANT_PORT/api/status" || die "berth $name did not start"
+  PORT_BERTH=$VARIANT_PORT berth_setup
+}
+
 # berth_setup: admin, login, endpoint on the mock socket. Sets BERTH_TOKEN
 # and BERTH_ENDPOINT.
 berth_setup() {

@@ -38,23 +38,12 @@ if [ -z "${BERTH_VARIANTS:-}" ]; then
   targets+=("berth|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
 else
   # A/B: several Berth builds side by side, one row each ("name=path ...").
-  base_port=$PORT_BERTH
   k=0
   for v in $BERTH_VARIANTS; do
-    name=${v%%=*}
-    cp -f "${v#*=}" "$BIN/berth-$name"
-    PORT_BERTH=$((base_port + 10 + k))
-    rm -rf "$BENCH_DIR/data-$name"
-    "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$PORT_BERTH" --bind-https off --data "$BENCH_DIR/data-$name" \
-      --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
-    echo $! >"$BENCH_DIR/berth-$name.pid"
-    _started+=("$BENCH_DIR/berth-$name.pid")
-    wait_for curl -fsS "http://127.0.0.1:$PORT_BERTH/api/status" || die "berth $name did not start"
-    berth_setup
-    targets+=("$name|http://127.0.0.1:$PORT_BERTH/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
+    start_berth_variant "${v%%=*}" "${v#*=}" "$k"
+    targets+=("${v%%=*}|http://127.0.0.1:$VARIANT_PORT/api/endpoints/$BERTH_ENDPOINT/docker$suffix|$BERTH_TOKEN")
     k=$((k + 1))
   done
-  PORT_BERTH=$base_port
 fi
 jwt=$(anchor_jwt)
 [ "${NO_ANCHORS:-0}" = 1 ] && HYPER_JWT=0

@@ -362,6 +362,7 @@ mod tests {
 #[cfg(test)]
 mod index_and_token_cache_tests {
     use super::*;
+    use crate::auth::jwt::test_claims as claims;
     use crate::store::model::{TEAM_LEADER, TEAM_MEMBER};
 
     fn m(id: Id, user_id: Id, team_id: Id, role: u8) -> TeamMembership {
@@ -397,20 +398,6 @@ mod index_and_token_cache_tests {
         id.remove_user(11);
         assert!(id.teams_of(11).is_empty() && id.memberships().is_empty());
         assert!(id.by_user.is_empty(), "no empty index entries are left behind");
-    }
-
-    fn claims(exp: u64) -> Claims {
-        Claims {
-            id: 1,
-            username: "admin".into(),
-            role: 1,
-            scope: "default".into(),
-            force_change_password: false,
-            jti: "j".into(),
-            iat: 1,
-            exp,
-            gen: 0,
-        }
     }
 
     #[test]

@@ -82,24 +82,27 @@ impl JwtKeys {
     }
 }
 
+/// Claims of user 1 (admin) expiring at `exp`, for tests.
+#[cfg(test)]
+pub(crate) fn test_claims(exp: u64) -> Claims {
+    Claims {
+        id: 1,
+        username: "admin".into(),
+        role: 1,
+        scope: "default".into(),
+        force_change_password: false,
+        jti: "j".into(),
+        iat: 1,
+        exp,
+        gen: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_claims as claims;
     use super::*;
     use base64::Engine;
-
-    fn claims(exp: u64) -> Claims {
-        Claims {
-            id: 1,
-            username: "admin".into(),
-            role: 1,
-            scope: "default".into(),
-            force_change_password: false,
-            jti: "j".into(),
-            iat: 1,
-            exp,
-            gen: 0,
-        }
-    }
 
     #[test]
     fn round_trip() {
