@@ -16,6 +16,7 @@
 //! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
 //! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod body;
