@@ -45,7 +45,7 @@ pub trait Controls {
     fn find(&self, control_type: u8, resource_id: &str) -> Option<&ResourceControl>;
 }
 
-impl Controls for [ResourceControl] {
+impl Controls for Vec<ResourceControl> {
     fn find(&self, control_type: u8, resource_id: &str) -> Option<&ResourceControl> {
         self.iter()
             .find(|c| c.kind == control_type && c.resource_id == resource_id)
@@ -394,4 +394,4 @@ pub fn check_network_use(network: &Value, settings: &SecuritySettings) -> Verdic
 
 #[cfg(test)]
 #[path = "control_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -281,7 +281,8 @@ impl ListRewriter {
     fn outer(&mut self, c: u8, out: &mut Vec<u8>) -> Result<(), ListError> {
         let Shape::Field(field) = self.shape else { return Err(Self::malformed(c, "outside the list")) };
         if self.in_string {
-            if self.reading_key && !(c == b'"' && !self.escape) && self.key.len() < 64 {
+            let closing = c == b'"' && !self.escape;
+            if self.reading_key && !closing && self.key.len() < 64 {
                 self.key.push(c);
             }
             self.string_byte(c);

@@ -179,7 +179,9 @@ pub struct EndpointTls {
 /// `allowPrivilegedModeForRegularUsers` (disabling seccomp or AppArmor is a
 /// part of what privileged mode grants, so an admin who allowed one allowed
 /// the other, and one who denied privileged mode meant both).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// (`Default` is derived on purpose: every flag false is the secure default.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", from = "StoredSecuritySettings")]
 pub struct SecuritySettings {
     pub allow_bind_mounts_for_regular_users: bool,
@@ -196,23 +198,6 @@ pub struct SecuritySettings {
     /// same knobs of swarm services (`Privileges`).
     pub allow_security_options_for_regular_users: bool,
     pub enable_host_management_features: bool,
-}
-
-impl Default for SecuritySettings {
-    fn default() -> Self {
-        SecuritySettings {
-            allow_bind_mounts_for_regular_users: false,
-            allow_privileged_mode_for_regular_users: false,
-            allow_volume_browser_for_regular_users: false,
-            allow_host_namespace_for_regular_users: false,
-            allow_device_mapping_for_regular_users: false,
-            allow_stack_management_for_regular_users: false,
-            allow_container_capabilities_for_regular_users: false,
-            allow_sysctl_setting_for_regular_users: false,
-            allow_security_options_for_regular_users: false,
-            enable_host_management_features: false,
-        }
-    }
 }
 
 impl SecuritySettings {
