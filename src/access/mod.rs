@@ -20,10 +20,14 @@
 //!      [`control::governing`] and allow if [`control::can_use`]; else 403
 //!      [`DenyRule::ResourceAccess`]. Execs resolve through their container
 //!      ([`control::exec_container`]). With `OwnerOp::WithBody(k)`, the
-//!      body goes through step 3 too; `Read` decorates the answer with
-//!      [`control::decorate`]; `Delete` removes the control on success.
+//!      body goes through step 3 too (for a network connect, the path's
+//!      network also passes [`control::check_network_use`]); `Read`
+//!      decorates the answer with [`control::decorate`]; `Delete` removes
+//!      the control on success.
 //!    - `InspectBody(k)`: step 3; on a 201 create, store
-//!      [`control::ControlDraft::control`] for [`control::created_id`].
+//!      [`control::ControlDraft::control`] for [`control::created_id`]
+//!      (volumes: [`control::volume_resource_id`]) before answering, so the
+//!      object is never seen without its control.
 //!    - `FilterList(kind)`: forward, then rewrite the answer with
 //!      [`list::ListRewriter`] (shape [`list::Shape::of`]) calling
 //!      [`list::filter_item`] per item, storing the controls it returns.
@@ -36,7 +40,12 @@
 //!    [`control::draft_for_create`] before forwarding.
 //!
 //! Every [`Denial`] has a stable rule name for `details`, logs and
-//! `berth_access_denied_total{endpoint,rule}`.
+//! `berth_access_denied_total{endpoint,rule}`: answer with
+//! `denial.status()`, `denial.message()`, `denial.details()`.
+//!
+//! Admins' list answers can be decorated too: [`rules::lookup`] gives the
+//! row without any check, and [`list::filter_item`] keeps every item for
+//! an admin caller.
 
 pub mod body;
 pub mod control;

@@ -460,8 +460,8 @@ pub const RESOURCE_CONTROL_AZURE_CONTAINER_GROUP: u8 = 9;
 
 /// Portainer's resource control: who besides admins may see and act on one
 /// Docker object (or stack). A stack's control is kept inside the stack
-/// record (its `Id` is the stack's); Docker objects' controls live in their
-/// own table, one per (`ResourceId`, `Type`). The policy that reads them is
+/// record (its `Id` is the stack's); a Docker object has at most one per
+/// (`ResourceId`, `Type`). The policy that reads them is
 /// [`crate::access::control`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
