@@ -94,8 +94,13 @@ fn idx(at: &str, i: usize) -> String {
 
 /// Inspects `body` (already capped by the caller) as a `kind` request.
 pub fn inspect(kind: BodyKind, body: &[u8], settings: &SecuritySettings) -> Verdict<Findings> {
-    let v = g::parse(body)?;
-    let o = g::top(&v)?;
+    inspect_value(kind, &g::parse(body)?, settings)
+}
+
+/// Inspects an already parsed document: a service's `PreviousSpec`, which
+/// a rollback (`POST /services/{id}/update?rollback=previous`) puts back.
+pub fn inspect_value(kind: BodyKind, v: &Value, settings: &SecuritySettings) -> Verdict<Findings> {
+    let o = g::top(v)?;
     let mut c = Checker { s: settings, found: Findings::default() };
     match kind {
         BodyKind::ContainerCreate => c.container_create(o)?,

@@ -23,7 +23,8 @@
 //!      body goes through step 3 too (for a network connect, the path's
 //!      network also passes [`control::check_network_use`]); `Read`
 //!      decorates the answer with [`control::decorate`]; `Delete` removes
-//!      the control on success.
+//!      the control on success; `ServiceRollback` checks the inspected
+//!      service's `PreviousSpec` with [`body::inspect_value`].
 //!    - `InspectBody(k)`: step 3; on a 201 create, store
 //!      [`control::ControlDraft::control`] for [`control::created_id`]
 //!      (volumes: [`control::volume_resource_id`]) before answering, so the
@@ -158,6 +159,14 @@ pub fn authorize(
             if id.is_empty() {
                 return Err(Denial::new(DenyRule::Query, format!("{} names no object", m.template)));
             }
+            let op = match op {
+                OwnerOp::WithBody(BodyKind::ServiceUpdate)
+                    if path::Query::parse(raw_query)?.unique("rollback")?.is_some_and(|r| !r.is_empty()) =>
+                {
+                    OwnerOp::ServiceRollback
+                }
+                op => op,
+            };
             Action::Owner { kind, id, op }
         }
         Rule::InspectQuery { kind: QueryKind::Build } => {

@@ -37,6 +37,11 @@ pub enum OwnerOp {
     Delete,
     /// A use whose body is checked too (update, exec create, connect).
     WithBody(BodyKind),
+    /// `POST /services/{id}/update?rollback=previous`: the body is ignored
+    /// and the service's `PreviousSpec` comes back, so that spec (from the
+    /// inspect that resolves visibility) is checked with
+    /// [`super::body::inspect_value`] as a `ServiceUpdate`.
+    ServiceRollback,
 }
 
 /// Parts of an allowed answer that standard users must not see.

@@ -177,3 +177,18 @@ fn stored_settings_keep_their_meaning() {
     assert!(!d.allow_bind_mounts_for_regular_users && !d.allow_privileged_mode_for_regular_users);
     assert!(!d.allow_stack_management_for_regular_users && !d.allow_security_options_for_regular_users);
 }
+
+#[test]
+fn service_rollback_checks_the_previous_spec() {
+    let d = decide(Method::POST, "/services/s1/update", Some("version=3&rollback=previous")).unwrap();
+    assert_eq!(d.action, Action::Owner { kind: ResourceKind::Service, id: "s1".into(), op: OwnerOp::ServiceRollback });
+    let d = decide(Method::POST, "/services/s1/update", Some("version=3")).unwrap();
+    assert_eq!(
+        d.action,
+        Action::Owner { kind: ResourceKind::Service, id: "s1".into(), op: OwnerOp::WithBody(BodyKind::ServiceUpdate) }
+    );
+    let previous =
+        serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Mounts": [{"Type": "bind", "Source": "/"}]}}});
+    let err = body::inspect_value(BodyKind::ServiceUpdate, &previous, &secure()).unwrap_err();
+    assert_eq!(err.rule, DenyRule::BindMounts);
+}
