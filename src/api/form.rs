@@ -193,6 +193,9 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn read_err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
     let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+    if crate::body::BodyTimeout::find(&*e).is_some() {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout", e.to_string());
+    }
     ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))
 }
 
