@@ -2,7 +2,6 @@
 //! itself (JSON answers) or a stream relayed from a Docker host, passed
 //! through frame by frame without buffering.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
+
+use crate::server::limits::IdleDeadline;
 
 /// Polls a relayed body for its next frame, adding the frame's data bytes
 /// to `counter` (one atomic add per frame, no copy).
@@ -132,17 +132,14 @@ impl BodyTimeout {
 /// atomic store rather than a timer-wheel operation.
 pub struct ClientBody {
     inner: Incoming,
-    idle: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Data arrived since the deadline was last set.
-    progressed: bool,
+    deadline: IdleDeadline,
     timed_out: bool,
     sent: Option<SentFlag>,
 }
 
 impl ClientBody {
     pub fn new(inner: Incoming, idle: Duration) -> Self {
-        ClientBody { inner, idle, timer: None, progressed: false, timed_out: false, sent: None }
+        ClientBody { inner, deadline: IdleDeadline::new(idle), timed_out: false, sent: None }
     }
 
     /// A flag raised when this body has ended (read whole, failed or
@@ -173,28 +170,18 @@ impl Body for ClientBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        let idle = this.deadline.idle();
         if this.timed_out {
-            return Poll::Ready(Some(Err(BodyTimeout(this.idle).into())));
+            return Poll::Ready(Some(Err(BodyTimeout(idle).into())));
         }
         if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.progressed = true;
+            this.deadline.progress();
             if matches!(r, None | Some(Err(_))) {
                 this.ended();
             }
             return Poll::Ready(r.map(|r| r.map_err(BoxError::from)));
         }
-        let idle = this.idle;
-        let progressed = std::mem::take(&mut this.progressed);
-        let timer = match &mut this.timer {
-            Some(t) => {
-                if progressed {
-                    t.as_mut().reset(Instant::now() + idle);
-                }
-                t
-            }
-            None => this.timer.insert(Box::pin(tokio::time::sleep(idle))),
-        };
-        if timer.as_mut().poll(cx).is_ready() {
+        if this.deadline.poll_stalled(cx).is_ready() {
             this.timed_out = true;
             this.ended();
             return Poll::Ready(Some(Err(BodyTimeout(idle).into())));

@@ -96,27 +96,37 @@ retry-after: 1\r\n\
 content-length: 97\r\n\r\n\
 {\"message\":\"Too many connections\",\"details\":\"Too many connections are open from this address\"}";
 
-/// A client connection whose writes may not stay blocked longer than
-/// `idle`: a client that stops reading (its receive window full) is cut off
-/// at the send timeout, like nginx's `send_timeout`, so the response it
-/// holds (and the Docker host connection behind it) is released. Only a
-/// write that would block arms the timer; a connection whose writes go
-/// through never touches it.
-pub struct SendTimeout<IO> {
-    io: IO,
+/// An idle deadline that costs nothing until something has to wait: the
+/// timer is armed the first time [`IdleDeadline::poll_stalled`] is called,
+/// and each later wait that follows [`IdleDeadline::progress`] pushes it out
+/// (tokio extends a deadline with an atomic store, not a timer-wheel
+/// operation). Shared by request bodies and client writes.
+pub struct IdleDeadline {
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
-    /// A write went through since the deadline was last set.
+    /// Progress since the deadline was last set.
     progressed: bool,
 }
 
-impl<IO> SendTimeout<IO> {
-    pub fn new(io: IO, idle: Duration) -> Self {
-        SendTimeout { io, idle, timer: None, progressed: false }
+impl IdleDeadline {
+    pub fn new(idle: Duration) -> Self {
+        IdleDeadline { idle, timer: None, progressed: false }
     }
 
-    /// Called when a write would block: Pending, or the timeout error.
-    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Data moved; only remembered once the timer exists.
+    pub fn progress(&mut self) {
+        if self.timer.is_some() {
+            self.progressed = true;
+        }
+    }
+
+    /// Called when the guarded operation would block: `Ready` once it has
+    /// waited `idle` without progress, else `Pending` with a wake-up set.
+    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let idle = self.idle;
         let progressed = std::mem::take(&mut self.progressed);
         let timer = match &mut self.timer {
@@ -128,24 +138,39 @@ impl<IO> SendTimeout<IO> {
             }
             None => self.timer.insert(Box::pin(tokio::time::sleep(idle))),
         };
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the client read nothing for {}", humantime::format_duration(idle)),
-            )));
-        }
-        Poll::Pending
+        timer.as_mut().poll(cx)
+    }
+}
+
+/// A client connection whose writes may not stay blocked longer than
+/// `idle`: a client that stops reading (its receive window full) is cut off
+/// at the send timeout, like nginx's `send_timeout`, so the response it
+/// holds (and the Docker host connection behind it) is released. Only a
+/// write that would block arms the timer; a connection whose writes go
+/// through never touches it.
+pub struct SendTimeout<IO> {
+    io: IO,
+    deadline: IdleDeadline,
+}
+
+impl<IO> SendTimeout<IO> {
+    pub fn new(io: IO, idle: Duration) -> Self {
+        SendTimeout { io, deadline: IdleDeadline::new(idle) }
     }
 
     fn wrote<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match r {
             Poll::Ready(r) => {
-                if self.timer.is_some() {
-                    self.progressed = true;
-                }
+                self.deadline.progress();
                 Poll::Ready(r)
             }
-            Poll::Pending => self.stalled(cx),
+            Poll::Pending => match self.deadline.poll_stalled(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {}", humantime::format_duration(self.deadline.idle())),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
