@@ -9,6 +9,7 @@
 //! - [`proxy_route`] → [`proxy`]: the Docker proxy hot path (`/api/endpoints/{id}/docker/*`).
 //! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
 //! - [`endpoints`]: the in-memory endpoint registry and the access rule.
+//! - [`access`]: the pure policy for standard users; [`controls`]: their resource controls.
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
 //! - [`store`]: the durable redb store and its records ([`store::model`]).
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod connector;
+pub mod controls;
 pub mod endpoints;
 pub mod error;
 pub mod fsutil;
@@ -76,6 +78,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         registries.put(r);
     }
     let stacks = stacks::Stacks::load(&store, &config).await.context("loading stacks")?;
+    let controls = controls::ControlTable::load(&store).context("loading resource controls")?;
     let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
         .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
     let state = AppState {
@@ -100,6 +103,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         registries,
         sealer,
         stacks,
+        controls,
     };
     Ok(Arc::new(state))
 }

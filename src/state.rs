@@ -36,6 +36,8 @@ pub struct AppState {
     pub sealer: crate::auth::seal::Sealer,
     /// Stacks, their per-name locks and the deployer programs.
     pub stacks: crate::stacks::Stacks,
+    /// Resource controls of Docker objects, read by the restricted proxy.
+    pub controls: crate::controls::ControlTable,
 }
 
 impl AppState {

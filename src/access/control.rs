@@ -10,6 +10,8 @@
 //! `io.portainer.accesscontrol.*` labels (which the proxy stores, as
 //! Portainer does); otherwise none, and no control means admins only.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::deny::{Denial, DenyRule, Verdict};
@@ -37,19 +39,21 @@ pub struct Caller<'a> {
     pub admin: bool,
 }
 
-/// The proxy's in-memory resource controls.
+/// The proxy's in-memory resource controls. Owned `Arc`s, so a concurrent
+/// map can answer without holding its shard lock past the call.
 pub trait Controls {
     /// The control with this type and `ResourceId`, or any control whose
     /// `SubResourceIds` holds `resource_id` (Portainer matches those
     /// regardless of type).
-    fn find(&self, control_type: u8, resource_id: &str) -> Option<&ResourceControl>;
+    fn find(&self, control_type: u8, resource_id: &str) -> Option<Arc<ResourceControl>>;
 }
 
 impl Controls for Vec<ResourceControl> {
-    fn find(&self, control_type: u8, resource_id: &str) -> Option<&ResourceControl> {
+    fn find(&self, control_type: u8, resource_id: &str) -> Option<Arc<ResourceControl>> {
         self.iter()
             .find(|c| c.kind == control_type && c.resource_id == resource_id)
             .or_else(|| self.iter().find(|c| c.sub_resource_ids.iter().any(|s| s == resource_id)))
+            .map(|c| Arc::new(c.clone()))
     }
 }
 
@@ -298,9 +302,9 @@ pub fn exec_container(exec_inspect: &Value) -> Option<&str> {
 
 /// The control that governs an object.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Governing<'c> {
+pub enum Governing {
     /// Its own or an inherited stored control.
-    Stored(&'c ResourceControl),
+    Stored(Arc<ResourceControl>),
     /// Portainer's synthetic public control of a system network (not stored).
     System(ResourceControl),
     /// Built from its access-control labels: the proxy stores it (id 0 here).
@@ -308,10 +312,10 @@ pub enum Governing<'c> {
     None,
 }
 
-impl Governing<'_> {
+impl Governing {
     pub fn control(&self) -> Option<&ResourceControl> {
         match self {
-            Governing::Stored(c) => Some(c),
+            Governing::Stored(c) => Some(c.as_ref()),
             Governing::System(c) | Governing::Labels(c) => Some(c),
             Governing::None => None,
         }
@@ -319,12 +323,7 @@ impl Governing<'_> {
 }
 
 /// Finds the control governing `obj` in Portainer's order.
-pub fn governing<'c>(
-    obj: &ObjectView,
-    scope: &Scope,
-    controls: &'c dyn Controls,
-    dir: &dyn Directory,
-) -> Governing<'c> {
+pub fn governing(obj: &ObjectView, scope: &Scope, controls: &dyn Controls, dir: &dyn Directory) -> Governing {
     let own_id = match obj.kind {
         ResourceKind::Volume => volume_resource_id(obj.id, scope.docker_id),
         _ => obj.id.to_string(),

@@ -135,6 +135,11 @@ impl Stacks {
         self.map.remove(&id);
     }
 
+    /// No stack at all (the admins' proxy path asks before decorating lists).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// A Berth stack of that name on that endpoint.
     pub fn find(&self, endpoint: Id, name: &str) -> Option<Arc<Stack>> {
         self.map.iter().find(|s| s.endpoint_id == endpoint && s.name == name).map(|s| s.clone())
@@ -158,7 +163,7 @@ impl Stacks {
     }
 
     #[cfg(test)]
-    fn empty() -> Stacks {
+    pub(crate) fn empty() -> Stacks {
         Stacks {
             map: DashMap::new(),
             locks: Arc::default(),

@@ -31,13 +31,26 @@ pub const TAGS: Table = TableDefinition::new("tags");
 pub const REGISTRIES: Table = TableDefinition::new("registries");
 pub const STACKS: Table = TableDefinition::new("stacks");
 pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
+/// Resource controls of Docker objects ([`crate::controls`]).
+pub const RESOURCE_CONTROLS: Table = TableDefinition::new("resource_controls");
 /// Singletons and id sequences, keyed by name.
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 /// Revoked JWT ids with their expiry (unix seconds), so logouts survive a restart.
 const REVOKED: TableDefinition<'static, &'static str, u64> = TableDefinition::new("revoked_tokens");
 
-pub const ALL_TABLES: [Table; 10] =
-    [USERS, TEAMS, TEAM_MEMBERSHIPS, API_KEYS, ENDPOINTS, ENDPOINT_GROUPS, TAGS, REGISTRIES, STACKS, SNAPSHOTS];
+pub const ALL_TABLES: [Table; 11] = [
+    USERS,
+    TEAMS,
+    TEAM_MEMBERSHIPS,
+    API_KEYS,
+    ENDPOINTS,
+    ENDPOINT_GROUPS,
+    TAGS,
+    REGISTRIES,
+    STACKS,
+    SNAPSHOTS,
+    RESOURCE_CONTROLS,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,202 @@
+//! Resource controls (Portainer's ownership records) of Docker objects:
+//! durable in the store's `resource_controls` table, held in memory for the
+//! Docker proxy, which reads them on every standard user's request.
+//!
+//! Reads are lock-free map look-ups (by control id, by (type, resource id),
+//! by sub-resource id). Writes are serialised by one async mutex, taken
+//! only by writers (creates through the proxy, `/api/resource_controls`),
+//! so the one-control-per-(type, resource id) rule holds; each write is
+//! committed to the store before memory changes and before it returns.
+//!
+//! Stack controls live in their stack record ([`crate::stacks`]);
+//! [`WithStacks`] answers the policy's look-ups from both.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::access::control::Controls;
+use crate::stacks::Stacks;
+use crate::store::model::{Id, ResourceControl, RESOURCE_CONTROL_STACK};
+use crate::store::{Store, StoreError, RESOURCE_CONTROLS};
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Portainer allows one control per (type, resource id).
+    #[error("a resource control already exists for this resource (id {0})")]
+    Conflict(Id),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Key = (u8, String);
+
+/// The in-memory table (see the module doc).
+#[derive(Default)]
+pub struct ControlTable {
+    by_id: DashMap<Id, Arc<ResourceControl>>,
+    by_key: DashMap<Key, Id>,
+    /// Sub-resource id → control id (Portainer matches those regardless of type).
+    by_sub: DashMap<String, Id>,
+    count: AtomicUsize,
+    write: tokio::sync::Mutex<()>,
+}
+
+fn key(rc: &ResourceControl) -> Key {
+    (rc.kind, rc.resource_id.clone())
+}
+
+impl ControlTable {
+    /// Loads every stored control (at start).
+    pub fn load(store: &Store) -> Result<ControlTable, StoreError> {
+        let t = ControlTable::default();
+        for rc in store.load_all::<ResourceControl>(RESOURCE_CONTROLS)? {
+            t.index(Arc::new(rc));
+        }
+        Ok(t)
+    }
+
+    fn index(&self, rc: Arc<ResourceControl>) {
+        self.by_key.insert(key(&rc), rc.id);
+        for s in &rc.sub_resource_ids {
+            self.by_sub.insert(s.clone(), rc.id);
+        }
+        if self.by_id.insert(rc.id, rc).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn unindex(&self, id: Id) -> Option<Arc<ResourceControl>> {
+        let (_, rc) = self.by_id.remove(&id)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.by_key.remove_if(&key(&rc), |_, v| *v == id);
+        for s in &rc.sub_resource_ids {
+            self.by_sub.remove_if(s, |_, v| *v == id);
+        }
+        Some(rc)
+    }
+
+    pub fn get(&self, id: Id) -> Option<Arc<ResourceControl>> {
+        self.by_id.get(&id).map(|r| r.clone())
+    }
+
+    /// The control of exactly this (type, resource id).
+    pub fn find(&self, kind: u8, resource_id: &str) -> Option<Arc<ResourceControl>> {
+        // The key is owned: one small allocation per look-up, on the
+        // standard users' path only.
+        let id = *self.by_key.get(&(kind, resource_id.to_string()))?;
+        self.get(id)
+    }
+
+    /// The control listing `resource_id` among its sub-resources.
+    pub fn find_sub(&self, resource_id: &str) -> Option<Arc<ResourceControl>> {
+        let id = *self.by_sub.get(resource_id)?;
+        self.get(id)
+    }
+
+    /// Every control, by id.
+    pub fn all(&self) -> Vec<Arc<ResourceControl>> {
+        let mut v: Vec<_> = self.by_id.iter().map(|r| r.clone()).collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Whether any control exists (one atomic read: the admins' proxy path
+    /// asks it to decide whether list answers need decorating).
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Stores a new control; `draft.id` is ignored and assigned.
+    pub async fn create(
+        &self,
+        store: &Store,
+        mut draft: ResourceControl,
+    ) -> Result<Arc<ResourceControl>, ControlError> {
+        let _w = self.write.lock().await;
+        if let Some(existing) = self.by_key.get(&key(&draft)) {
+            return Err(ControlError::Conflict(*existing));
+        }
+        let rc = store
+            .write(move |tx| {
+                draft.id = tx.next_id(RESOURCE_CONTROLS)?;
+                tx.put(RESOURCE_CONTROLS, draft.id, &draft)?;
+                Ok(draft)
+            })
+            .await?;
+        let rc = Arc::new(rc);
+        self.index(rc.clone());
+        Ok(rc)
+    }
+
+    /// Replaces the control with `rc.id` (it must exist, and its (type,
+    /// resource id) must not be another control's).
+    pub async fn replace(&self, store: &Store, rc: ResourceControl) -> Result<Arc<ResourceControl>, ControlError> {
+        let _w = self.write.lock().await;
+        if !self.by_id.contains_key(&rc.id) {
+            return Err(ControlError::Store(StoreError::NotFound));
+        }
+        if let Some(other) = self.by_key.get(&key(&rc)).map(|v| *v).filter(|o| *o != rc.id) {
+            return Err(ControlError::Conflict(other));
+        }
+        let rc = Arc::new(rc);
+        let stored = rc.clone();
+        store.write(move |tx| tx.put(RESOURCE_CONTROLS, stored.id, &*stored)).await?;
+        self.unindex(rc.id);
+        self.index(rc.clone());
+        Ok(rc)
+    }
+
+    /// Deletes a control; `None` when there was none.
+    pub async fn remove(&self, store: &Store, id: Id) -> Result<Option<Arc<ResourceControl>>, StoreError> {
+        let _w = self.write.lock().await;
+        if !self.by_id.contains_key(&id) {
+            return Ok(None);
+        }
+        store.write(move |tx| tx.delete(RESOURCE_CONTROLS, id)).await?;
+        Ok(self.unindex(id))
+    }
+
+    /// Deletes the control of an object Berth saw removed.
+    pub async fn remove_resource(
+        &self,
+        store: &Store,
+        kind: u8,
+        resource_id: &str,
+    ) -> Result<Option<Arc<ResourceControl>>, StoreError> {
+        match self.find(kind, resource_id) {
+            Some(rc) => self.remove(store, rc.id).await,
+            None => Ok(None),
+        }
+    }
+}
+
+/// The policy's view of every control: the table, and the stacks' own
+/// controls (`<endpointId>_<stack>`, type 6).
+pub struct WithStacks<'a> {
+    pub table: &'a ControlTable,
+    pub stacks: &'a Stacks,
+}
+
+impl Controls for WithStacks<'_> {
+    fn find(&self, kind: u8, resource_id: &str) -> Option<Arc<ResourceControl>> {
+        if let Some(rc) = self.table.find(kind, resource_id) {
+            return Some(rc);
+        }
+        let stack = || {
+            let (endpoint, name) = resource_id.split_once('_')?;
+            let stack = self.stacks.find(endpoint.parse().ok()?, name)?;
+            Some(Arc::new(stack.resource_control.clone()))
+        };
+        match kind {
+            RESOURCE_CONTROL_STACK => stack(),
+            _ => None,
+        }
+        .or_else(|| self.table.find_sub(resource_id))
+    }
+}
+
+#[cfg(test)]
+mod tests;
