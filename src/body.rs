@@ -41,6 +41,9 @@ pub enum ResponseBody {
     /// A relayed body whose bytes are added to a counter as they pass (the
     /// per-endpoint byte metrics): one atomic add per frame, no copy.
     Counted(Incoming, prometheus::IntCounter),
+    /// A relayed body Berth rewrites as it streams (standard users' list
+    /// answers, filtered item by item).
+    Rewritten(http_body_util::combinators::BoxBody<Bytes, BoxError>),
 }
 
 impl ResponseBody {
@@ -67,6 +70,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(|e| e.into()),
             ResponseBody::Counted(s, c) => poll_counted(s, c, cx).map_err(|e| e.into()),
+            ResponseBody::Rewritten(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -74,6 +78,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Stream(s) | ResponseBody::Counted(s, _) => s.is_end_stream(),
+            ResponseBody::Rewritten(b) => b.is_end_stream(),
         }
     }
 
@@ -82,6 +87,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Stream(s) | ResponseBody::Counted(s, _) => s.size_hint(),
+            ResponseBody::Rewritten(b) => b.size_hint(),
         }
     }
 }

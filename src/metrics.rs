@@ -31,6 +31,7 @@ pub const CONNECTIONS_OPEN: &str = "berth_connections_open";
 pub const POOL_CONNECTIONS: &str = "berth_upstream_pool_connections";
 pub const BREAKER_STATE: &str = "berth_upstream_breaker_state";
 pub const CONNECTIONS_REFUSED: &str = "berth_connections_refused_total";
+pub const ACCESS_DENIED: &str = "berth_access_denied_total";
 pub const STACK_DEPLOYS: &str = "berth_stack_deploys_total";
 pub const STACK_DEPLOY_DURATION: &str = "berth_stack_deploy_duration_seconds";
 
@@ -70,6 +71,9 @@ pub struct Metrics {
     /// outcome (ok, error, timeout).
     pub stack_deploys: IntCounterVec,
     pub stack_deploy_duration: HistogramVec,
+    /// Standard users' Docker requests refused, by endpoint and rule
+    /// ([`crate::access::DenyRule::name`], a fixed set).
+    pub access_denied: IntCounterVec,
     /// Handles of the proxy's per-endpoint series, see [`Metrics::proxy_series`].
     proxy_series: DashMap<u64, Arc<ProxySeries>>,
 }
@@ -223,6 +227,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            access_denied: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(ACCESS_DENIED, "Standard users' Docker requests refused, by endpoint and rule"),
+                    &["endpoint", "rule"],
+                )
+                .unwrap(),
+            ),
             proxy_series: DashMap::new(),
             registry: r,
         };
@@ -251,6 +263,9 @@ impl Metrics {
         let _ = self.pool_connections.remove_label_values(&[id, "idle"]);
         let _ = self.pool_connections.remove_label_values(&[id, "open"]);
         let _ = self.breaker_state.remove_label_values(&[id]);
+        for rule in crate::access::DenyRule::ALL {
+            let _ = self.access_denied.remove_label_values(&[id, rule.name()]);
+        }
         if let Ok(n) = id.parse::<u64>() {
             self.proxy_series.remove(&n);
         }

@@ -13,6 +13,7 @@ use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::docker_route_template;
+use crate::proxy::restrict::{self, Restricted};
 use crate::proxy::{forward, ProxyFailure, ProxyTarget};
 use crate::router::AuthedUser;
 use crate::state::AppState;
@@ -53,12 +54,16 @@ async fn proxied(
     let Some(entry) = state.endpoints.get(id) else {
         return ApiError::not_found("an environment").into_response();
     };
+    // A standard user's teams: they also mark the request for the
+    // restricted proxy below.
+    let mut restricted_teams = None;
     if !principal.is_admin() {
         let teams = state.identity.teams_of(principal.id());
         if !state.endpoints.may_access(principal, &entry.record, &teams) {
             return ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
                 .into_response();
         }
+        restricted_teams = Some(teams);
     }
     if req.headers().contains_key(crate::registries::HEADER) {
         let translated = crate::registries::translate(
@@ -92,7 +97,23 @@ async fn proxied(
         bytes_in: Some(series.bytes_in.clone()),
         body_read_timeout: state.config.body_read_timeout,
     };
-    let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
+    let resp = match restricted_teams {
+        // Standard users: the access policy decides before Docker sees anything.
+        Some(teams) => {
+            let r = Restricted { state, entry: &entry, user_id: principal.id(), teams, target };
+            r.handle(req, &path_and_query).await
+        }
+        None => {
+            let is_get = req.method() == http::Method::GET;
+            let resp = forward(target, req, &path_and_query).await;
+            if is_get {
+                restrict::decorate_for_admin(state, &entry, docker_path, resp).await
+            } else {
+                resp
+            }
+        }
+    };
+    let resp = resp.map(|b| b.counted(series.bytes_out.clone()));
     route.requests(resp.status().as_u16()).inc();
     route.duration.observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.

@@ -93,6 +93,7 @@ fn access_log(
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| http_body::Body::size_hint(resp.body()).exact());
     let cause = resp.extensions().get::<InternalCause>().map(|c| c.0.as_str());
+    let denied = resp.extensions().get::<crate::access::deny::DeniedBy>().map(|d| d.0.name());
     tracing::info!(
         target: "berth::access",
         %method,
@@ -103,6 +104,7 @@ fn access_log(
         bytes = bytes.map(|b| b as i64).unwrap_or(-1),
         client = %client_ip,
         cause = cause.unwrap_or(""),
+        denied = denied.unwrap_or(""),
         "request"
     );
 }

@@ -43,7 +43,32 @@ pub enum DenyRule {
     AccessLabels,
 }
 
+/// Set on a refused answer's extensions, so the access log can name the
+/// rule next to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeniedBy(pub DenyRule);
+
 impl DenyRule {
+    /// Every rule: the metric's `rule` label takes only these names.
+    pub const ALL: [DenyRule; 16] = [
+        DenyRule::AdminOnly,
+        DenyRule::ResourceAccess,
+        DenyRule::Path,
+        DenyRule::ApiVersion,
+        DenyRule::Query,
+        DenyRule::BodyInvalid,
+        DenyRule::BodyAmbiguous,
+        DenyRule::BodyTooLarge,
+        DenyRule::BindMounts,
+        DenyRule::Privileged,
+        DenyRule::HostNamespace,
+        DenyRule::DeviceMapping,
+        DenyRule::Capabilities,
+        DenyRule::Sysctls,
+        DenyRule::SecurityOptions,
+        DenyRule::AccessLabels,
+    ];
+
     /// The stable name for `details`, logs and the metric label.
     pub fn name(self) -> &'static str {
         match self {
@@ -154,24 +179,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_statuses_fit() {
-        let all = [
-            DenyRule::AdminOnly,
-            DenyRule::ResourceAccess,
-            DenyRule::Path,
-            DenyRule::ApiVersion,
-            DenyRule::Query,
-            DenyRule::BodyInvalid,
-            DenyRule::BodyAmbiguous,
-            DenyRule::BodyTooLarge,
-            DenyRule::BindMounts,
-            DenyRule::Privileged,
-            DenyRule::HostNamespace,
-            DenyRule::DeviceMapping,
-            DenyRule::Capabilities,
-            DenyRule::Sysctls,
-            DenyRule::SecurityOptions,
-            DenyRule::AccessLabels,
-        ];
+        let all = DenyRule::ALL;
         let names: std::collections::HashSet<_> = all.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), all.len());
         assert_eq!(DenyRule::BodyAmbiguous.status(), StatusCode::BAD_REQUEST);

@@ -42,6 +42,9 @@ pub struct ControlTable {
     by_sub: DashMap<String, Id>,
     count: AtomicUsize,
     write: tokio::sync::Mutex<()>,
+    /// Endpoint → the id its volume controls are keyed by
+    /// (`<volumeName>_<dockerId>`), learnt from the engine once.
+    engine_ids: DashMap<Id, Arc<str>>,
 }
 
 fn key(rc: &ResourceControl) -> Key {
@@ -107,6 +110,18 @@ impl ControlTable {
     /// asks it to decide whether list answers need decorating).
     pub fn any(&self) -> bool {
         self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// The engine (or swarm cluster) id of an endpoint, once known.
+    pub fn engine_id(&self, endpoint: Id) -> Option<Arc<str>> {
+        self.engine_ids.get(&endpoint).map(|v| v.clone())
+    }
+
+    /// Remembers an endpoint's engine id.
+    pub fn set_engine_id(&self, endpoint: Id, id: &str) -> Arc<str> {
+        let id: Arc<str> = Arc::from(id);
+        self.engine_ids.insert(endpoint, id.clone());
+        id
     }
 
     /// Stores a new control; `draft.id` is ignored and assigned.

@@ -35,6 +35,7 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+pub mod restrict;
 mod splice;
 mod tunnel;
 
@@ -121,7 +122,26 @@ pub struct ProxyTarget<'a> {
 /// and includes `?query` if any. Never panics; every failure is a response.
 pub async fn forward(
     target: ProxyTarget<'_>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
+    docker_path_and_query: &str,
+) -> Response<ResponseBody> {
+    let (timeout, counter) = (target.body_read_timeout, target.bytes_in.clone());
+    let req = req.map(|body| {
+        let body = ClientBody::new(body, timeout);
+        match counter {
+            Some(counter) => UpstreamBody::Counted(body, counter),
+            None => UpstreamBody::Stream(body),
+        }
+    });
+    forward_body(target, req, docker_path_and_query).await
+}
+
+/// [`forward`] of a request whose body is already an [`UpstreamBody`] (the
+/// restricted proxy forwards the bytes it inspected; counting them is its
+/// part).
+pub async fn forward_body(
+    target: ProxyTarget<'_>,
+    mut req: Request<UpstreamBody>,
     docker_path_and_query: &str,
 ) -> Response<ResponseBody> {
     let uri = match upstream_uri(docker_path_and_query) {
@@ -167,11 +187,6 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     parts.uri = uri;
     parts.extensions.clear();
-    let body = ClientBody::new(body, target.body_read_timeout);
-    let body = match target.bytes_in.clone() {
-        Some(counter) => UpstreamBody::Counted(body, counter),
-        None => UpstreamBody::Stream(body),
-    };
     let upstream_req = Request::from_parts(parts, body);
 
     let mut resp = match target.upstream.request(upstream_req).await {

@@ -1,0 +1,309 @@
+//! The Docker proxy for standard users (issue 14): asks [`crate::access`]
+//! and acts on its answer, in the order its module doc gives. Admins never
+//! come here (the route's one branch), except that their list answers are
+//! decorated with `Portainer.ResourceControl` once any control exists
+//! ([`decorate_for_admin`]).
+//!
+//! Nothing a standard user sends reaches Docker before it is decided: the
+//! pre-flight inspects Berth makes itself, as the proxy, through the same
+//! upstream pool; inspected bodies are read whole (capped) and the very
+//! bytes inspected are forwarded; an owner-only route is forwarded with the
+//! object's full id in place of the name or prefix the client wrote, so a
+//! rename in between cannot swap the object.
+
+mod answer;
+mod list;
+mod objects;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::{forward, forward_body, ProxyTarget};
+use crate::access::control::{self, Caller, Directory};
+use crate::access::deny::DeniedBy;
+use crate::access::{self, Action, BodyKind, Decision, Denial, DenyRule, OwnerOp, ResourceKind};
+use crate::body::{ClientBody, ResponseBody, UpstreamBody};
+use crate::endpoints::EndpointEntry;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::model::Id;
+
+pub use answer::MAX_ANSWER;
+pub use list::{MAX_LIST_ANSWER, MAX_LIST_ITEM};
+
+/// Why a standard user's request stops before (or instead of) Docker's
+/// answer: a policy denial (counted and logged with its rule) or a
+/// ready-made answer (Docker's 404 of a pre-flight inspect, an unreachable
+/// host, a body that could not be read).
+enum Stop {
+    Denied(Denial),
+    Answer(Box<Response<ResponseBody>>),
+}
+
+impl Stop {
+    fn answer(resp: Response<ResponseBody>) -> Self {
+        Stop::Answer(Box::new(resp))
+    }
+}
+
+impl From<Denial> for Stop {
+    fn from(d: Denial) -> Self {
+        Stop::Denied(d)
+    }
+}
+
+type Flow<T> = Result<T, Stop>;
+
+/// User and team names for the `io.portainer.accesscontrol.*` labels.
+struct Names<'a>(&'a crate::auth::Identity);
+
+impl Directory for Names<'_> {
+    fn user_id(&self, name: &str) -> Option<Id> {
+        self.0.user_by_name(name).map(|u| u.id)
+    }
+
+    fn team_id(&self, name: &str) -> Option<Id> {
+        self.0.teams().into_iter().find(|t| t.name == name).map(|t| t.id)
+    }
+}
+
+/// One standard user's request on one endpoint.
+pub struct Restricted<'a> {
+    pub state: &'a Arc<AppState>,
+    pub entry: &'a EndpointEntry,
+    pub user_id: Id,
+    pub teams: Vec<Id>,
+    pub target: ProxyTarget<'a>,
+}
+
+impl<'a> Restricted<'a> {
+    fn caller(&self) -> Caller<'_> {
+        Caller { user_id: self.user_id, teams: &self.teams, admin: false }
+    }
+
+    fn settings(&self) -> &crate::store::model::SecuritySettings {
+        &self.entry.record.security_settings
+    }
+
+    /// Decides and forwards. `path_and_query` is the Docker path as the
+    /// client sent it (its `token` parameter already dropped).
+    pub async fn handle(self, req: Request<Incoming>, path_and_query: &str) -> Response<ResponseBody> {
+        let (state, endpoint) = (self.state, self.entry.record.id);
+        match self.run(req, path_and_query).await {
+            Ok(resp) => resp,
+            Err(Stop::Answer(resp)) => *resp,
+            Err(Stop::Denied(d)) => denied(state, endpoint, &d),
+        }
+    }
+
+    async fn run(self, req: Request<Incoming>, path_and_query: &str) -> Flow<Response<ResponseBody>> {
+        let (raw_path, raw_query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let decision = access::authorize(req.method(), raw_path, raw_query, self.settings())?;
+        match decision.action.clone() {
+            Action::Forward => Ok(forward(self.target, req, path_and_query).await),
+            Action::ForwardRedacted(r) => {
+                let resp = forward(self.target, req, path_and_query).await;
+                Ok(answer::rewrite_json(resp, |v| r.apply(v)).await)
+            }
+            Action::FilterList(kind) => {
+                let filter = self.list_filter(kind).await?;
+                let resp = forward(self.target, req, path_and_query).await;
+                Ok(list::filtered(resp, filter))
+            }
+            Action::CheckReferences(refs) => {
+                self.check_references(&refs).await?;
+                Ok(forward(self.target, req, path_and_query).await)
+            }
+            Action::InspectBody(kind) => self.create(req, path_and_query, kind).await,
+            Action::Owner { kind, id, op } => self.owner(req, raw_query, &decision, kind, &id, op).await,
+        }
+    }
+
+    /// A body route that is not about an existing object: creates.
+    async fn create(self, req: Request<Incoming>, pq: &str, kind: BodyKind) -> Flow<Response<ResponseBody>> {
+        let (parts, bytes) = self.read_body(req).await?;
+        let findings = access::body::inspect(kind, &bytes, self.settings())?;
+        self.check_references(&findings.references).await?;
+        let Some(created) = kind.creates() else {
+            return Ok(self.forward_bytes(parts, bytes, pq).await);
+        };
+        let draft = control::draft_for_create(&self.caller(), &findings.labels, &Names(&self.state.identity))?;
+        if created == ResourceKind::Volume {
+            // Creating an existing volume answers 201 with that volume:
+            // it must not hand someone else's volume to the caller.
+            self.check_existing_volume(&bytes).await?;
+        }
+        let docker_id = self.docker_id(created).await?;
+        let (state, endpoint) = (self.state, self.entry.record.id);
+        let resp = self.forward_bytes(parts, bytes, pq).await;
+        if !resp.status().is_success() {
+            return Ok(resp);
+        }
+        let (parts, answer) = answer::read(resp, MAX_ANSWER).await.map_err(Stop::answer)?;
+        let v: Value = serde_json::from_slice(&answer).map_err(|e| Stop::answer(answer::bad_answer(&e)))?;
+        let Some(id) = control::created_id(created, &v) else {
+            return Err(Stop::answer(answer::bad_answer(&"the answer names no object")));
+        };
+        let rid = match created {
+            ResourceKind::Volume => control::volume_resource_id(id, &docker_id),
+            _ => id.to_string(),
+        };
+        if let Some(rc) = draft.control(0, created, rid) {
+            match state.controls.create(&state.store, rc).await {
+                // An object Docker handed back again keeps its control.
+                Ok(_) | Err(crate::controls::ControlError::Conflict(_)) => {}
+                Err(crate::controls::ControlError::Store(e)) => {
+                    tracing::error!(endpoint, error = %e, "storing the resource control of a new object failed");
+                    return Err(Stop::answer(crate::api::store_err(e).into_response()));
+                }
+            }
+        }
+        Ok(Response::from_parts(parts, ResponseBody::full(answer)))
+    }
+
+    /// An owner-only route: the object must be visible to the caller.
+    async fn owner(
+        self,
+        req: Request<Incoming>,
+        raw_query: Option<&str>,
+        d: &Decision,
+        kind: ResourceKind,
+        id: &str,
+        op: OwnerOp,
+    ) -> Flow<Response<ResponseBody>> {
+        let (full_id, governed_kind, object) = if kind == ResourceKind::Exec {
+            let exec = self.inspect(kind, id).await?;
+            let full = exec.get("ID").and_then(Value::as_str).unwrap_or(id).to_string();
+            let container = control::exec_container(&exec)
+                .ok_or_else(|| Denial::new(DenyRule::ResourceAccess, format!("exec instance {id} has no container")))?;
+            (full, ResourceKind::Container, self.inspect(ResourceKind::Container, container).await?)
+        } else {
+            let object = self.inspect(kind, id).await?;
+            let full = control::ObjectView::of(kind, &object).map(|v| v.id.to_string()).unwrap_or_default();
+            if full.is_empty() {
+                return Err(Stop::answer(answer::bad_answer(&"the inspect answer names no object")));
+            }
+            (full, kind, object)
+        };
+        let rc = self.visible(governed_kind, &object).await?;
+        let pq = objects::rewritten_target(d, &full_id, raw_query)?;
+        match op {
+            OwnerOp::Act => Ok(forward(self.target, req, &pq).await),
+            OwnerOp::Read => {
+                let resp = forward(self.target, req, &pq).await;
+                Ok(match rc {
+                    Some(rc) => answer::rewrite_json(resp, |v| control::decorate(v, &rc)).await,
+                    None => resp,
+                })
+            }
+            OwnerOp::Delete => {
+                let rid = match kind {
+                    ResourceKind::Volume => control::volume_resource_id(&full_id, &self.docker_id(kind).await?),
+                    _ => full_id.clone(),
+                };
+                let state = self.state;
+                let resp = forward(self.target, req, &pq).await;
+                if let (true, Some(t)) = (resp.status().is_success(), kind.control_type()) {
+                    if let Err(e) = state.controls.remove_resource(&state.store, t, &rid).await {
+                        tracing::error!(error = %e, resource = %rid, "removing a deleted object's resource control failed");
+                    }
+                }
+                Ok(resp)
+            }
+            OwnerOp::WithBody(_) | OwnerOp::ServiceRollback => {
+                let body_kind = match op {
+                    OwnerOp::WithBody(k) => k,
+                    _ => BodyKind::ServiceUpdate,
+                };
+                let (parts, bytes) = self.read_body(req).await?;
+                let mut findings = access::body::inspect(body_kind, &bytes, self.settings())?;
+                if op == OwnerOp::ServiceRollback {
+                    if let Some(previous) = object.get("PreviousSpec") {
+                        let restored = access::body::inspect_value(body_kind, previous, self.settings())?;
+                        findings.references.extend(restored.references);
+                    }
+                }
+                if kind == ResourceKind::Network {
+                    control::check_network_use(&object, self.settings())?;
+                }
+                self.check_references(&findings.references).await?;
+                Ok(self.forward_bytes(parts, bytes, &pq).await)
+            }
+        }
+    }
+
+    /// Reads an inspected body: at most [`access::MAX_INSPECTED_BODY`]
+    /// bytes, never compressed; what cannot be read whole is refused.
+    async fn read_body(&self, req: Request<Incoming>) -> Flow<(http::request::Parts, Bytes)> {
+        let (parts, body) = req.into_parts();
+        if let Some(enc) = parts.headers.get(header::CONTENT_ENCODING) {
+            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return Err(Denial::new(
+                    DenyRule::BodyInvalid,
+                    "compressed bodies (Content-Encoding) are not inspected",
+                )
+                .into());
+            }
+        }
+        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body = http_body_util::BodyExt::into_data_stream(ClientBody::new(body, self.target.body_read_timeout));
+        match crate::api::form::read_body(body, declared, access::MAX_INSPECTED_BODY).await {
+            Ok(b) => Ok((parts, b)),
+            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(Denial::too_large().into()),
+            Err(e) => Err(Stop::answer(e.into_response())),
+        }
+    }
+
+    /// Forwards the inspected bytes themselves.
+    async fn forward_bytes(self, mut parts: http::request::Parts, bytes: Bytes, pq: &str) -> Response<ResponseBody> {
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        if let Some(c) = &self.target.bytes_in {
+            c.inc_by(bytes.len() as u64);
+        }
+        let body = if bytes.is_empty() { UpstreamBody::empty() } else { UpstreamBody::Full(Some(bytes)) };
+        forward_body(self.target, Request::from_parts(parts, body), pq).await
+    }
+}
+
+/// A denial as Portainer shapes it, counted and marked for the access log.
+fn denied(state: &AppState, endpoint: Id, d: &Denial) -> Response<ResponseBody> {
+    state.metrics.access_denied.with_label_values(&[&endpoint.to_string(), d.rule.name()]).inc();
+    let mut resp = ApiError::new(d.status(), d.message(), d.details()).into_response();
+    resp.extensions_mut().insert(DeniedBy(d.rule));
+    resp
+}
+
+/// An admin's list answer, decorated with `Portainer.ResourceControl` once
+/// any control exists; every other answer is returned untouched.
+pub async fn decorate_for_admin(
+    state: &Arc<AppState>,
+    entry: &EndpointEntry,
+    docker_path: &str,
+    resp: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    let decorated = state.controls.any() || !state.stacks.is_empty();
+    if resp.status() != StatusCode::OK || !decorated {
+        return resp;
+    }
+    let Ok(p) = access::path::normalize(docker_path) else { return resp };
+    let Some(access::rules::Matched { rule: access::Rule::FilterList { kind }, .. }) =
+        access::rules::lookup("GET", &p.path)
+    else {
+        return resp;
+    };
+    if kind == ResourceKind::Event {
+        return resp;
+    }
+    match list::ListFilter::admin(state, entry, kind).await {
+        Some(filter) => list::filtered(resp, filter),
+        None => resp,
+    }
+}
