@@ -38,7 +38,14 @@ pub struct ListFilter {
     pub endpoint_id: Id,
     pub docker_id: Arc<str>,
     pub kind: ResourceKind,
+    /// Label-built controls this answer may still store (see [`MAX_LABEL_STORES`]).
+    pub stores_left: usize,
 }
+
+/// Controls built from access-control labels are stored as Portainer does,
+/// at most this many per list answer: each is a durable write, and the
+/// verdict does not wait for them (the labels decide until they exist).
+pub const MAX_LABEL_STORES: usize = 32;
 
 impl ListFilter {
     /// An admin's filter (keeps everything, decorates); `None` when the
@@ -63,15 +70,17 @@ impl ListFilter {
             endpoint_id: entry.record.id,
             docker_id,
             kind,
+            stores_left: MAX_LABEL_STORES,
         })
     }
 
-    fn keep(&self, item: &mut Value) -> bool {
+    fn keep(&mut self, item: &mut Value) -> bool {
         let caller = Caller { user_id: self.user_id, teams: &self.teams, admin: self.admin };
         let scope = Scope { endpoint_id: self.endpoint_id, docker_id: &self.docker_id };
         let controls = WithStacks { table: &self.state.controls, stacks: &self.state.stacks };
         let out = filter_item(self.kind, item, &caller, &scope, &controls, &Names(&self.state.identity));
-        if let Some(rc) = out.store {
+        if let Some(rc) = out.store.filter(|_| self.stores_left > 0) {
+            self.stores_left -= 1;
             // Portainer stores the control an object's labels describe; the
             // next list finds it. A concurrent twin is refused as a conflict.
             let state = self.state.clone();
@@ -171,7 +180,7 @@ impl Body for Filtered {
             if let Some(cap) = this.cap.filter(|c| this.read > *c) {
                 return this.fail(FilterError::TooLarge(cap));
             }
-            let filter = &this.filter;
+            let filter = &mut this.filter;
             match this.rewriter.push(&data, &mut |item| filter.keep(item)) {
                 Ok(out) if out.is_empty() => continue,
                 Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),

@@ -168,6 +168,25 @@ impl<'a> Restricted<'a> {
         Ok(Response::from_parts(parts, ResponseBody::full(answer)))
     }
 
+    /// Inspects the object an owner-only route names: its full id, the
+    /// kind whose control governs it (an exec instance's container) and
+    /// that object's inspect answer.
+    async fn resolve(&self, kind: ResourceKind, id: &str) -> Flow<(String, ResourceKind, Value)> {
+        if kind == ResourceKind::Exec {
+            let exec = self.inspect(kind, id).await?;
+            let full = exec.get("ID").and_then(Value::as_str).unwrap_or(id).to_string();
+            let container = control::exec_container(&exec)
+                .ok_or_else(|| Denial::new(DenyRule::ResourceAccess, format!("exec instance {id} has no container")))?;
+            return Ok((full, ResourceKind::Container, self.inspect(ResourceKind::Container, container).await?));
+        }
+        let object = self.inspect(kind, id).await?;
+        let full = control::ObjectView::of(kind, &object).map(|v| v.id.to_string()).unwrap_or_default();
+        if full.is_empty() {
+            return Err(Stop::answer(answer::bad_answer(&"the inspect answer names no object")));
+        }
+        Ok((full, kind, object))
+    }
+
     /// An owner-only route: the object must be visible to the caller.
     async fn owner(
         self,
@@ -178,24 +197,47 @@ impl<'a> Restricted<'a> {
         id: &str,
         op: OwnerOp,
     ) -> Flow<Response<ResponseBody>> {
-        let (full_id, governed_kind, object) = if kind == ResourceKind::Exec {
-            let exec = self.inspect(kind, id).await?;
-            let full = exec.get("ID").and_then(Value::as_str).unwrap_or(id).to_string();
-            let container = control::exec_container(&exec)
-                .ok_or_else(|| Denial::new(DenyRule::ResourceAccess, format!("exec instance {id} has no container")))?;
-            (full, ResourceKind::Container, self.inspect(ResourceKind::Container, container).await?)
-        } else {
-            let object = self.inspect(kind, id).await?;
-            let full = control::ObjectView::of(kind, &object).map(|v| v.id.to_string()).unwrap_or_default();
-            if full.is_empty() {
-                return Err(Stop::answer(answer::bad_answer(&"the inspect answer names no object")));
+        let body_kind = match op {
+            OwnerOp::WithBody(k) => k,
+            OwnerOp::ServiceRollback => BodyKind::ServiceUpdate,
+            OwnerOp::Read | OwnerOp::Act | OwnerOp::Delete => {
+                return self.owner_streamed(req, raw_query, d, kind, id, op).await
             }
-            (full, kind, object)
         };
+        // The body is judged first: a refused one never costs a call to Docker.
+        let (parts, bytes) = self.read_body(req).await?;
+        let mut findings = access::body::inspect(body_kind, &bytes, self.settings())?;
+        let (full_id, governed_kind, object) = self.resolve(kind, id).await?;
+        self.visible(governed_kind, &object).await?;
+        if op == OwnerOp::ServiceRollback {
+            if let Some(previous) = object.get("PreviousSpec") {
+                let restored = access::body::inspect_value(body_kind, previous, self.settings())?;
+                findings.references.extend(restored.references);
+            }
+        }
+        if kind == ResourceKind::Network {
+            control::check_network_use(&object, self.settings())?;
+        }
+        self.check_references(&findings.references).await?;
+        let pq = objects::rewritten_target(d, &full_id, raw_query)?;
+        Ok(self.forward_bytes(parts, bytes, &pq).await)
+    }
+
+    /// Owner-only routes whose body (if any) streams through: inspect, any
+    /// use (logs, attach, start, ...) and delete.
+    async fn owner_streamed(
+        self,
+        req: Request<Incoming>,
+        raw_query: Option<&str>,
+        d: &Decision,
+        kind: ResourceKind,
+        id: &str,
+        op: OwnerOp,
+    ) -> Flow<Response<ResponseBody>> {
+        let (full_id, governed_kind, object) = self.resolve(kind, id).await?;
         let rc = self.visible(governed_kind, &object).await?;
         let pq = objects::rewritten_target(d, &full_id, raw_query)?;
         match op {
-            OwnerOp::Act => Ok(forward(self.target, req, &pq).await),
             OwnerOp::Read => {
                 let resp = forward(self.target, req, &pq).await;
                 Ok(match rc {
@@ -217,25 +259,7 @@ impl<'a> Restricted<'a> {
                 }
                 Ok(resp)
             }
-            OwnerOp::WithBody(_) | OwnerOp::ServiceRollback => {
-                let body_kind = match op {
-                    OwnerOp::WithBody(k) => k,
-                    _ => BodyKind::ServiceUpdate,
-                };
-                let (parts, bytes) = self.read_body(req).await?;
-                let mut findings = access::body::inspect(body_kind, &bytes, self.settings())?;
-                if op == OwnerOp::ServiceRollback {
-                    if let Some(previous) = object.get("PreviousSpec") {
-                        let restored = access::body::inspect_value(body_kind, previous, self.settings())?;
-                        findings.references.extend(restored.references);
-                    }
-                }
-                if kind == ResourceKind::Network {
-                    control::check_network_use(&object, self.settings())?;
-                }
-                self.check_references(&findings.references).await?;
-                Ok(self.forward_bytes(parts, bytes, &pq).await)
-            }
+            _ => Ok(forward(self.target, req, &pq).await),
         }
     }
 

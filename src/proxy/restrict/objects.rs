@@ -223,6 +223,7 @@ impl Restricted<'_> {
             endpoint_id: self.entry.record.id,
             docker_id: self.docker_id(kind).await?,
             kind,
+            stores_left: super::list::MAX_LABEL_STORES,
         })
     }
 }
