@@ -6,14 +6,13 @@
 //! error for what the endpoint's (secure default) settings refuse.
 //!
 //! Skips with a printed reason without an engine. Everything is named
-//! `berth-rx-<pid>-...` and removed through the engine's own socket.
+//! `berth-rx-<pid>-<test>-...` and removed through the engine's own socket.
 
 mod common;
 #[path = "restricted_support/mod.rs"]
 mod restricted_support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,16 +23,25 @@ use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(240);
 
+/// The two tests run at once in one process: each has its own names.
+fn named(test: &str, tag: &str) -> String {
+    format!("berth-rx-{}-{test}-{tag}", std::process::id())
+}
+
 fn unique(tag: &str) -> String {
-    format!("berth-rx-{}-{tag}", std::process::id())
+    named("own", tag)
+}
+
+fn cli_name(tag: &str) -> String {
+    named("cli", tag)
 }
 
 /// Removes every object of this run through the engine's socket.
-struct Cleanup;
+struct Cleanup(&'static str);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let prefix = format!("name=berth-rx-{}-", std::process::id());
+        let prefix = format!("name={}", named(self.0, ""));
         let docker = |args: &[&str]| {
             std::process::Command::new("docker").args(args).stdin(Stdio::null()).output().ok().map(|o| o.stdout)
         };
@@ -122,7 +130,7 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
     if !require_docker() {
         return;
     }
-    let _clean = Cleanup;
+    let _clean = Cleanup("own");
     tokio::time::timeout(LIMIT, async {
         let e = env().await;
         let a_id = e.create_container(&e.alice, &unique("a"), json!({})).await;
@@ -230,20 +238,20 @@ async fn the_docker_cli_and_docker_py_work_for_a_standard_user() {
     if !require_docker() {
         return;
     }
-    let _clean = Cleanup;
+    let _clean = Cleanup("cli");
     tokio::time::timeout(LIMIT, async {
         let e = env().await;
         let image = test_image();
-        e.create_container(&e.admin, &unique("admins"), json!({})).await;
+        e.create_container(&e.admin, &cli_name("admins"), json!({})).await;
         let cli = DockerCli::new(&e.d, e.eid, &e.bob);
         let ps = cli.run(&["ps", "-a", "--format", "{{.Names}}"]).await;
         ps.assert_success();
-        assert!(!ps.stdout.contains(&unique("admins")), "bob sees the admin's container: {ps}");
+        assert!(!ps.stdout.contains(&cli_name("admins")), "bob sees the admin's container: {ps}");
 
-        let run = cli.run(&["run", "--rm", "--name", &unique("once"), image, "echo", "hi"]).await;
+        let run = cli.run(&["run", "--rm", "--name", &cli_name("once"), image, "echo", "hi"]).await;
         run.assert_success();
         assert_eq!(run.stdout.trim(), "hi", "{run}");
-        let det = unique("det");
+        let det = cli_name("det");
         cli.run(&["run", "-d", "--name", &det, image, "sh", "-c", "echo started; sleep 120"]).await.assert_success();
         let ps = cli.run(&["ps", "--format", "{{.Names}}"]).await;
         assert!(ps.stdout.lines().any(|l| l == det), "{ps}");
@@ -289,18 +297,18 @@ async fn docker_py(e: &Env) {
             return;
         }
     }
-    let script: &Path = &repo_path("tests/docker_sdk.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("BERTH_SDK_URL", format!("tcp://127.0.0.1:{}/api/endpoints/{}/docker", e.d.port(), e.eid))
-        .env("BERTH_SDK_TOKEN", &e.bob)
-        .env("BERTH_SDK_IMAGE", test_image())
-        .env("BERTH_SDK_CONTAINER", unique("sdk"))
-        .env("BERTH_SDK_RESTRICTED", "1")
-        .env_remove("DOCKER_HOST")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(repo_path("tests/docker_sdk.py")).env_remove("DOCKER_HOST").stdin(Stdio::null()).kill_on_drop(true);
+    for (k, v) in [
+        ("URL", format!("tcp://127.0.0.1:{}/api/endpoints/{}/docker", e.d.port(), e.eid)),
+        ("TOKEN", e.bob.clone()),
+        ("IMAGE", test_image().to_owned()),
+        ("CONTAINER", cli_name("sdk")),
+        ("RESTRICTED", "1".to_owned()),
+    ] {
+        cmd.env(format!("BERTH_SDK_{k}"), v);
+    }
+    let out = cmd.output();
     let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("python timed out").unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
