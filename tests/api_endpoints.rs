@@ -128,6 +128,8 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
     let d = Daemon::builder().args(["--max-upload-body", "65536"]).start().await;
     let token = d.admin_token().await;
     let pki = Pki::new();
+    let regular_file = dir.path().join("not-a-socket");
+    std::fs::write(&regular_file, b"x").unwrap();
 
     // (fields, files, status, message substring, details substring)
     type Case<'a> = (Vec<(&'a str, String)>, Vec<(&'a str, Vec<u8>)>, u16, &'a str, &'a str);
@@ -225,9 +227,23 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
         (
             vec![("Name", s("t")), ("URL", format!("unix://{}", dir.path().join("nothing.sock").display()))],
             vec![],
-            500,
-            "Unable to initiate communications with environment",
-            "nothing.sock",
+            400,
+            "Invalid environment URL",
+            "nothing.sock: the path does not exist",
+        ),
+        (
+            vec![("Name", s("t")), ("URL", format!("unix://{}", regular_file.display()))],
+            vec![],
+            400,
+            "Invalid environment URL",
+            "is a regular file, not a unix socket",
+        ),
+        (
+            vec![("Name", s("t")), ("URL", format!("unix://{}", dir.path().display()))],
+            vec![],
+            400,
+            "Invalid environment URL",
+            "is a directory, not a unix socket",
         ),
         (
             vec![("Name", s("t")), ("URL", sock_url.clone())],
