@@ -43,12 +43,9 @@ async fn proxied(
     docker_path: &str,
     principal: &crate::auth::Principal,
 ) -> Response<ResponseBody> {
-    let id: u64 = match raw_id.parse() {
+    let id = match crate::api::parse_id(raw_id, "environment") {
         Ok(id) => id,
-        Err(e) => {
-            return ApiError::bad_request("Invalid environment identifier route variable", format!("{e}: {raw_id:?}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let Some(entry) = state.endpoints.get(id) else {
         return ApiError::not_found("an environment").into_response();

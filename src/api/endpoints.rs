@@ -110,11 +110,21 @@ fn form_int(form: &Form, key: &str, message: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-/// `EndpointCreationType` (2.x) or `EndpointType` (1.x), neither meaning 1.
+/// `EndpointCreationType` (2.x) or `EndpointType` (1.x), neither meaning 1;
+/// both is fine only when they agree. Unlike Portainer, which sends any
+/// value above 5 down the Docker API path, a type that does not exist is a
+/// 400: a client asking for something Berth does not know must not get a
+/// Docker endpoint it did not ask for.
 fn creation_type(form: &Form) -> ApiResult<u8> {
-    let t = match form_int(form, "EndpointCreationType", TYPE_VALUES)? {
-        Some(t) => t,
-        None => form_int(form, "EndpointType", TYPE_VALUES)?.unwrap_or(1),
+    let t = match (form_int(form, "EndpointCreationType", TYPE_VALUES)?, form_int(form, "EndpointType", TYPE_VALUES)?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(
+                TYPE_VALUES,
+                format!("EndpointCreationType={a} and EndpointType={b} disagree; send one of them"),
+            ))
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => 1,
     };
     let kind = match t {
         1 => return Ok(DOCKER_API),
@@ -122,8 +132,6 @@ fn creation_type(form: &Form) -> ApiResult<u8> {
         3 => "3 (Azure)",
         4 => "4 (Edge Agent)",
         5 => "5 (Local Kubernetes)",
-        // Portainer sends any other positive value down the Docker API path.
-        t if t > 5 => return Ok(DOCKER_API),
         _ => return Err(ApiError::bad_request(TYPE_VALUES, format!("environment type {t} does not exist"))),
     };
     Err(ApiError::bad_request(
@@ -182,6 +190,12 @@ async fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
             files.cert =
                 Some(file("TLSCertFile", "Invalid certificate file. Ensure that the file is uploaded correctly")?);
             files.key = Some(file("TLSKeyFile", "Invalid key file. Ensure that the file is uploaded correctly")?);
+        }
+        let kinds = [(TlsFileKind::Ca, &files.ca), (TlsFileKind::Cert, &files.cert), (TlsFileKind::Key, &files.key)];
+        for (kind, bytes) in kinds {
+            if let Some(b) = bytes {
+                tls_files::check_trailer(kind, b).map_err(|e| ApiError::bad_request("Invalid TLS files", e))?;
+            }
         }
         validate_tls_files(&files, tls.skip_verify, tls.skip_client_verify)
             .map_err(|e| ApiError::bad_request("Invalid TLS files", e))?;
@@ -465,7 +479,7 @@ pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
         .ok_or_else(|| ApiError::bad_request("Invalid folder query parameter", "folder is required"))?;
     // The folder is a path component: only an endpoint id is accepted, so
     // nothing can be written outside `<data>/tls/<id>/`.
-    let id: Id = folder.parse().map_err(|_| {
+    let id: Id = super::parse_id(folder, "environment").map_err(|_| {
         ApiError::bad_request(
             "Invalid folder query parameter",
             format!("the folder must be an environment identifier, got {folder:?}"),

@@ -3,7 +3,8 @@
 //! driven by clients that rely on it: `http --form` sends
 //! `application/x-www-form-urlencoded` unless a file is attached, the UI
 //! sends `multipart/form-data`, and scripts put values in the query string.
-//! A value in the body wins over the same name in the query string.
+//! A name given twice (in the body, or in the body and the query string)
+//! is refused with a 400 rather than resolved by a precedence rule.
 //!
 //! Unlike Go (which spills big parts to temp files with no upper bound),
 //! everything is held in memory under hard limits: total body size (413),
@@ -82,6 +83,30 @@ impl Form {
     }
 }
 
+impl Form {
+    /// Refuses a name given more than once, in the body (as values, files
+    /// or both) or in the body and the query string: Go's `FormValue` takes
+    /// the first and a proxy in front may take another, so a request whose
+    /// meaning depends on who reads it is refused rather than guessed at.
+    fn check_single_values(&self) -> ApiResult<()> {
+        let mut seen = std::collections::HashSet::new();
+        let names = self
+            .body
+            .iter()
+            .map(|(k, _)| k)
+            .chain(self.files.iter().map(|(k, _)| k))
+            .chain(self.query.iter().map(|(k, _)| k));
+        for name in names {
+            if !seen.insert(name.as_str()) {
+                return Err(ApiError::invalid_payload(format!(
+                    "the form field {name:?} has more than one value (in the body, the query string or both)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn too_large(details: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", details)
 }
@@ -113,6 +138,22 @@ pub async fn read(req: &mut ApiRequest, limits: Limits) -> ApiResult<Form> {
 /// The transport-independent part of [`read`], so it can be tested on
 /// in-memory streams.
 pub async fn read_from<S, E>(
+    content_type: Option<&str>,
+    content_length: Option<u64>,
+    query: Option<&str>,
+    body: S,
+    limits: Limits,
+) -> ApiResult<Form>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let form = collect(content_type, content_length, query, body, limits).await?;
+    form.check_single_values()?;
+    Ok(form)
+}
+
+async fn collect<S, E>(
     content_type: Option<&str>,
     content_length: Option<u64>,
     query: Option<&str>,
@@ -292,16 +333,11 @@ mod tests {
         ]);
         // Split mid-boundary to exercise multer's buffering.
         let (a, b) = body.split_at(17);
-        let f = read_from(
-            Some(MP),
-            Some(body.len() as u64),
-            Some("Name=fromquery&URL=unix%3A%2F%2F%2Fx"),
-            chunks(vec![a, b]),
-            limits(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(f.value("Name"), Some("test"), "the body wins over the query");
+        let f =
+            read_from(Some(MP), Some(body.len() as u64), Some("URL=unix%3A%2F%2F%2Fx"), chunks(vec![a, b]), limits())
+                .await
+                .unwrap();
+        assert_eq!(f.value("Name"), Some("test"));
         assert_eq!(f.value("URL"), Some("unix:///x"), "the query is read too");
         assert_eq!(f.value("TLS"), Some("true"));
         let file = f.file("TLSCACertFile").unwrap();
@@ -317,7 +353,7 @@ mod tests {
         let f = read_from(
             Some("application/x-www-form-urlencoded; charset=utf-8"),
             None,
-            Some("Name=q&Other=o"),
+            Some("Other=o"),
             chunks(vec![body]),
             limits(),
         )
@@ -328,6 +364,32 @@ mod tests {
         assert_eq!(f.value("TagIds"), Some("[1,2]"));
         assert_eq!(f.value("Other"), Some("o"));
         assert_eq!(f.value("Empty"), None);
+    }
+
+    #[tokio::test]
+    async fn a_field_given_twice_is_refused() {
+        let ue = "application/x-www-form-urlencoded";
+        let mp = multipart(&[("Name", None, b"a"), ("Name", None, b"b")]);
+        let mp_file = multipart(&[("TLSCACertFile", None, b"a"), ("TLSCACertFile", Some("ca.pem"), b"b")]);
+        let mp_one = multipart(&[("Name", None, b"a")]);
+        let cases: [(&str, Option<&str>, &[u8]); 6] = [
+            (ue, None, b"Name=a&Name=b"),
+            (ue, None, b"Name=&Name=b"),
+            (ue, Some("Name=q"), b"Name=a"),
+            (MP, None, &mp),
+            (MP, None, &mp_file),
+            (MP, Some("Name=q"), &mp_one),
+        ];
+        for (i, (ct, q, body)) in cases.into_iter().enumerate() {
+            let e = read_from(Some(ct), None, q, chunks(vec![body]), limits()).await.unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "case {i}");
+            assert!(e.details.contains("more than one value"), "case {i}: {}", e.details);
+        }
+        // Twice in the query string alone, on a body of another type.
+        let e = read_from(Some("application/json"), None, Some("a=1&a=2"), chunks(vec![b"{}"]), limits())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
