@@ -97,7 +97,11 @@ async fn proxied(
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }
-    resp
+    if principal.is_admin() {
+        resp
+    } else {
+        crate::endpoints::redact::proxy_failure_for_standard_user(resp)
+    }
 }
 
 /// The query without `token` parameters: a `?token=<jwt>` is a Berth

@@ -32,11 +32,14 @@ fn permission_denied() -> ApiError {
 // The view
 // ---------------------------------------------------------------------------
 
-fn tls_view(t: &EndpointTls) -> Value {
+/// The TLS flags, and for admins the paths of the files on Berth's host.
+fn tls_view(t: &EndpointTls, admin: bool) -> Value {
     let mut v = json!({"TLS": t.tls, "TLSSkipVerify": t.skip_verify});
-    for (k, p) in [("TLSCACert", &t.ca_cert), ("TLSCert", &t.cert), ("TLSKey", &t.key)] {
-        if !p.is_empty() {
-            v[k] = Value::String(p.clone());
+    if admin {
+        for (k, p) in [("TLSCACert", &t.ca_cert), ("TLSCert", &t.cert), ("TLSKey", &t.key)] {
+            if !p.is_empty() {
+                v[k] = Value::String(p.clone());
+            }
         }
     }
     v
@@ -44,7 +47,12 @@ fn tls_view(t: &EndpointTls) -> Value {
 
 /// The endpoint object every route answers with, in Portainer's names, with
 /// `{}`/`[]` wherever clients iterate. Standard users do not see who else
-/// has access (`UserAccessPolicies`/`TeamAccessPolicies` are null for them).
+/// has access (`UserAccessPolicies`/`TeamAccessPolicies` are null for them),
+/// and, stricter than Portainer, not where the Docker host is: `URL` is
+/// empty and `TLSConfig` carries no file paths. They reach the host through
+/// Berth only, so its address and Berth's file layout are no use to them
+/// and a help to an attacker. `PublicURL` (for links to published ports)
+/// stays.
 pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSnapshot>) -> Value {
     let policies =
         |p: &AccessPolicies| if admin { serde_json::to_value(p).unwrap_or_else(|_| json!({})) } else { Value::Null };
@@ -57,11 +65,11 @@ pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSna
         "Name": record.name,
         "Type": record.kind,
         "ContainerEngine": "docker",
-        "URL": record.url,
+        "URL": if admin { record.url.as_str() } else { "" },
         "GroupId": record.group_id,
         "PublicURL": record.public_url,
         "Gpus": [],
-        "TLSConfig": tls_view(&record.tls),
+        "TLSConfig": tls_view(&record.tls, admin),
         "AzureCredentials": {"ApplicationID": "", "TenantID": "", "AuthenticationKey": ""},
         "TagIds": record.tag_ids,
         "Status": record.status,
@@ -311,8 +319,10 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
             }
             if !q.search.is_empty() {
                 let s = &q.search;
+                // The URL is searched for admins only: a standard user could
+                // otherwise read it out one guessed substring at a time.
                 let hit = r.name.to_lowercase().contains(s)
-                    || r.url.to_lowercase().contains(s)
+                    || (p.is_admin() && r.url.to_lowercase().contains(s))
                     || group_name(r.group_id).contains(s)
                     || tags.iter().filter_map(|t| tag_names.get(t)).any(|n| n.contains(s));
                 if !hit {
@@ -495,4 +505,42 @@ pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
 
     register::replace_tls_file(&state, id, kind, file.bytes).await?;
     no_content()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_users_see_neither_the_url_nor_tls_paths() {
+        let record = Endpoint {
+            id: 3,
+            name: "prod".into(),
+            kind: DOCKER_API,
+            url: "tcp://10.0.0.5:2376".into(),
+            public_url: "prod.example".into(),
+            group_id: 1,
+            tls: EndpointTls {
+                tls: true,
+                ca_cert: "/data/tls/3/ca.pem".into(),
+                cert: "/data/tls/3/cert.pem".into(),
+                key: "/data/tls/3/key.pem".into(),
+                ..Default::default()
+            },
+            tag_ids: Vec::new(),
+            status: 1,
+            user_access_policies: Default::default(),
+            team_access_policies: Default::default(),
+            security_settings: Default::default(),
+        };
+        let admin = endpoint_view(&record, true, None);
+        assert_eq!(admin["URL"], "tcp://10.0.0.5:2376");
+        assert_eq!(admin["TLSConfig"]["TLSKey"], "/data/tls/3/key.pem");
+        let user = endpoint_view(&record, false, None);
+        assert_eq!(user["URL"], "");
+        assert_eq!(user["TLSConfig"], json!({"TLS": true, "TLSSkipVerify": false}));
+        assert_eq!(user["PublicURL"], "prod.example");
+        let text = user.to_string();
+        assert!(!text.contains("10.0.0.5") && !text.contains("/data/tls"), "{text}");
+    }
 }

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod health;
 pub mod load;
+pub mod redact;
 pub mod register;
 pub mod registry;
 pub mod tls_files;
