@@ -8,10 +8,11 @@ use http::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::endpoints::{check_name, check_policies, check_tags};
+use super::endpoints::{check_name, check_tags};
 use super::{no_content, ok_json, store_err, ApiRequest};
 use crate::auth::Principal;
 use crate::body::ResponseBody;
+use crate::endpoints::checks::apply_policies;
 use crate::endpoints::load::UNASSIGNED_GROUP;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
@@ -179,14 +180,12 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     if let Some(t) = b.tagids {
         g.tag_ids = check_tags(&state, &t, "Invalid request payload")?;
     }
-    if let Some(p) = b.useraccesspolicies {
-        check_policies(&p, "UserAccessPolicies")?;
-        g.user_access_policies = p;
-    }
-    if let Some(p) = b.teamaccesspolicies {
-        check_policies(&p, "TeamAccessPolicies")?;
-        g.team_access_policies = p;
-    }
+    apply_policies(
+        b.useraccesspolicies,
+        b.teamaccesspolicies,
+        &mut g.user_access_policies,
+        &mut g.team_access_policies,
+    )?;
     let g2 = g.clone();
     state.write(move |tx| tx.put(ENDPOINT_GROUPS, g2.id, &g2)).await.map_err(store_err)?;
     state.endpoints.put_group(g.clone());

@@ -15,7 +15,7 @@ use super::{decode_json, json_response, no_content, ok_json, ApiRequest};
 use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::connector::{validate_tls_files, TlsFiles};
-pub(crate) use crate::endpoints::checks::{check_name, check_policies, check_tags};
+pub(crate) use crate::endpoints::checks::{check_name, check_tags};
 use crate::endpoints::checks::{check_public_url, check_url};
 use crate::endpoints::register::{self, not_found, EndpointChanges, NewEndpoint, SecurityChanges, DOCKER_API};
 use crate::endpoints::tls_files::{self, TlsFileKind};

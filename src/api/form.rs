@@ -148,46 +148,41 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let form = collect(content_type, content_length, query, body, limits).await?;
+    let mut form = Form { query: parse_query(query), ..Default::default() };
+    let essence = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    // Any other body is not read at all, as in Go.
+    if let (Some(ct), Some(e @ ("multipart/form-data" | "application/x-www-form-urlencoded"))) =
+        (content_type, essence.as_deref())
+    {
+        // The whole body is read before it is parsed, so that every error
+        // below is answered with nothing left unread: a server that answers
+        // while the client is still sending closes a connection with unread
+        // data, the client gets a reset, and may never see the answer.
+        let bytes = read_body(body, content_length, limits.max_body).await?;
+        if e == "application/x-www-form-urlencoded" {
+            form.body = parse_urlencoded(&bytes, limits)?;
+        } else {
+            parse_multipart(ct, bytes, limits, &mut form).await?;
+        }
+    }
     form.check_single_values()?;
     Ok(form)
 }
 
-async fn collect<S, E>(
-    content_type: Option<&str>,
-    content_length: Option<u64>,
-    query: Option<&str>,
-    body: S,
-    limits: Limits,
-) -> ApiResult<Form>
-where
-    S: Stream<Item = Result<Bytes, E>> + Send,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut form = Form { query: parse_query(query), ..Default::default() };
-    let Some(ct) = content_type else { return Ok(form) };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let is_form = essence == "multipart/form-data" || essence == "application/x-www-form-urlencoded";
-    if !is_form {
-        return Ok(form);
+fn parse_urlencoded(bytes: &[u8], limits: Limits) -> ApiResult<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| ApiError::invalid_payload(format!("malformed urlencoded form: {e}")))?;
+    if pairs.len() > limits.max_parts {
+        return Err(too_many_parts(limits.max_parts));
     }
-    // The whole body is read before it is parsed, so that every error below
-    // is answered with nothing left unread: a server that answers while the
-    // client is still sending closes a connection with unread data, the
-    // client gets a reset, and may never see the answer.
-    let bytes = read_body(body, content_length, limits.max_body).await?;
-    if essence == "application/x-www-form-urlencoded" {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| ApiError::invalid_payload(format!("malformed urlencoded form: {e}")))?;
-        if pairs.len() > limits.max_parts {
-            return Err(too_many_parts(limits.max_parts));
-        }
-        if let Some((k, _)) = pairs.iter().find(|(_, v)| v.len() > limits.max_value) {
-            return Err(too_large(format!("The form value {k:?} exceeds {} bytes", limits.max_value)));
-        }
-        form.body = pairs;
-        return Ok(form);
+    if let Some((k, _)) = pairs.iter().find(|(_, v)| v.len() > limits.max_value) {
+        return Err(too_large(format!("The form value {k:?} exceeds {} bytes", limits.max_value)));
     }
+    Ok(pairs)
+}
+
+/// Adds the parts of a whole multipart body to `form`.
+async fn parse_multipart(ct: &str, bytes: Bytes, limits: Limits, form: &mut Form) -> ApiResult<()> {
     let boundary = multer::parse_boundary(ct)
         .map_err(|e| ApiError::invalid_payload(format!("invalid multipart Content-Type {ct:?}: {e}")))?;
     let constraints = multer::Constraints::new()
@@ -222,7 +217,7 @@ where
             }
         }
     }
-    Ok(form)
+    Ok(())
 }
 
 /// A body past the limit is still read (and discarded) up to this much more,

@@ -55,6 +55,22 @@ pub fn check_policies(p: &AccessPolicies, what: &str) -> ApiResult<()> {
     }
 }
 
+/// Replaces the policy maps that a change carries, after checking each.
+pub fn apply_policies(
+    user: Option<AccessPolicies>,
+    team: Option<AccessPolicies>,
+    user_slot: &mut AccessPolicies,
+    team_slot: &mut AccessPolicies,
+) -> ApiResult<()> {
+    for (new, slot, what) in [(user, user_slot, "UserAccessPolicies"), (team, team_slot, "TeamAccessPolicies")] {
+        if let Some(p) = new {
+            check_policies(&p, what)?;
+            *slot = p;
+        }
+    }
+    Ok(())
+}
+
 fn invalid_url(details: String) -> ApiError {
     ApiError::bad_request("Invalid environment URL", details)
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde::Deserialize;
 
-use super::checks::{check_name, check_policies, check_public_url, check_tags, check_url};
+use super::checks::{apply_policies, check_name, check_public_url, check_tags, check_url};
 use super::load::{connector_settings, upstream_for};
 use super::registry::build_upstream;
 use super::tls_files::{self, TlsFileKind};
@@ -231,14 +231,12 @@ pub async fn update(state: &Arc<AppState>, id: Id, body: EndpointChanges) -> Api
         }
         rec.status = s;
     }
-    if let Some(p) = body.useraccesspolicies {
-        check_policies(&p, "UserAccessPolicies")?;
-        rec.user_access_policies = p;
-    }
-    if let Some(p) = body.teamaccesspolicies {
-        check_policies(&p, "TeamAccessPolicies")?;
-        rec.team_access_policies = p;
-    }
+    apply_policies(
+        body.useraccesspolicies,
+        body.teamaccesspolicies,
+        &mut rec.user_access_policies,
+        &mut rec.team_access_policies,
+    )?;
 
     // TLS: the files come from `POST /api/upload/tls/{certificate}`; here
     // only the flags change, and the paths follow them.
