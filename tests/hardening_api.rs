@@ -63,7 +63,6 @@ async fn a_json_body_with_a_repeated_key_is_400_on_every_management_route() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let cases: Vec<(Method, String, &str)> = vec![
         (Method::POST, "/api/auth".into(), r#"{"Username":"admin","Username":"nobody","Password":"x"}"#),
-        (Method::POST, "/api/users/admin/init".into(), r#"{"Username":"a","username":"b","Password":"p"}"#),
         (Method::POST, "/api/users".into(), r#"{"Username":"u1","Password":"longenough123","Role":2,"role":1}"#),
         (Method::PUT, "/api/users/1".into(), r#"{"UseCache":true,"usecache":false}"#),
         (Method::PUT, "/api/users/1".into(), r#"{"Theme":{"color":"dark","color":"light"}}"#),
@@ -104,6 +103,14 @@ async fn a_json_body_with_a_repeated_key_is_400_on_every_management_route() {
     // The same bodies without the repetition work.
     let (st, v) = raw_json(d, Method::POST, "/api/tags", t, r#"{"Name":"a"}"#).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+
+    // The first admin's creation too (it is 409 unread once an admin exists).
+    let fresh = Daemon::builder().args(["--bcrypt-cost", "4"]).start().await;
+    let body = r#"{"Username":"admin","username":"root","Password":"long-enough-password"}"#;
+    let (st, v) = raw_json(&fresh, Method::POST, "/api/users/admin/init", None, body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["details"].as_str().unwrap().contains("appears twice"), "{v}");
+    assert_eq!(fresh.get_json("/api/users/admin/check", None).await.0, StatusCode::NOT_FOUND, "no admin was made");
 }
 
 #[tokio::test]

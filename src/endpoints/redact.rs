@@ -18,10 +18,10 @@ pub const HIDDEN_CAUSE: &str =
     "The Docker host of this environment could not be used; an administrator can see the cause";
 
 /// Failures whose details say nothing about the host: a bad request path,
-/// the tunnel cap. Every other failure, including kinds added later, has
-/// its details replaced.
+/// the tunnel cap, the client's own slow body. Every other failure,
+/// including kinds added later, has its details replaced.
 fn details_are_safe(f: ProxyFailure) -> bool {
-    matches!(f, ProxyFailure::BadPath | ProxyFailure::TunnelLimit)
+    matches!(f, ProxyFailure::BadPath | ProxyFailure::TunnelLimit | ProxyFailure::ClientBodyTimeout)
 }
 
 /// Replaces the details of a failure Berth generated on the proxy path;
@@ -84,7 +84,9 @@ mod tests {
             assert!(!v.to_string().contains("10.0.0.5"), "{v}");
         }
         // Not a failure of Berth's (the host's own 502), or a safe kind.
-        for kind in [None, Some(ProxyFailure::BadPath), Some(ProxyFailure::TunnelLimit)] {
+        for kind in
+            [None, Some(ProxyFailure::BadPath), Some(ProxyFailure::TunnelLimit), Some(ProxyFailure::ClientBodyTimeout)]
+        {
             let v = body_of(proxy_failure_for_standard_user(failure(kind))).await;
             assert!(v["details"].as_str().unwrap().contains("10.0.0.5"), "{kind:?}");
         }
