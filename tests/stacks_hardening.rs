@@ -185,7 +185,7 @@ async fn standard_users_files_are_parsed_in_every_spelling() {
             format!("x-e: &e {{env_file: /etc/shadow}}\nservices:\n  app:\n    <<: *e\n    image: {image}\n")
                 .into_bytes(),
         ),
-        ("build", format!("services: {{app: {{build: /}}}}\n").into_bytes()),
+        ("build", b"services: {app: {build: /}}\n".to_vec()),
         ("include", format!("include: [/etc/x.yml]\n{base}").into_bytes()),
         ("secret", format!("{base}secrets:\n  s: {{\"fi\\x6ce\": /etc/shadow}}\n").into_bytes()),
         ("bom", [b"\xEF\xBB\xBF".to_vec(), base.clone().into_bytes()].concat()),
@@ -286,7 +286,7 @@ async fn standard_users_git_urls_stay_off_private_addresses() {
         format!("git://[::1]:{port}/app"),
         format!("git://[::ffff:127.0.0.1]:{port}/app"),
         format!("git://0.0.0.0:{port}/app"),
-        format!("http://169.254.169.254/latest"),
+        "http://169.254.169.254/latest".to_string(),
         format!("http://10.0.0.1:{closed}/x"),
     ] {
         let (s, v) = d.post_json(&path, Some(&carol), &json!({"Name": unique("r"), "RepositoryURL": url})).await;
