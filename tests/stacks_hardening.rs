@@ -344,24 +344,16 @@ async fn standard_users_git_urls_stay_off_private_addresses() {
 /// (bounded) for a release file before running the real one.
 fn gated_compose(dir: &Path) -> std::path::PathBuf {
     let real = run("sh", &["-c", "command -v docker-compose"], None);
-    let script = dir.join("gated-compose");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             case \"$*\" in\n\
-             *project-name=gate*\" up \"*)\n\
-               touch {dir}/started\n\
-               i=0; while [ ! -e {dir}/release ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;;\n\
-             esac\n\
-             exec {real} \"$@\"\n",
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
+    let body = format!(
+        "case \"$*\" in\n\
+         *project-name=gate*\" up \"*)\n\
+           touch {dir}/started\n\
+           i=0; while [ ! -e {dir}/release ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;;\n\
+         esac\n\
+         exec {real} \"$@\"\n",
+        dir = dir.display()
+    );
+    script(dir, "gated-compose", &body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

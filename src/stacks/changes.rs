@@ -34,11 +34,14 @@ pub async fn clone(state: &AppState, p: &Principal, src: &git::Source, dest: &st
     git::fetch(&state.stacks.tools, src, dest, &state.stacks.scratch_root, &limits).await.map_err(|e| git_failed(e, p))
 }
 
-/// The stack and its endpoint as they are once the lock is held.
-fn current(state: &AppState, id: Id) -> ApiResult<(Arc<Stack>, Arc<EndpointEntry>)> {
+/// Holds the stack name's lock; then the stack and its endpoint as they
+/// are now.
+async fn locked(state: &AppState, id: Id) -> ApiResult<(super::NameLock, Arc<Stack>, Arc<EndpointEntry>)> {
+    let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
+    let lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
-    Ok((stack, entry))
+    Ok((lock, stack, entry))
 }
 
 fn spec<'s>(stack: &'s Stack, env: &'s Option<Vec<Pair>>, owner_admin: bool, checked: bool) -> JobSpec<'s> {
@@ -62,9 +65,7 @@ pub async fn update(
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
 ) -> ApiResult<Value> {
-    let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-    let (stack, entry) = current(&state, id)?;
+    let (_lock, stack, entry) = locked(&state, id).await?;
     let owner_admin = owner_is_admin(&state, &stack);
     let rules = rules(&p, owner_admin, &entry);
     check_content(rules.as_ref(), &stack.entry_point, &text)?;
@@ -115,20 +116,12 @@ pub async fn update(
     let mut rec = (*stack).clone();
     rec.env = env;
     rec.git_config = None;
-    rec.status = STACK_ACTIVE;
-    rec.update_date = crate::auth::now_secs() as i64;
-    rec.updated_by = p.user.username.clone();
-    if rec.kind == STACK_SWARM {
-        rec.option = Some(json!({ "Prune": opts.prune }));
-    }
-    save(&state, rec).await
+    save(&state, redeployed(rec, &p, opts)).await
 }
 
 /// `POST /api/stacks/{id}/stop`.
 pub async fn stop(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
-    let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-    let (stack, entry) = current(&state, id)?;
+    let (_lock, stack, entry) = locked(&state, id).await?;
     if stack.status != STACK_ACTIVE {
         return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
     }
@@ -168,9 +161,7 @@ async fn remove(
 /// `POST /api/stacks/{id}/start`: the stored files, checked again under
 /// the owner's rules (they may predate them).
 pub async fn start(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
-    let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-    let (stack, entry) = current(&state, id)?;
+    let (_lock, stack, entry) = locked(&state, id).await?;
     if stack.status != STACK_INACTIVE {
         return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
     }
@@ -231,9 +222,7 @@ pub async fn redeploy(
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
 ) -> ApiResult<Value> {
-    let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-    let (stack, entry) = current(&state, id)?;
+    let (_lock, stack, entry) = locked(&state, id).await?;
     let git_config = stack.git_config.clone().ok_or_else(|| {
         ApiError::bad_request("Stack is not deployed from a git repository", "the stack was edited meanwhile")
     })?;
@@ -294,13 +283,18 @@ pub async fn redeploy(
         src.credentials.as_ref().map(|(u, pw)| GitAuth { username: u.clone(), sealed_password: state.sealer.seal(pw) });
     rec.git_config = Some(g);
     rec.env = env;
+    save(&state, redeployed(rec, &p, opts)).await
+}
+
+/// The record of a stack deployed again by `p` (update, git redeploy).
+fn redeployed(mut rec: Stack, p: &Principal, opts: DeployOptions) -> Stack {
     rec.status = STACK_ACTIVE;
     rec.update_date = crate::auth::now_secs() as i64;
     rec.updated_by = p.user.username.clone();
     if rec.kind == STACK_SWARM {
         rec.option = Some(json!({ "Prune": opts.prune }));
     }
-    save(&state, rec).await
+    rec
 }
 
 /// The caller with a standard user's rights, for checks that follow a

@@ -27,6 +27,15 @@ pub fn compose_file(image: &str, extra_env: &str) -> String {
     )
 }
 
+/// Writes an executable shell script `dir/name` (a stand-in deployer).
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 /// Runs a command to completion, bounded; for setup steps (git, docker).
 pub fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> String {
     let mut c = Command::new(program);
