@@ -58,6 +58,8 @@ async fn standard_user(d: &Daemon, admin: &str, eid: u64, name: &str) -> String 
     let (s, v) =
         d.put_json(&format!("/api/endpoints/{eid}"), Some(admin), &json!({"UserAccessPolicies": policies})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // New endpoints deny standard users everything.
+    portainer_defaults(d, admin, eid).await;
     d.login(name, &password).await
 }
 

@@ -409,6 +409,25 @@ impl Drop for SwarmGuard {
 
 // ---------------------------------------------------------------- API
 
+/// Portainer's settings for standard users on an endpoint (Berth's new
+/// endpoints deny them everything).
+pub async fn portainer_defaults(d: &Daemon, admin: &str, endpoint: u64) {
+    let all: serde_json::Map<String, Value> = [
+        "StackManagement",
+        "BindMounts",
+        "PrivilegedMode",
+        "HostNamespace",
+        "DeviceMapping",
+        "ContainerCapabilities",
+        "SysctlSetting",
+    ]
+    .iter()
+    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
+    .collect();
+    let (s, v) = d.put_json(&format!("/api/endpoints/{endpoint}/settings"), Some(admin), &Value::Object(all)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
 pub async fn create_string(d: &Daemon, token: &str, kind: &str, endpoint: u64, body: &Value) -> (StatusCode, Value) {
     d.post_json(&format!("/api/stacks/create/{kind}/string?endpointId={endpoint}"), Some(token), body).await
 }
