@@ -43,12 +43,9 @@ async fn proxied(
     docker_path: &str,
     principal: &crate::auth::Principal,
 ) -> Response<ResponseBody> {
-    let id: u64 = match raw_id.parse() {
+    let id = match crate::api::parse_id(raw_id, "environment") {
         Ok(id) => id,
-        Err(e) => {
-            return ApiError::bad_request("Invalid environment identifier route variable", format!("{e}: {raw_id:?}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let Some(entry) = state.endpoints.get(id) else {
         return ApiError::not_found("an environment").into_response();
@@ -90,17 +87,29 @@ async fn proxied(
         upstream: &entry.upstream,
         tunnels: &state.tunnels,
         bytes_in: Some(series.bytes_in.clone()),
+        body_read_timeout: state.config.body_read_timeout,
     };
     let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
     route.requests(resp.status().as_u16()).inc();
     route.duration.observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.
     if let Some(f) = resp.extensions().get::<ProxyFailure>() {
-        if matches!(f, ProxyFailure::Unreachable | ProxyFailure::ConnectTimeout | ProxyFailure::Upstream) {
+        if matches!(
+            f,
+            ProxyFailure::Unreachable
+                | ProxyFailure::ConnectTimeout
+                | ProxyFailure::Upstream
+                | ProxyFailure::CircuitOpen
+                | ProxyFailure::ResponseTimeout
+        ) {
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }
-    resp
+    if principal.is_admin() {
+        resp
+    } else {
+        crate::endpoints::redact::proxy_failure_for_standard_user(resp)
+    }
 }
 
 /// The query without `token` parameters: a `?token=<jwt>` is a Berth
