@@ -3,14 +3,11 @@
 //! run against the real Docker engine; everything else uses the mock engine
 //! so it runs anywhere.
 
-mod common;
-mod endpoints_support;
-
 use std::time::Duration;
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -5,13 +5,11 @@
 //! (shared/reference/portainer-api.md §1–5, §12.1–12.2), except where
 //! Berth deliberately differs (berth-vs-portainer.md).
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
 use berth::auth::jwt::{Claims, JwtKeys};
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

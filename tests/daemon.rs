@@ -2,15 +2,13 @@
 //! connection and request limits, the durable store, logs, metrics and
 //! graceful shutdown. Every test runs the real `berth` binary.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,15 +4,13 @@
 //! protocol violations, the store's lock and modes, and a second signal
 //! during the drain. Every wait is bounded; faults stay on loopback.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

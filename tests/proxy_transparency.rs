@@ -4,14 +4,12 @@
 //! the engine answers comes back unchanged and unbuffered. Proven against the
 //! in-process mock engine, whose request log shows exactly what "Docker" saw.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use berth::testkit::{mock_docker, Fnv1a64, MockDocker, RecordedRequest};
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{mock_docker, Fnv1a64, MockDocker, RecordedRequest};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

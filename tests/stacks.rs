@@ -5,20 +5,14 @@
 //! deployer's timeout, environment and registry logins; name locking and
 //! collisions; standard users' ownership.
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::stacks::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use stacks_support::*;
 
 /// Names unique to this run, so leftovers of an aborted run never clash.
 fn unique(prefix: &str) -> String {
@@ -415,7 +409,7 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing() {
         .collect();
     git.repo("huge", &[("docker-compose.yml", &good), ("noise.txt", &noise)]);
     let mock_dir = tempfile::tempdir().unwrap();
-    let mock = berth::testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
+    let mock = berth_testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
     let (d, token, eid) = daemon_with_local(&["--max-stack-file", "1048576", "--max-clone-size", "300000"]).await;
     let mock_id = d.create_endpoint(&token, "mock", &mock.unix_url().unwrap()).await;
     let t = Some(token.as_str());

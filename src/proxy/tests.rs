@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::*;
-use crate::connector::test_support::{chan_body, spawn_tcp, ChanBody};
 use crate::connector::{ConnectorSettings, DockerUrl, TlsFiles, TlsOptions};
+use berth_testkit::servers::{chan_body, spawn_tcp, ChanBody};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
