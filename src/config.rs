@@ -108,9 +108,12 @@ pub struct Cli {
     /// Time in-flight requests and tunnels get to finish on SIGTERM/SIGINT
     #[arg(long = "drain-timeout", env = "BERTH_DRAIN_TIMEOUT", value_name = "DURATION")]
     pub drain_timeout: Option<String>,
-    /// Whether GET /metrics needs an admin credential
+    /// Whether GET /metrics on the public ports needs an admin credential (default true)
     #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
     pub metrics_auth: Option<String>,
+    /// Origins besides Berth's own whose pages may send state-changing requests with the session cookie (comma separated, e.g. https://berth.example behind a TLS proxy)
+    #[arg(long = "allowed-origins", env = "BERTH_ALLOWED_ORIGINS", value_name = "ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     /// Extra listen address that serves only /metrics (no auth)
     #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<String>,
@@ -216,6 +219,7 @@ pub struct FileServer {
     pub drain_timeout: Option<String>,
     pub metrics_auth: Option<bool>,
     pub metrics_bind: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub workers: Option<usize>,
 }
@@ -289,6 +293,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub metrics_auth: bool,
     pub metrics_bind: Option<SocketAddr>,
+    /// Normalised `scheme://host:port` (see `server::csrf::normalize_origin`).
+    pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
@@ -448,8 +454,22 @@ impl Config {
         let max_connections = p.positive("max_connections", max_connections);
         let drain_timeout =
             p.dur("drain_timeout", &cli.drain_timeout.or(s.drain_timeout).unwrap_or_else(|| d::DRAIN_TIMEOUT.into()));
-        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(false);
+        // Secure by default: series names, endpoint ids and traffic are not for
+        // anyone who can reach the port; `--metrics-auth false` opens it, and
+        // the `--metrics-bind` listener is open anyway.
+        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(true);
         let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
+        let mut allowed_origins = Vec::new();
+        for o in cli.allowed_origins.or(s.allowed_origins).unwrap_or_default() {
+            let o = o.trim();
+            if o.is_empty() {
+                continue;
+            }
+            match crate::server::csrf::normalize_origin(o) {
+                Some(v) => allowed_origins.push(v),
+                None => p.0.push(format!("allowed_origins: {o:?} is not an origin (scheme://host[:port])")),
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -563,6 +583,7 @@ impl Config {
             drain_timeout,
             metrics_auth,
             metrics_bind,
+            allowed_origins,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,

@@ -183,6 +183,7 @@ pub async fn forward(
         target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
         let (mut parts, _empty) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
+        headers::strip_response(&mut parts.headers);
         return Response::from_parts(parts, ResponseBody::empty());
     }
 
@@ -190,6 +191,7 @@ pub async fn forward(
     // the client connection stays an ordinary HTTP connection.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::strip_response(&mut parts.headers);
     Response::from_parts(parts, ResponseBody::Stream(body))
 }
 
