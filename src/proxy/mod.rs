@@ -35,6 +35,8 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+pub mod image_ref;
+pub mod registry_auth;
 mod splice;
 mod tunnel;
 
@@ -101,6 +103,10 @@ pub struct ProxyTarget<'a> {
     pub tunnels: &'a Tunnels,
     /// Counts the request body bytes sent to the host, when metrics want them.
     pub bytes_in: Option<prometheus::IntCounter>,
+    /// The request body, when Berth had to read it before forwarding (a
+    /// service spec whose image decides the registry credentials); sent in
+    /// place of the consumed stream.
+    pub read_body: Option<Bytes>,
 }
 
 /// `docker_path_and_query` is what remains of the request target after
@@ -154,9 +160,15 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     parts.uri = uri;
     parts.extensions.clear();
-    let body = match target.bytes_in.clone() {
-        Some(counter) => UpstreamBody::Counted(body, counter),
-        None => UpstreamBody::Stream(body),
+    let body = match (target.read_body.clone(), target.bytes_in.clone()) {
+        (Some(read), counter) => {
+            if let Some(c) = counter {
+                c.inc_by(read.len() as u64);
+            }
+            UpstreamBody::Full((!read.is_empty()).then_some(read))
+        }
+        (None, Some(counter)) => UpstreamBody::Counted(body, counter),
+        (None, None) => UpstreamBody::Stream(body),
     };
     let upstream_req = Request::from_parts(parts, body);
 
