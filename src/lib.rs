@@ -16,6 +16,7 @@
 //! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
 //! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod body;
@@ -51,7 +52,7 @@ use crate::store::Store;
 pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<AppState>> {
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating data directory {}", config.data.display()))?;
-    let store = Store::open(&config.data)?;
+    let store = Store::open_waiting(&config.data, config.store_lock_timeout).await?;
     let identity = auth::Identity::load(&store)?;
     let secret_path = config.jwt_secret_file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
     let jwt = auth::jwt::JwtKeys::load_or_create(&secret_path)

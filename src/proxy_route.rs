@@ -81,6 +81,7 @@ async fn proxied(
         upstream: &entry.upstream,
         tunnels: &state.tunnels,
         bytes_in: Some(series.bytes_in.clone()),
+        body_read_timeout: state.config.body_read_timeout,
         read_body,
     };
     let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
@@ -88,7 +89,14 @@ async fn proxied(
     route.duration.observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.
     if let Some(f) = resp.extensions().get::<ProxyFailure>() {
-        if matches!(f, ProxyFailure::Unreachable | ProxyFailure::ConnectTimeout | ProxyFailure::Upstream) {
+        if matches!(
+            f,
+            ProxyFailure::Unreachable
+                | ProxyFailure::ConnectTimeout
+                | ProxyFailure::Upstream
+                | ProxyFailure::CircuitOpen
+                | ProxyFailure::ResponseTimeout
+        ) {
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }

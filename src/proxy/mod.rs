@@ -43,13 +43,15 @@ mod tunnel;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{ResponseBody, UpstreamBody};
+use crate::body::{ClientBody, ResponseBody, UpstreamBody};
 use crate::connector::{Upstream, UpstreamError};
 use crate::error::ApiError;
 
@@ -70,6 +72,12 @@ pub enum ProxyFailure {
     Unreachable,
     /// Connecting took longer than the connect timeout (504).
     ConnectTimeout,
+    /// The host's circuit breaker is open: no dial was made (503).
+    CircuitOpen,
+    /// The request was sent and no response headers came in time (504).
+    ResponseTimeout,
+    /// The client's request body stalled past the body read timeout (408).
+    ClientBodyTimeout,
     /// The connection broke after it was established, before response headers (502).
     Upstream,
     /// The host answered 101 to a request that did not ask to upgrade (502).
@@ -84,6 +92,9 @@ impl ProxyFailure {
             ProxyFailure::TunnelLimit => "tunnel_limit",
             ProxyFailure::Unreachable => "unreachable",
             ProxyFailure::ConnectTimeout => "timeout",
+            ProxyFailure::CircuitOpen => "circuit_open",
+            ProxyFailure::ResponseTimeout => "response_timeout",
+            ProxyFailure::ClientBodyTimeout => "client_body_timeout",
             ProxyFailure::Upstream => "upstream",
             ProxyFailure::Protocol => "protocol",
         }
@@ -103,6 +114,8 @@ pub struct ProxyTarget<'a> {
     pub tunnels: &'a Tunnels,
     /// Counts the request body bytes sent to the host, when metrics want them.
     pub bytes_in: Option<prometheus::IntCounter>,
+    /// Longest pause allowed between two reads of the client's body.
+    pub body_read_timeout: Duration,
     /// The request body, when Berth had to read it before forwarding (a
     /// service spec whose image decides the registry credentials); sent in
     /// place of the consumed stream.
@@ -167,8 +180,8 @@ pub async fn forward(
             }
             UpstreamBody::Full((!read.is_empty()).then_some(read))
         }
-        (None, Some(counter)) => UpstreamBody::Counted(body, counter),
-        (None, None) => UpstreamBody::Stream(body),
+        (None, Some(counter)) => UpstreamBody::Counted(ClientBody::new(body, target.body_read_timeout), counter),
+        (None, None) => UpstreamBody::Stream(ClientBody::new(body, target.body_read_timeout)),
     };
     let upstream_req = Request::from_parts(parts, body);
 
@@ -219,6 +232,37 @@ fn upstream_uri(path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
 }
 
 fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<ResponseBody> {
+    match e {
+        UpstreamError::ClientBody(t) => {
+            let e = ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout", t.to_string())
+                .with_header(header::CONNECTION, HeaderValue::from_static("close"));
+            return failure(e, ProxyFailure::ClientBodyTimeout);
+        }
+        UpstreamError::CircuitOpen(_) => {
+            let e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "The Docker host of environment {} ({}) is unreachable",
+                    target.endpoint_id, target.endpoint_name
+                ),
+                e.to_string(),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return failure(e, ProxyFailure::CircuitOpen);
+        }
+        UpstreamError::ResponseTimeout(_) => {
+            let e = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "The Docker host of environment {} ({}) did not answer in time",
+                    target.endpoint_id, target.endpoint_name
+                ),
+                e.to_string(),
+            );
+            return failure(e, ProxyFailure::ResponseTimeout);
+        }
+        _ => {}
+    }
     let (status, kind) = if e.is_timeout() {
         (StatusCode::GATEWAY_TIMEOUT, ProxyFailure::ConnectTimeout)
     } else if e.is_connect() {

@@ -18,13 +18,17 @@
 //! passes untouched, as does a header that does not decode.
 
 use base64::Engine;
+use std::time::Duration;
+
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::image_ref::{query_param, registry_host, unescape, url_host};
 use crate::auth::Principal;
+use crate::body::BodyTimeout;
 use crate::error::ApiError;
 use crate::registries::may_use;
 use crate::state::AppState;
@@ -194,7 +198,7 @@ pub async fn apply(
         Source::Query(name) => (query_param(req.uri().query(), name).map_err(|e| bad_reference(name, e))?, None),
         Source::Path => (Some(unescape(&raw_name, false).ok_or_else(|| bad_reference("name", "bad escape"))?), None),
         Source::ServiceBody => {
-            let body = read_body(req).await?;
+            let body = read_body(req, state.config.body_read_timeout).await?;
             (service_image(&body).map_err(|e| bad_reference("TaskTemplate.ContainerSpec.Image", e))?, Some(body))
         }
     };
@@ -264,10 +268,22 @@ fn set_credentials(
     Ok(None)
 }
 
-/// Reads a service spec, up to [`MAX_SERVICE_BODY`] (413 beyond).
-async fn read_body(req: &mut Request<Incoming>) -> Result<Bytes, ApiError> {
+/// Reads a service spec, up to [`MAX_SERVICE_BODY`] (413 beyond), with the
+/// same idle limit between reads as every other body (408 beyond).
+async fn read_body(req: &mut Request<Incoming>, idle: Duration) -> Result<Bytes, ApiError> {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    crate::api::form::read_body(req.body_mut().into_data_stream(), declared, MAX_SERVICE_BODY).await
+    let body = req.body_mut().into_data_stream();
+    // Each read gets `idle`; a `BodyTimeout` is the API's 408.
+    let timed = futures_util::stream::unfold(Some(body), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item.map_err(BoxError::from), Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((Err(BoxError::from(BodyTimeout(idle))), None)),
+        }
+    });
+    crate::api::form::read_body(timed, declared, MAX_SERVICE_BODY).await
 }
 
 /// `TaskTemplate.ContainerSpec.Image` as dockerd's Go decoder finds it:

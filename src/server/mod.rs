@@ -3,6 +3,8 @@
 //! limits, and graceful drain on shutdown.
 
 pub mod csrf;
+pub mod limits;
+pub mod protocol;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -34,12 +36,17 @@ pub struct Server {
     pub permits: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Caps connections per client address, so that a few clients cannot
+    /// take all of `permits`.
+    pub per_client: Arc<limits::PerClient>,
 }
 
 impl Server {
     pub fn new(state: Arc<AppState>) -> Server {
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
-        Server { state, permits, tracker: TaskTracker::new() }
+        let c = &state.config;
+        let per_client = limits::PerClient::new(c.max_connections_per_ip, c.trusted_proxies.clone());
+        Server { state, permits, tracker: TaskTracker::new(), per_client }
     }
 
     fn builder(&self) -> http1::Builder {
@@ -59,6 +66,8 @@ impl Server {
     /// queue in the kernel backlog. The permit is taken only once a client
     /// is there: a listener idling in `accept` must not hold a slot that a
     /// client of another listener (HTTP, HTTPS, metrics) is waiting for.
+    /// A client address past its own cap is answered 429 and closed at
+    /// once, before it can wait for a permit.
     pub async fn run_listener(self, listener: TcpListener, tls: Option<TlsAcceptor>, surface: Surface) {
         let shutdown = self.state.shutdown.clone();
         loop {
@@ -73,6 +82,14 @@ impl Server {
                         continue;
                     }
                 },
+            };
+            let Some(slot) = self.per_client.acquire(peer.ip()) else {
+                self.state.metrics.connections_refused.with_label_values(&["per_ip"]).inc();
+                // Best effort: one non-blocking write into an empty socket
+                // buffer, then close; the request is never read.
+                let _ = stream.try_write(limits::TOO_MANY_CONNECTIONS);
+                tracing::debug!(%peer, "connection refused: per-address connection cap reached");
+                continue;
             };
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -97,6 +114,7 @@ impl Server {
                 }
                 this.state.metrics.connections_open.dec();
                 drop(permit);
+                drop(slot);
             });
         }
     }
@@ -131,6 +149,7 @@ impl Server {
             let state = state.clone();
             async move { Ok::<_, std::convert::Infallible>(crate::router::handle(state, req, peer, tls, surface).await) }
         });
+        let io = limits::SendTimeout::new(io, self.state.config.send_timeout);
         let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);
         let shutdown = self.state.shutdown.clone();
