@@ -27,6 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::image_ref::{query_param, registry_host, unescape, url_host};
+use crate::access::gojson;
 use crate::auth::Principal;
 use crate::body::BodyTimeout;
 use crate::error::ApiError;
@@ -123,8 +124,8 @@ fn asked(headers: &mut HeaderMap) -> Result<Asked, ApiError> {
         headers.remove(HEADER);
         return Ok(Asked::Nothing);
     }
-    // Portainer decodes the header with Go: the key matches case-insensitively.
-    let mut ids = obj.iter().filter(|(k, _)| go_key_eq(k, "registryId"));
+    // Portainer decodes the header with Go: the key matches as Go folds it.
+    let mut ids = obj.iter().filter(|(k, _)| gojson::names_field(k, "registryId"));
     let Some((_, rid)) = ids.next() else { return Ok(Asked::Untouched) };
     if ids.next().is_some() {
         return Err(ApiError::bad_request("Invalid X-Registry-Auth header", "registryId is given more than once"));
@@ -199,7 +200,7 @@ pub async fn apply(
         Source::Path => (Some(unescape(&raw_name, false).ok_or_else(|| bad_reference("name", "bad escape"))?), None),
         Source::ServiceBody => {
             let body = read_body(req, state.config.body_read_timeout).await?;
-            (service_image(&body).map_err(|e| bad_reference("TaskTemplate.ContainerSpec.Image", e))?, Some(body))
+            (service_image(&body).map_err(|e| bad_reference("TaskTemplate.ContainerSpec.Image", &e))?, Some(body))
         }
     };
     let host = reference.as_deref().and_then(registry_host);
@@ -286,101 +287,22 @@ async fn read_body(req: &mut Request<Incoming>, idle: Duration) -> Result<Bytes,
     crate::api::form::read_body(timed, declared, MAX_SERVICE_BODY).await
 }
 
-/// `TaskTemplate.ContainerSpec.Image` as dockerd's Go decoder finds it:
-/// keys match case-insensitively (with Go's folding of `ſ` and the Kelvin
-/// sign). A key given twice, or two keys Go would both read as the same
-/// field, make the spec ambiguous and are refused: Go would merge them in
-/// an order this reading must not have to reproduce.
-fn service_image(body: &[u8]) -> Result<Option<String>, &'static str> {
-    let spec: StrictValue =
-        serde_json::from_slice(body).map_err(|_| "the body is not a JSON object without duplicate keys")?;
-    let mut v = &spec.0;
-    for field in ["TaskTemplate", "ContainerSpec", "Image"] {
+/// `TaskTemplate.ContainerSpec.Image` as dockerd's Go decoder finds it
+/// (`access::gojson`: keys folded as Go folds them). A key given twice, or
+/// two keys Go would both read as the same field, make the spec ambiguous
+/// and are refused: Go would merge them in an order this reading must not
+/// have to reproduce.
+fn service_image(body: &[u8]) -> Result<Option<String>, String> {
+    let spec = gojson::parse(body).map_err(|d| d.detail)?;
+    let mut v = &spec;
+    let mut at = String::new();
+    for name in ["TaskTemplate", "ContainerSpec", "Image"] {
         let Some(obj) = v.as_object() else { return Ok(None) };
-        let mut found = obj.iter().filter(|(k, _)| go_key_eq(k, field));
-        let Some((_, next)) = found.next() else { return Ok(None) };
-        if found.next().is_some() {
-            return Err("a field is given twice (in different cases)");
-        }
+        let Some(next) = gojson::field(obj, name, &at).map_err(|d| d.detail)? else { return Ok(None) };
+        at = gojson::join(&at, name);
         v = next;
     }
     Ok(v.as_str().map(str::to_owned))
-}
-
-/// Go's `encoding/json` key match against an ASCII field name: ASCII case
-/// folded, plus the two non-ASCII letters Unicode folds onto ASCII ones.
-fn go_key_eq(key: &str, field: &str) -> bool {
-    let mut k = key.chars();
-    for f in field.chars() {
-        let c = match k.next() {
-            Some('\u{017F}') => 's',
-            Some('\u{212A}') => 'k',
-            Some(c) if c.is_ascii() => c.to_ascii_lowercase(),
-            _ => return false,
-        };
-        if c != f.to_ascii_lowercase() {
-            return false;
-        }
-    }
-    k.next().is_none()
-}
-
-/// A JSON value that refuses duplicate keys at any depth (serde_json's own
-/// `Value` keeps the last silently).
-struct StrictValue(serde_json::Value);
-
-impl<'de> serde::Deserialize<'de> for StrictValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(StrictValue)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
-    type Value = serde_json::Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut v = Vec::new();
-        while let Some(StrictValue(e)) = seq.next_element()? {
-            v.push(e);
-        }
-        Ok(serde_json::Value::Array(v))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut m = serde_json::Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let StrictValue(v) = map.next_value()?;
-            if m.insert(k, v).is_some() {
-                return Err(serde::de::Error::custom("duplicate key"));
-            }
-        }
-        Ok(serde_json::Value::Object(m))
-    }
 }
 
 #[cfg(test)]
@@ -422,16 +344,6 @@ mod tests {
         assert!(img(r#"{"TaskTemplate":{"ContainerSpec":{"Image":"a"}},"taskTemplate":{}}"#).is_err());
         assert!(img(r#"{"TaskTemplate":{"ContainerSpec":{"Image":"a"}}} trailing"#).is_err());
         assert!(img("[1,2").is_err());
-    }
-
-    #[test]
-    fn go_key_matching() {
-        assert!(go_key_eq("registryid", "registryId"));
-        assert!(go_key_eq("REGISTRYID", "registryId"));
-        assert!(go_key_eq("\u{212A}ind", "Kind"));
-        assert!(!go_key_eq("registryIds", "registryId"));
-        assert!(!go_key_eq("registryI", "registryId"));
-        assert!(!go_key_eq("régistryId", "registryId"));
     }
 
     #[test]
