@@ -899,7 +899,7 @@ async fn metrics_are_public_prometheus_text_with_route_templates() {
     }
     assert!(limited);
 
-    let (s, ct, text) = scrape(d.http(), d.url("/metrics"), None).await;
+    let (s, ct, text) = scrape(d.http(), d.url("/metrics"), Some(&admin)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(ct.starts_with("text/plain") && ct.contains("version=0.0.4"), "{ct}");
     let user_route =

@@ -147,7 +147,7 @@ async fn compose_string_lifecycle() {
     let (s, _) = d.put_json(&format!("/api/stacks/{id}?endpointId={eid}"), t, &json!({"Env": []})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "StackFileContent is required");
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", t).await;
     let m = m.as_str().unwrap_or_default().to_string();
     for line in [
         r#"berth_stack_deploys_total{method="string",outcome="ok",type="compose"} 1"#,
@@ -175,7 +175,7 @@ async fn compose_string_lifecycle() {
     assert!(!project.exists());
     assert_nothing_left(&d, &token).await;
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let line = r#"berth_stack_deploys_total{method="remove",outcome="ok",type="compose"} 1"#;
     assert!(m.as_str().unwrap_or_default().contains(line), "{line} missing from\n{m}");
 }
@@ -620,7 +620,7 @@ async fn a_hanging_deploy_times_out_alone() {
     wait_until(Duration::from_secs(3), "the deployer's processes to die", || async { pids.iter().all(|p| !alive(*p)) })
         .await;
     assert!(project_containers(&slow).await.is_empty());
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert!(m.contains(r#"berth_stack_deploys_total{method="string",outcome="timeout",type="compose"} 1"#), "{m}");
     assert!(m.contains("berth_stack_deploy_duration_seconds_bucket"), "{m}");
