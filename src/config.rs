@@ -51,6 +51,9 @@ pub mod defaults {
     pub const GIT_CLONE_TIMEOUT: &str = "2m";
     pub const MAX_STACK_FILE: usize = 4 * 1024 * 1024;
     pub const MAX_CLONE_SIZE: u64 = 256 * 1024 * 1024;
+    pub const MAX_STACKS_PER_USER: usize = 50;
+    pub const MAX_CONCURRENT_CLONES: usize = 2;
+    pub const MAX_CONCURRENT_DEPLOYS: usize = 4;
     pub const DOCKER_BIN: &str = "docker";
     pub const COMPOSE_BIN: &str = "docker-compose";
     pub const GIT_BIN: &str = "git";
@@ -127,9 +130,12 @@ pub struct Cli {
     /// How long start-up waits for a store locked by another process
     #[arg(long = "store-lock-timeout", env = "BERTH_STORE_LOCK_TIMEOUT", value_name = "DURATION")]
     pub store_lock_timeout: Option<String>,
-    /// Whether GET /metrics needs an admin credential
+    /// Whether GET /metrics on the public ports needs an admin credential (default true)
     #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
     pub metrics_auth: Option<String>,
+    /// Origins besides Berth's own whose pages may send state-changing requests with the session cookie (comma separated, e.g. https://berth.example behind a TLS proxy)
+    #[arg(long = "allowed-origins", env = "BERTH_ALLOWED_ORIGINS", value_name = "ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     /// Extra listen address that serves only /metrics (no auth)
     #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<String>,
@@ -199,6 +205,18 @@ pub struct Cli {
     /// Largest stack repository clone on disk; the clone is stopped beyond
     #[arg(long = "max-clone-size", env = "BERTH_MAX_CLONE_SIZE", value_name = "BYTES")]
     pub max_clone_size: Option<String>,
+    /// Most stacks one standard user may own
+    #[arg(long = "max-stacks-per-user", env = "BERTH_MAX_STACKS_PER_USER", value_name = "N")]
+    pub max_stacks_per_user: Option<String>,
+    /// Most stack repository clones one user may run at once (429 beyond)
+    #[arg(long = "max-concurrent-clones", env = "BERTH_MAX_CONCURRENT_CLONES", value_name = "N")]
+    pub max_concurrent_clones: Option<String>,
+    /// Most stack deployer runs one user may have at once (429 beyond)
+    #[arg(long = "max-concurrent-deploys", env = "BERTH_MAX_CONCURRENT_DEPLOYS", value_name = "N")]
+    pub max_concurrent_deploys: Option<String>,
+    /// Git hosts standard users may clone from although they resolve to loopback or private addresses (comma separated)
+    #[arg(long = "git-allowed-hosts", env = "BERTH_GIT_ALLOWED_HOSTS", value_name = "HOSTS", value_delimiter = ',')]
+    pub git_allowed_hosts: Option<Vec<String>>,
     /// Docker CLI used for swarm stacks (and the `docker compose` plugin)
     #[arg(long = "docker-bin", env = "BERTH_DOCKER_BIN", value_name = "PROGRAM")]
     pub docker_bin: Option<String>,
@@ -248,6 +266,7 @@ pub struct FileServer {
     pub store_lock_timeout: Option<String>,
     pub metrics_auth: Option<bool>,
     pub metrics_bind: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub workers: Option<usize>,
 }
@@ -286,6 +305,10 @@ pub struct FileStacks {
     pub git_clone_timeout: Option<String>,
     pub max_stack_file: Option<usize>,
     pub max_clone_size: Option<u64>,
+    pub max_stacks_per_user: Option<usize>,
+    pub max_concurrent_clones: Option<usize>,
+    pub max_concurrent_deploys: Option<usize>,
+    pub git_allowed_hosts: Option<Vec<String>>,
     pub docker_bin: Option<String>,
     pub compose_bin: Option<String>,
     pub git_bin: Option<String>,
@@ -328,6 +351,8 @@ pub struct Config {
     pub store_lock_timeout: Duration,
     pub metrics_auth: bool,
     pub metrics_bind: Option<SocketAddr>,
+    /// Normalised `scheme://host:port` (see `server::csrf::normalize_origin`).
+    pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
@@ -350,6 +375,14 @@ pub struct Config {
     pub git_clone_timeout: Duration,
     pub max_stack_file: usize,
     pub max_clone_size: u64,
+    /// Stacks one standard user may own.
+    pub max_stacks_per_user: usize,
+    /// Clones one user may run at once.
+    pub max_concurrent_clones: usize,
+    /// Deployer runs one user may have at once.
+    pub max_concurrent_deploys: usize,
+    /// Git hosts standard users may reach although they are private.
+    pub git_allowed_hosts: Vec<String>,
     pub docker_bin: String,
     pub compose_bin: String,
     pub git_bin: String,
@@ -505,8 +538,22 @@ impl Config {
             "store_lock_timeout",
             &cli.store_lock_timeout.or(s.store_lock_timeout).unwrap_or_else(|| d::STORE_LOCK_TIMEOUT.into()),
         );
-        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(false);
+        // Secure by default: series names, endpoint ids and traffic are not for
+        // anyone who can reach the port; `--metrics-auth false` opens it, and
+        // the `--metrics-bind` listener is open anyway.
+        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(true);
         let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
+        let mut allowed_origins = Vec::new();
+        for o in cli.allowed_origins.or(s.allowed_origins).unwrap_or_default() {
+            let o = o.trim();
+            if o.is_empty() {
+                continue;
+            }
+            match crate::server::csrf::normalize_origin(o) {
+                Some(v) => allowed_origins.push(v),
+                None => p.0.push(format!("allowed_origins: {o:?} is not an origin (scheme://host[:port])")),
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -584,6 +631,34 @@ impl Config {
         if max_clone_size == 0 {
             p.0.push("max_clone_size: must be greater than 0".into());
         }
+        let max_stacks_per_user = p
+            .parse("max_stacks_per_user", cli.max_stacks_per_user)
+            .or(st.max_stacks_per_user)
+            .unwrap_or(d::MAX_STACKS_PER_USER);
+        let max_stacks_per_user = p.positive("max_stacks_per_user", max_stacks_per_user);
+        let max_concurrent_clones = p
+            .parse("max_concurrent_clones", cli.max_concurrent_clones)
+            .or(st.max_concurrent_clones)
+            .unwrap_or(d::MAX_CONCURRENT_CLONES);
+        let max_concurrent_clones = p.positive("max_concurrent_clones", max_concurrent_clones);
+        let max_concurrent_deploys = p
+            .parse("max_concurrent_deploys", cli.max_concurrent_deploys)
+            .or(st.max_concurrent_deploys)
+            .unwrap_or(d::MAX_CONCURRENT_DEPLOYS);
+        let max_concurrent_deploys = p.positive("max_concurrent_deploys", max_concurrent_deploys);
+        let git_allowed_hosts: Vec<String> = cli
+            .git_allowed_hosts
+            .or(st.git_allowed_hosts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for h in &git_allowed_hosts {
+            if h.contains(['/', '@', ' ']) {
+                p.0.push(format!("git_allowed_hosts: {h:?} is not a host name or address"));
+            }
+        }
         let mut program = |field: &str, v: Option<String>, default: &str| {
             let v = v.unwrap_or_else(|| default.into());
             if v.trim().is_empty() || v.contains('\0') {
@@ -640,6 +715,7 @@ impl Config {
             store_lock_timeout,
             metrics_auth,
             metrics_bind,
+            allowed_origins,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,
@@ -662,6 +738,10 @@ impl Config {
             git_clone_timeout,
             max_stack_file,
             max_clone_size,
+            max_stacks_per_user,
+            max_concurrent_clones,
+            max_concurrent_deploys,
+            git_allowed_hosts,
             docker_bin,
             compose_bin,
             git_bin,
@@ -720,6 +800,24 @@ mod tests {
         let cli = Cli { max_connections: Some(" 7 ".into()), metrics_auth: Some("true".into()), ..Cli::default() };
         let c = Config::build(cli, FileConfig::default()).unwrap();
         assert_eq!((c.max_connections, c.metrics_auth), (7, true));
+    }
+
+    #[test]
+    fn stack_limits_and_git_hosts() {
+        let file: FileConfig = toml::from_str(
+            "[stacks]\nmax_stacks_per_user = 3\nmax_concurrent_clones = 1\ngit_allowed_hosts = [\"git.lan\", \"10.0.0.5\"]",
+        )
+        .unwrap();
+        let c = Config::build(Cli::default(), file).unwrap();
+        assert_eq!((c.max_stacks_per_user, c.max_concurrent_clones, c.max_concurrent_deploys), (3, 1, 4));
+        assert_eq!(c.git_allowed_hosts, ["git.lan", "10.0.0.5"]);
+        let cli = Cli {
+            git_allowed_hosts: Some(vec!["http://x/".into()]),
+            max_concurrent_deploys: Some("0".into()),
+            ..Cli::default()
+        };
+        let text = Config::build(cli, FileConfig::default()).unwrap_err().to_string();
+        assert!(text.contains("git_allowed_hosts:") && text.contains("max_concurrent_deploys:"), "{text}");
     }
 
     #[test]

@@ -44,12 +44,9 @@ async fn proxied(
     docker_path: &str,
     principal: &crate::auth::Principal,
 ) -> Response<ResponseBody> {
-    let id: u64 = match raw_id.parse() {
+    let id = match crate::api::parse_id(raw_id, "environment") {
         Ok(id) => id,
-        Err(e) => {
-            return ApiError::bad_request("Invalid environment identifier route variable", format!("{e}: {raw_id:?}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let Some(entry) = state.endpoints.get(id) else {
         return ApiError::not_found("an environment").into_response();
@@ -65,19 +62,10 @@ async fn proxied(
         }
         restricted_teams = Some(teams);
     }
-    if req.headers().contains_key(crate::registries::HEADER) {
-        let translated = crate::registries::translate(
-            req.headers_mut(),
-            &state.registries,
-            |r| state.sealer.open(&r.sealed_password),
-            principal,
-            id,
-            || state.identity.teams_of(principal.id()),
-        );
-        if let Err(e) = translated {
-            return e.into_response();
-        }
-    }
+    let read_body = match crate::proxy::registry_auth::apply(state, &mut req, principal, id, docker_path).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let path_and_query: Cow<'_, str> = match req.uri().query().map(without_token) {
         None => Cow::Borrowed(docker_path),
         // Only `token` was there: no query at all, not a bare '?'.
@@ -96,6 +84,7 @@ async fn proxied(
         tunnels: &state.tunnels,
         bytes_in: Some(series.bytes_in.clone()),
         body_read_timeout: state.config.body_read_timeout,
+        read_body,
     };
     let resp = match restricted_teams {
         // Standard users: the access policy decides before Docker sees anything.
@@ -129,7 +118,11 @@ async fn proxied(
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }
-    resp
+    if principal.is_admin() {
+        resp
+    } else {
+        crate::endpoints::redact::proxy_failure_for_standard_user(resp)
+    }
 }
 
 /// The query without `token` parameters: a `?token=<jwt>` is a Berth

@@ -5,13 +5,11 @@
 //! (shared/reference/portainer-api.md §1–5, §12.1–12.2), except where
 //! Berth deliberately differs (berth-vs-portainer.md).
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
 use berth::auth::jwt::{Claims, JwtKeys};
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -651,10 +649,15 @@ async fn invalid_tokens_get_exact_401_bodies() {
     }
     let (s, v) = d.get_json("/api/users/me", Some(&no_such_user)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    for raw in ["Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer  ", "Bearer ...."] {
+    // A well-formed value with a bad token is 401; a value that is not
+    // `Bearer <token>` at all is 400 (malformed_authorization).
+    let (s, v) = me(&d, &[("Authorization", "Bearer ....")]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["details"], "Unauthorized");
+    for raw in ["Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer  ", "Bearer  x", "Bearer x y"] {
         let (s, v) = me(&d, &[("Authorization", raw)]).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "Authorization {raw:?}: {v}");
-        assert_eq!(v["details"], "Unauthorized");
+        assert_eq!(s, StatusCode::BAD_REQUEST, "Authorization {raw:?}: {v}");
+        assert_eq!(v["message"], "Invalid Authorization header");
     }
     // A valid token minted with the real key works: the checks above are real.
     let minted = keys.sign(&claims(1, "admin", 1, now(), now() + 600));
@@ -738,7 +741,7 @@ async fn eleventh_rapid_login_is_429_and_forwarded_for_does_not_bypass() {
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     // Other routes are not limited.
     assert_eq!(d.get_json("/api/users/me", Some(&admin)).await.0, StatusCode::OK);
-    let m = d.http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = d.http().get(d.url("/metrics")).bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
     assert!(m.lines().any(|l| l.starts_with("berth_rate_limited_total{route=\"/api/auth\"}")), "{m}");
 }
 
@@ -1271,13 +1274,13 @@ async fn api_key_creation_rules() {
     // Unauthenticated: 401.
     let (s, v) = d.post_json(&path, None, &json!({"password": "bobpassword12", "description": "x"})).await;
     assert_eq!((s, v), (StatusCode::UNAUTHORIZED, unauthorized_missing()));
-    // A session cookie is a JWT too.
+    // A session cookie is a JWT too (from Berth's own pages, as a browser says).
     let cookie = format!("portainer_api_key={bob}");
     let (s, _, v) = send(
         &d,
         Method::POST,
         &path,
-        &[("Cookie", &cookie)],
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
         Some(&json!({"password": "bobpassword12", "description": "from the cookie"})),
     )
     .await;
@@ -1420,10 +1423,16 @@ async fn bad_input_gets_clear_4xx_and_nothing_is_lost() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 
     // Garbage credentials.
-    for auth in ["Bearer \u{1f4a9}", "Bearer ....", "Bearer a.b", "Basic Zm9vOmJhcg==", "Bearer eyJ.eyJ.sig"] {
+    for (auth, want) in [
+        ("Bearer \u{1f4a9}", StatusCode::BAD_REQUEST),
+        ("Bearer ....", StatusCode::UNAUTHORIZED),
+        ("Bearer a.b", StatusCode::UNAUTHORIZED),
+        ("Basic Zm9vOmJhcg==", StatusCode::BAD_REQUEST),
+        ("Bearer eyJ.eyJ.sig", StatusCode::UNAUTHORIZED),
+    ] {
         let r = d.http().get(d.url("/api/users/me")).header("Authorization", auth).send().await.unwrap();
         let (s, v) = read_json(r).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{auth:?}: {v}");
+        assert_eq!(s, want, "{auth:?}: {v}");
     }
     let r = d
         .http()
@@ -1432,7 +1441,7 @@ async fn bad_input_gets_clear_4xx_and_nothing_is_lost() {
         .send()
         .await
         .unwrap();
-    assert_eq!(read_json(r).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(read_json(r).await.0, StatusCode::BAD_REQUEST);
     let r = d.http().get(d.url("/api/users/me")).header("X-API-Key", "x".repeat(8000)).send().await.unwrap();
     assert_eq!(read_json(r).await.0, StatusCode::UNAUTHORIZED);
 

@@ -8,7 +8,6 @@
 //! Skips with a printed reason without an engine. Everything is named
 //! `berth-rx-<pid>-<test>-...` and removed through the engine's own socket.
 
-mod common;
 #[path = "restricted_support/mod.rs"]
 mod restricted_support;
 
@@ -16,7 +15,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::{Method, StatusCode};
 use restricted_support::*;
 use serde_json::{json, Value};

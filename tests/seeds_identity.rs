@@ -3,11 +3,9 @@
 //! initialise the admin, log in, then call the API with
 //! `Authorization: Bearer <jwt>`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use berth_testkit::harness::*;
 use serde_json::Value;
 
 /// What a command-line client printed and how it exited.
@@ -127,7 +125,10 @@ async fn seed_first_steps_work_with_curl() {
     let bearer = format!("Authorization: Bearer {jwt}");
     let r = run("curl", &curl("GET", "/api/users/me", &["-H", &bearer]), cfg.path()).await;
     assert_eq!(json_of(&r, "GET /api/users/me")["Username"], "admin");
-    // curl's -u style is not a Portainer credential.
+    // curl's -u style is not a Portainer credential: a malformed
+    // Authorization header, answered 400 with the expected form.
     let r = run("curl", &curl("GET", "/api/users/me", &["-u", "admin:adminpassword"]), cfg.path()).await;
-    assert_eq!(json_of(&r, "basic auth")["message"], "Invalid JWT token");
+    let v = json_of(&r, "basic auth");
+    assert_eq!(v["message"], "Invalid Authorization header", "{v}");
+    assert!(v["details"].as_str().unwrap_or("").contains("Bearer <token>"), "{v}");
 }

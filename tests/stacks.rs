@@ -5,20 +5,14 @@
 //! deployer's timeout, environment and registry logins; name locking and
 //! collisions; standard users' ownership.
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::stacks::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use stacks_support::*;
 
 /// Names unique to this run, so leftovers of an aborted run never clash.
 fn unique(prefix: &str) -> String {
@@ -153,7 +147,7 @@ async fn compose_string_lifecycle() {
     let (s, _) = d.put_json(&format!("/api/stacks/{id}?endpointId={eid}"), t, &json!({"Env": []})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "StackFileContent is required");
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", t).await;
     let m = m.as_str().unwrap_or_default().to_string();
     for line in [
         r#"berth_stack_deploys_total{method="string",outcome="ok",type="compose"} 1"#,
@@ -181,7 +175,7 @@ async fn compose_string_lifecycle() {
     assert!(!project.exists());
     assert_nothing_left(&d, &token).await;
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let line = r#"berth_stack_deploys_total{method="remove",outcome="ok",type="compose"} 1"#;
     assert!(m.as_str().unwrap_or_default().contains(line), "{line} missing from\n{m}");
 }
@@ -415,7 +409,7 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing() {
         .collect();
     git.repo("huge", &[("docker-compose.yml", &good), ("noise.txt", &noise)]);
     let mock_dir = tempfile::tempdir().unwrap();
-    let mock = berth::testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
+    let mock = berth_testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
     let (d, token, eid) = daemon_with_local(&["--max-stack-file", "1048576", "--max-clone-size", "300000"]).await;
     let mock_id = d.create_endpoint(&token, "mock", &mock.unix_url().unwrap()).await;
     let t = Some(token.as_str());
@@ -453,7 +447,7 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing() {
         (string(&format!("?endpointId={eid}")), json!({"Name": "-x", "StackFileContent": good}), 400, "Invalid request payload", "must start with a letter".into()),
         (string(&format!("?endpointId={eid}")), json!({"Name": name}), 400, "Invalid request payload", "Invalid stack file content".into()),
         (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "1A", "value": "x"}]}), 400, "Invalid request payload", "Invalid environment variable name".into()),
-        (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "LD_PRELOAD", "value": "/x.so"}]}), 400, "Invalid request payload", "configures the deployer".into()),
+        (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "DOCKER_HOST", "value": "tcp://x"}]}), 400, "Invalid request payload", "configure the deployer".into()),
         (string(&format!("?endpointId={eid}")), json!("not an object"), 400, "Invalid request payload", "".into()),
         (format!("/api/stacks/create/swarm/string?endpointId={mock_id}"), json!({"Name": name, "SwarmID": "abc", "StackFileContent": good}), 400, "Unable to deploy a swarm stack on this environment", "not a Swarm manager".into()),
         (format!("/api/stacks/create/swarm/string?endpointId={mock_id}"), json!({"Name": name, "StackFileContent": good}), 400, "Invalid request payload", "Invalid Swarm ID".into()),
@@ -626,7 +620,7 @@ async fn a_hanging_deploy_times_out_alone() {
     wait_until(Duration::from_secs(3), "the deployer's processes to die", || async { pids.iter().all(|p| !alive(*p)) })
         .await;
     assert!(project_containers(&slow).await.is_empty());
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert!(m.contains(r#"berth_stack_deploys_total{method="string",outcome="timeout",type="compose"} 1"#), "{m}");
     assert!(m.contains("berth_stack_deploy_duration_seconds_bucket"), "{m}");
@@ -716,13 +710,14 @@ async fn deployers_get_a_clean_environment_and_only_allowed_logins() {
     let downs: Vec<&&str> = runs.iter().filter(|r| r.contains(" down --remove-orphans")).collect();
     assert_eq!((deploys.len(), downs.len()), (1, 1), "{log}");
     let up = deploys[0];
-    assert!(up.contains(&format!("ARGS --host unix://{DOCKER_SOCKET} -f ")), "the host is always passed: {up}");
+    assert!(up.contains(&format!("ARGS --host unix://{DOCKER_SOCKET} --env-file ")), "the host is always passed: {up}");
     assert!(up.contains(&format!("--project-name={name} up -d")), "{up}");
     let mut names: Vec<&str> =
         up.lines().filter_map(|l| l.strip_prefix("ENV ")).map(|l| l.split('=').next().unwrap()).collect();
     names.sort();
     names.retain(|n| !matches!(*n, "PWD" | "SHLVL" | "_" | "OLDPWD"));
-    assert_eq!(names, ["DOCKER_CONFIG", "GREETING", "HOME", "LC_ALL", "PATH"], "{up}");
+    assert_eq!(names, ["DOCKER_CONFIG", "HOME", "LANG", "PATH", "TMPDIR"], "only Berth's own, never the stack's: {up}");
+    assert!(!up.contains("should-not-leak"), "nothing inherited: {up}");
     let home = up.lines().find_map(|l| l.strip_prefix("ENV HOME=")).unwrap();
     assert!(home.starts_with(&canonical(d.data_dir()).join("tmp").display().to_string()), "{home}");
     let config: Value = serde_json::from_str(up.lines().find_map(|l| l.strip_prefix("CONFIG ")).unwrap()).unwrap();
@@ -802,19 +797,7 @@ async fn standard_users_own_their_stacks() {
     let (s, v) = d.put_json(&format!("/api/endpoints/{eid}"), a, &json!({"UserAccessPolicies": policies})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // A new endpoint denies standard users everything: restore Portainer's defaults.
-    let all: serde_json::Map<String, Value> = [
-        "StackManagement",
-        "BindMounts",
-        "PrivilegedMode",
-        "HostNamespace",
-        "DeviceMapping",
-        "ContainerCapabilities",
-        "SysctlSetting",
-    ]
-    .iter()
-    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
-    .collect();
-    assert_eq!(d.put_json(&format!("/api/endpoints/{eid}/settings"), a, &Value::Object(all)).await.0, StatusCode::OK);
+    portainer_defaults(&d, &admin, eid).await;
     let alice = d.login("alice", "alice-password-12").await;
     let bob = d.login("bob", "bob-password-12").await;
     let carol = d.login("carol", "carol-password-12").await;
@@ -831,8 +814,8 @@ async fn standard_users_own_their_stacks() {
         &json!({"Name": name, "StackFileContent": format!("{file}    env_file: /etc/shadow\n")}),
     )
     .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["message"], "Permission denied to deploy this stack file");
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], "Invalid stack file");
 
     let (s, v) = create_string(&d, &alice, "standalone", eid, &json!({"Name": name, "StackFileContent": file})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -874,15 +857,17 @@ async fn standard_users_own_their_stacks() {
     );
     assert_eq!(d.get_json(&format!("/api/stacks/{id}"), Some(&alice)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(d.get_json("/api/stacks", Some(&alice)).await.1, json!([]));
-    // Restricted bind mounts: Berth does not read YAML, so no user stacks.
+    // Restricted bind mounts: the file is read, and only a bind mount is
+    // refused.
     assert_eq!(
         settings(json!({"allowStackManagementForRegularUsers": true, "allowBindMountsForRegularUsers": false})).await.0,
         StatusCode::OK
     );
+    let bind = format!("{file}    volumes: [\"/etc:/x:ro\"]\n");
     let (s, v) =
-        create_string(&d, &alice, "standalone", eid, &json!({"Name": "other", "StackFileContent": file})).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("disabled for non-admin users on this environment"));
+        create_string(&d, &alice, "standalone", eid, &json!({"Name": "other", "StackFileContent": bind})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["details"].as_str().unwrap().contains("bind mounting host paths is disabled"), "{v}");
     assert_eq!(settings(json!({"allowBindMountsForRegularUsers": true})).await.0, StatusCode::OK);
 
     let (s, v) = d.delete(&format!("/api/stacks/{id}?endpointId={eid}"), Some(&alice)).await;

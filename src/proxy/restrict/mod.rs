@@ -272,6 +272,14 @@ impl<'a> Restricted<'a> {
                 .into());
             }
         }
+        // Already read whole (a service spec whose image chose the
+        // registry credentials): those are the bytes Docker would get.
+        if let Some(read) = &self.target.read_body {
+            if read.len() > access::MAX_INSPECTED_BODY {
+                return Err(Denial::too_large().into());
+            }
+            return Ok((parts, read.clone()));
+        }
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let body = http_body_util::BodyExt::into_data_stream(ClientBody::new(body, self.target.body_read_timeout));
         match crate::api::form::read_body(body, declared, access::MAX_INSPECTED_BODY).await {

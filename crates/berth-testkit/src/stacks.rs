@@ -3,8 +3,6 @@
 //! HTTP server with basic auth in front of `git http-backend`), Docker
 //! queries on the real engine, stack API calls, and a swarm guard.
 
-#![allow(dead_code)]
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +14,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::common::{free_ports, read_json, unix_http_client, Daemon, DOCKER_SOCKET};
+use crate::harness::{free_ports, read_json, unix_http_client, Daemon, DOCKER_SOCKET};
 
 /// A service that stops at once on SIGTERM (busybox `sleep` as PID 1
 /// ignores it, which would make every `down` wait for the grace period).
@@ -25,6 +23,15 @@ pub fn compose_file(image: &str, extra_env: &str) -> String {
         "services:\n  app:\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n    \
          environment:\n      - GREETING=${{GREETING:-none}}\n{extra_env}"
     )
+}
+
+/// Writes an executable shell script `dir/name` (a stand-in deployer).
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// Runs a command to completion, bounded; for setup steps (git, docker).
@@ -399,6 +406,25 @@ impl Drop for SwarmGuard {
 }
 
 // ---------------------------------------------------------------- API
+
+/// Portainer's settings for standard users on an endpoint (Berth's new
+/// endpoints deny them everything).
+pub async fn portainer_defaults(d: &Daemon, admin: &str, endpoint: u64) {
+    let all: serde_json::Map<String, Value> = [
+        "StackManagement",
+        "BindMounts",
+        "PrivilegedMode",
+        "HostNamespace",
+        "DeviceMapping",
+        "ContainerCapabilities",
+        "SysctlSetting",
+    ]
+    .iter()
+    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
+    .collect();
+    let (s, v) = d.put_json(&format!("/api/endpoints/{endpoint}/settings"), Some(admin), &Value::Object(all)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
 
 pub async fn create_string(d: &Daemon, token: &str, kind: &str, endpoint: u64, body: &Value) -> (StatusCode, Value) {
     d.post_json(&format!("/api/stacks/create/{kind}/string?endpointId={endpoint}"), Some(token), body).await
