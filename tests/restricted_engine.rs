@@ -132,6 +132,7 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
     let _clean = Cleanup("own");
     tokio::time::timeout(LIMIT, async {
         let e = env().await;
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1;
         let a_id = e.create_container(&e.alice, &unique("a"), json!({})).await;
         e.create_container(&e.bob, &unique("b"), json!({})).await;
         e.create_container(&e.admin, &unique("adm"), json!({})).await;
@@ -152,6 +153,21 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
         let (_, all) = e.docker(&e.admin, Method::GET, list, None).await;
         let a = all.as_array().unwrap().iter().find(|c| c["Id"] == json!(a_id)).unwrap();
         assert_eq!(a["Portainer"]["ResourceControl"]["UserAccesses"][0]["UserId"], json!(e.ids[0]), "{a}");
+
+        // The event stream holds only what each may see.
+        let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+        let events = format!("/events?since={since}&until={until}&filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
+        for (token, mine) in [(&e.bob, set(&["b", "pub"])), (&e.alice, set(&["a", "team", "pub"]))] {
+            let resp = e.d.request(Method::GET, &format!("/api/endpoints/{}/docker{events}", e.eid), Some(token));
+            let text = resp.send().await.unwrap().text().await.unwrap();
+            let seen: BTreeSet<String> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|ev| ev["Actor"]["Attributes"]["name"].as_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&unique("")))
+                .collect();
+            assert_eq!(seen, mine, "{text}");
+        }
 
         // bob cannot touch alice's container, by name, id or id prefix.
         for target in [unique("a"), a_id.clone(), a_id[..12].to_owned()] {
