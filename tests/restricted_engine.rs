@@ -333,3 +333,39 @@ async fn docker_py(e: &Env) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A stack's containers are governed by the stack's own control (kept in
+/// the stack record): its owner sees and uses them, nobody else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacks_containers_follow_the_stacks_control() {
+    if !require_docker() {
+        return;
+    }
+    let _clean = Cleanup("stk");
+    tokio::time::timeout(LIMIT, async {
+        let e = env().await;
+        let settings = json!({"allowStackManagementForRegularUsers": true});
+        let (s, v) = e.d.put_json(&format!("/api/endpoints/{}/settings", e.eid), Some(&e.admin), &settings).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let name = named("stk", "app");
+        let body = json!({"Name": name, "StackFileContent": berth_testkit::stacks::compose_file(test_image(), "")});
+        let (s, v) = berth_testkit::stacks::create_string(&e.d, &e.alice, "standalone", e.eid, &body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        let filter = format!("%7B%22label%22%3A%5B%22com.docker.compose.project%3D{name}%22%5D%7D");
+        let list = format!("/containers/json?all=1&filters={filter}");
+        let (_, mine) = e.docker(&e.alice, Method::GET, &list, None).await;
+        let mine = mine.as_array().cloned().unwrap_or_default();
+        assert_eq!(mine.len(), 1, "alice sees her stack's container: {mine:?}");
+        assert_eq!(mine[0]["Portainer"]["ResourceControl"]["Type"], json!(6), "{:?}", mine[0]);
+        let id = mine[0]["Id"].as_str().unwrap().to_owned();
+        let (_, theirs) = e.docker(&e.bob, Method::GET, &list, None).await;
+        assert_eq!(theirs, json!([]));
+        assert_eq!(e.docker(&e.alice, Method::GET, &format!("/containers/{id}/json"), None).await.0, StatusCode::OK);
+        let (s, v) = e.docker(&e.bob, Method::POST, &format!("/containers/{id}/stop"), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        berth_testkit::stacks::remove_project(&name).await;
+    })
+    .await
+    .expect("test timed out");
+}
