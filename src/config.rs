@@ -470,7 +470,7 @@ impl Config {
             p.0.push(format!("bcrypt_cost: must be between 4 and 31, not {bcrypt_cost}"));
         }
         let docker_socket = cli.docker_socket.or(k.docker_socket).unwrap_or_else(|| d::DOCKER_SOCKET.into());
-        if let Err(e) = crate::connector::DockerUrl::parse(&docker_socket) {
+        if let Err(e) = crate::docker_url::DockerUrl::parse(&docker_socket) {
             p.0.push(format!("docker_socket: {e}"));
         }
         let connect_timeout = p.dur(

@@ -3,9 +3,7 @@
 //! Portainer parse Berth's errors unchanged.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-
-use crate::body::ResponseBody;
+use http::{header, HeaderValue, StatusCode};
 
 /// An error that becomes an HTTP answer. `details` carries the underlying
 /// cause for the client (never a secret); `internal` carries what only the
@@ -101,26 +99,7 @@ impl ApiError {
         let v = serde_json::json!({ "message": self.message, "details": self.details });
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     }
-
-    pub fn into_response(self) -> Response<ResponseBody> {
-        let mut resp = Response::new(ResponseBody::full(self.body_json()));
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (k, v) in self.headers {
-            h.insert(k, v);
-        }
-        if let Some(internal) = self.internal {
-            resp.extensions_mut().insert(InternalCause(internal));
-        }
-        resp
-    }
 }
-
-/// Travels in response extensions so the access log can record the cause of
-/// a 5xx without it ever reaching the client.
-#[derive(Debug, Clone)]
-pub struct InternalCause(pub String);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 

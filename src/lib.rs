@@ -18,17 +18,18 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod body;
 pub mod config;
 pub mod connector;
+pub mod docker_url;
 pub mod endpoints;
 pub mod error;
 pub mod fsutil;
 pub mod metrics;
 pub mod proxy;
-pub mod proxy_route;
 pub mod registries;
-pub mod router;
+pub mod response;
 pub mod server;
 pub mod stacks;
 pub mod state;
@@ -67,8 +68,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         }
     };
     let metrics = metrics::Metrics::new();
-    let tunnels = proxy::Tunnels::new(config.max_tunnels, metrics.tunnels_open.clone());
-    let endpoints = endpoints::Registry::default();
+    let endpoints = endpoints::EndpointMap::default();
     endpoints::load::load(&store, &endpoints, &config).await.context("loading endpoints")?;
     let registries = registries::Registries::default();
     for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
@@ -93,9 +93,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         started: Instant::now(),
         instance_id,
         shutdown,
-        routes: api::table(),
         endpoints,
-        tunnels,
         registries,
         sealer,
         stacks,
@@ -182,7 +180,6 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
         tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
     }
     background::spawn_all(&state);
-    endpoints::health::spawn(&state);
     tokio::spawn(server.clone().keep_timer_armed());
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");
@@ -190,11 +187,9 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     server.tracker.close();
     let drain = state.config.drain_timeout;
     let conns = tokio::time::timeout(drain, server.tracker.wait()).await.is_ok();
-    let tunnels = state.tunnels.drain(drain).await;
+    let tunnels = server.router.tunnels.drain(drain).await;
     if !conns || !tunnels {
         tracing::warn!("drain time exceeded; closing remaining connections");
     }
     Ok(())
 }
-
-pub mod background;

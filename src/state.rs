@@ -28,9 +28,7 @@ pub struct AppState {
     pub started: Instant,
     pub instance_id: String,
     pub shutdown: CancellationToken,
-    pub routes: crate::api::Routes,
-    pub endpoints: crate::endpoints::Registry,
-    pub tunnels: crate::proxy::Tunnels,
+    pub endpoints: crate::endpoints::EndpointMap,
     pub registries: crate::registries::Registries,
     /// Seals secrets Berth must read back (registry passwords).
     pub sealer: crate::auth::seal::Sealer,
@@ -57,6 +55,19 @@ impl AppState {
     pub fn session_lifetime(&self) -> Duration {
         humantime::parse_duration(&go_duration_to_humantime(&self.settings().user_session_timeout))
             .unwrap_or(Duration::from_secs(8 * 3600))
+    }
+
+    /// The endpoint health checker's view of the state: what it uses and
+    /// nothing else.
+    pub fn health(&self) -> crate::endpoints::health::Checker<'_> {
+        crate::endpoints::health::Checker {
+            endpoints: &self.endpoints,
+            store: &self.store,
+            metrics: &self.metrics,
+            timeout: self.config.health_timeout,
+            concurrency: self.config.health_concurrency,
+            shutdown: &self.shutdown,
+        }
     }
 
     /// Runs a store write and records its latency.

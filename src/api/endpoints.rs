@@ -25,7 +25,7 @@ use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::connector::{validate_tls_files, DockerUrl, TlsFiles};
 use crate::endpoints::load::{connector_settings, upstream_for};
-use crate::endpoints::registry::build_upstream;
+use crate::endpoints::map::build_upstream;
 use crate::endpoints::tls_files::{self, TlsFileKind};
 use crate::endpoints::{health, EndpointEntry};
 use crate::error::{ApiError, ApiResult};
@@ -386,7 +386,7 @@ async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<
     }
     state.endpoints.insert(EndpointEntry { record: record.clone(), upstream });
     state.metrics.endpoint_up.with_label_values(&[&id.to_string()]).set(1);
-    health::refresh_status_gauge(state);
+    state.health().refresh_status_gauge();
     tracing::info!(endpoint = id, name = %record.name, url = %record.url, "endpoint registered");
     Ok(record)
 }
@@ -678,7 +678,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     };
     store_record(&state, &rec).await?;
     state.endpoints.insert(EndpointEntry { record: rec.clone(), upstream });
-    health::refresh_status_gauge(&state);
+    state.health().refresh_status_gauge();
     drop(_guard);
     if remove_dir {
         remove_tls_dir(&data, id).await;
@@ -769,7 +769,7 @@ async fn delete_one(state: &AppState, id: Id) -> ApiResult<()> {
     }
     remove_tls_dir(&state.config.data, id).await;
     state.metrics.forget_endpoint(&id.to_string());
-    health::refresh_status_gauge(state);
+    state.health().refresh_status_gauge();
     tracing::info!(endpoint = id, "endpoint removed");
     Ok(())
 }
@@ -825,12 +825,12 @@ pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult
 
 pub async fn snapshot_one(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let entry = entry_of(&state, &req)?;
-    health::check_now(&state, entry).await;
+    state.health().check_now(entry).await;
     no_content()
 }
 
 pub async fn snapshot_all(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    health::check_endpoints(&state, state.endpoints.all()).await;
+    state.health().check_endpoints(state.endpoints.all()).await;
     no_content()
 }
 

@@ -14,7 +14,6 @@
 mod pool;
 mod tls;
 mod transport;
-mod url;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -35,8 +34,8 @@ use crate::body::UpstreamBody;
 use pool::{Pool, Sender};
 use transport::Transport;
 
+pub use crate::docker_url::DockerUrl;
 pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
-pub use url::DockerUrl;
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
 /// enough for `/containers/json?all=1` on a host with tens of thousands of

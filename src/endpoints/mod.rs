@@ -3,7 +3,7 @@
 
 pub mod health;
 pub mod load;
-pub mod registry;
+pub mod map;
 pub mod tls_files;
 
-pub use registry::{EndpointEntry, Registry};
+pub use map::{EndpointEntry, EndpointMap};

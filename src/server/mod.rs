@@ -2,6 +2,7 @@
 //! port, each connection served by hyper's HTTP/1.1 with upgrades, explicit
 //! limits, and graceful drain on shutdown.
 
+pub mod router;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::state::AppState;
+use router::Router;
 
 /// What a listener serves: the whole API, or only `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum Surface {
 #[derive(Clone)]
 pub struct Server {
     pub state: Arc<AppState>,
+    /// Routes, tunnels and the state, shared by every request.
+    pub router: Arc<Router>,
     /// Caps concurrent client connections across all listeners.
     pub permits: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them.
@@ -38,7 +42,8 @@ pub struct Server {
 impl Server {
     pub fn new(state: Arc<AppState>) -> Server {
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
-        Server { state, permits, tracker: TaskTracker::new() }
+        let router = Arc::new(Router::new(state.clone()));
+        Server { state, router, permits, tracker: TaskTracker::new() }
     }
 
     fn builder(&self) -> http1::Builder {
@@ -125,10 +130,10 @@ impl Server {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let state = self.state.clone();
+        let router = self.router.clone();
         let svc = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::router::handle(state, req, peer, tls, surface).await) }
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(router::handle(&router, req, peer, tls, surface).await) }
         });
         let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);

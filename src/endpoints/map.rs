@@ -19,7 +19,7 @@ pub struct EndpointEntry {
 }
 
 #[derive(Default)]
-pub struct Registry {
+pub struct EndpointMap {
     map: DashMap<Id, Arc<EndpointEntry>>,
     groups: DashMap<Id, EndpointGroup>,
     tags: DashMap<Id, Tag>,
@@ -32,7 +32,7 @@ pub struct Registry {
     pub write_lock: tokio::sync::Mutex<()>,
 }
 
-impl Registry {
+impl EndpointMap {
     pub fn get(&self, id: Id) -> Option<Arc<EndpointEntry>> {
         self.map.get(&id).map(|e| e.clone())
     }
