@@ -201,8 +201,8 @@ mod tests {
         translate(&mut h, &regs, |_| None, &principal(2, 5), 1, Vec::new).unwrap();
         assert_eq!(h, before);
         let mut h = header(r#"{"registryId":9}"#);
-        assert_eq!(translate(&mut h, &regs, |_| None, &principal(1, 1), 1, Vec::new).unwrap_err().status, 404);
+        assert_eq!(translate(&mut h, &regs, |_| None, &principal(1, 1), 1, Vec::new).unwrap_err().status(), 404);
         let mut h = header(r#"{"registryId":1}"#);
-        assert_eq!(translate(&mut h, &regs, |_| None, &principal(2, 5), 1, Vec::new).unwrap_err().status, 403);
+        assert_eq!(translate(&mut h, &regs, |_| None, &principal(2, 5), 1, Vec::new).unwrap_err().status(), 403);
     }
 }

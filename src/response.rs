@@ -24,7 +24,7 @@ impl ApiError {
     /// so the error type stays a leaf (see the module doc).
     pub fn into_response(self) -> Response<ResponseBody> {
         let mut resp = Response::new(ResponseBody::full(self.body_json()));
-        *resp.status_mut() = self.status;
+        *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (k, v) in self.headers {

@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::ratelimit::RateLimiter;
-use crate::auth::Identity;
+use crate::auth::{Identity, Principal};
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::model::Settings;
 use crate::store::{Store, StoreError};
@@ -55,6 +56,16 @@ impl AppState {
     pub fn session_lifetime(&self) -> Duration {
         humantime::parse_duration(&go_duration_to_humantime(&self.settings().user_session_timeout))
             .unwrap_or(Duration::from_secs(8 * 3600))
+    }
+
+    /// Authenticates a request's credentials, counting a failure by its
+    /// reason. Every authenticated route goes through here (the API router,
+    /// `/metrics`, the Docker proxy), so no path can forget the count.
+    pub fn authenticate(&self, headers: &http::HeaderMap, query: Option<&str>) -> Result<Principal, ApiError> {
+        crate::auth::extract::authenticate(headers, query, &self.identity, &self.jwt).map_err(|f| {
+            self.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+            f.to_error()
+        })
     }
 
     /// The endpoint health checker's view of the state: what it uses and

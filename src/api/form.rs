@@ -351,24 +351,24 @@ mod tests {
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             });
         let e = read_from(Some(MP), Some(5000), None, body, limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(consumed.load(std::sync::atomic::Ordering::Relaxed), 5, "drained");
 
         // Streamed (no length) beyond the limit.
         let big = vec![b'a'; 5000];
         let body = multipart(&[("f", Some("x"), &big)]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
         let e = read_from(Some("application/x-www-form-urlencoded"), None, None, chunks(vec![&big]), limits())
             .await
             .unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
 
         // A value beyond max_value, while a file of that size is fine.
         let v = vec![b'v'; 100];
         let body = multipart(&[("Name", None, &v)]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(e.details.contains("Name"), "{}", e.details);
         let body = multipart(&[("File", Some("f"), &v)]);
         let f = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap();
@@ -378,7 +378,7 @@ mod tests {
         let many: Vec<(&str, Option<&str>, &[u8])> = (0..6).map(|_| ("a", None, &b"1"[..])).collect();
         let body = multipart(&many);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("more than 5 parts"), "{}", e.details);
         let e = read_from(
             Some("application/x-www-form-urlencoded"),
@@ -389,13 +389,13 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
     async fn malformed_bodies_are_400() {
         let e = read_from(Some("multipart/form-data"), None, None, chunks(vec![b"x"]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("boundary"), "{}", e.details);
         let e = read_from(
             Some(MP),
@@ -406,13 +406,13 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let body = multipart(&[("Name", None, &[0xff, 0xfe])]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
         assert!(e.details.contains("UTF-8"), "{}", e.details);
         let failing = futures_util::stream::iter(vec![Err::<Bytes, _>(std::io::Error::other("reset by peer"))]);
         let e = read_from(Some(MP), None, None, failing, limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("reset by peer"), "{}", e.details);
     }
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::docker_route_template;
@@ -40,12 +39,9 @@ pub async fn handle(
     raw_id: &str,
     docker_path: &str,
 ) -> Response<ResponseBody> {
-    let principal = match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+    let principal = match state.authenticate(req.headers(), req.uri().query()) {
         Ok(p) => p,
-        Err(f) => {
-            state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-            return f.to_error().into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let user = AuthedUser(principal.id());
     let mut resp = proxied(state, tunnels, req, raw_id, docker_path, &principal).await;

@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 
 use super::Surface;
 use crate::api::{self, ApiRequest, Match, Policy, Routes};
-use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::proxy::Tunnels;
@@ -168,13 +167,10 @@ async fn route(
             return (method_not_allowed(), "/metrics");
         }
         if state.config.metrics_auth {
-            match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+            match state.authenticate(req.headers(), req.uri().query()) {
                 Ok(p) if p.is_admin() => {}
                 Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
-                Err(f) => {
-                    state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-                    return (f.to_error().into_response(), "/metrics");
-                }
+                Err(e) => return (e.into_response(), "/metrics"),
             }
         }
         return (metrics_response(state), "/metrics");
@@ -207,12 +203,9 @@ async fn route(
     let principal = if policy == Policy::Public {
         None
     } else {
-        match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+        match state.authenticate(req.headers(), req.uri().query()) {
             Ok(p) => Some(p),
-            Err(f) => {
-                state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-                return (f.to_error().into_response(), template);
-            }
+            Err(e) => return (e.into_response(), template),
         }
     };
     if let Some(p) = &principal {
@@ -234,8 +227,8 @@ async fn route(
     let mut resp = match handler(state.clone(), api_req).await {
         Ok(r) => r,
         Err(e) => {
-            if e.status.is_server_error() {
-                tracing::warn!(route = template, status = e.status.as_u16(), message = %e.message, cause = e.internal.as_deref().unwrap_or(""), "request failed");
+            if e.status().is_server_error() {
+                tracing::warn!(route = template, status = e.status().as_u16(), message = %e.message, cause = e.internal.as_deref().unwrap_or(""), "request failed");
             }
             e.into_response()
         }
