@@ -3,17 +3,29 @@
 //! speaks Portainer's HTTP API.
 //!
 //! # Layout
-//! - [`config`]: defaults < TOML file < `BERTH_*` env < flags, validated into [`config::Config`].
-//! - [`server`]: listeners (HTTP, HTTPS, metrics), hyper connection limits, graceful drain.
-//! - [`router`]: classifies each request, authenticates, applies the route policy, logs it.
-//! - [`proxy_route`] → [`proxy`]: the Docker proxy hot path (`/api/endpoints/{id}/docker/*`).
-//! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
-//! - [`endpoints`]: the in-memory endpoint registry and the access rule.
+//! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
+//! `server` → {`api`, `proxy`} → `state` → {`auth`, `endpoints`, `registries`, `stacks`} →
+//! {`connector`, `store`} → leaves.
+//! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits, graceful drain; its
+//!   [`server::router`] classifies each request, authenticates, applies the route policy,
+//!   and writes the access log and request metrics.
+//! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
+//!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels.
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
+//! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
+//! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
+//! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, health checks.
+//! - [`registries`]: container registries and the `X-Registry-Auth` translation.
+//! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
+//! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
 //! - [`store`]: the durable redb store and its records ([`store::model`]).
-//! - [`metrics`]: the app-owned Prometheus registry. [`error`]: Portainer-shaped errors.
-//! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
+//! - Leaves: [`config`] (defaults < TOML file < `BERTH_*` env < flags, validated),
+//!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
+//!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
+//!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses).
+//! - [`response`]: turns an [`error::ApiError`] into a response; the response extensions the
+//!   access log reads.
 //! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
 pub mod api;
@@ -34,6 +46,7 @@ pub mod server;
 pub mod stacks;
 pub mod state;
 pub mod store;
+pub mod table;
 pub mod testkit;
 
 use std::sync::Arc;
@@ -118,16 +131,7 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         .store
         .write(move |tx| {
             let id = tx.next_id(store::USERS)?;
-            let u = store::model::User {
-                id,
-                username: "admin".into(),
-                password_hash: hash,
-                role: store::model::ROLE_ADMIN,
-                token_issue_at: 0,
-                token_generation: 0,
-                theme_color: String::new(),
-                use_cache: true,
-            };
+            let u = store::model::User::new(id, "admin", hash, store::model::ROLE_ADMIN);
             tx.put(store::USERS, id, &u)?;
             Ok(u)
         })
