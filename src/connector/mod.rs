@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::UpstreamBody;
+use crate::body::{BoxError, UpstreamBody};
 use pool::{Pool, Sender};
 use transport::Transport;
 
@@ -73,22 +73,22 @@ pub enum UpstreamError {
     /// Any failure to establish the connection other than a timeout: refused,
     /// no such socket, permission denied, unreachable, DNS failure.
     #[error("{0}")]
-    ConnectRefused(String),
+    ConnectRefused(#[source] Cause),
     #[error("timed out connecting to the Docker host")]
     ConnectTimeout,
     /// TLS configuration or handshake failure.
     #[error("{0}")]
-    Tls(String),
+    Tls(#[source] Cause),
     /// The connection failed after it was established.
     #[error("{0}")]
-    Io(String),
+    Io(#[source] Cause),
     /// The total timeout of `ping`/`get_json` elapsed.
     #[error("the Docker host did not answer in time")]
     Timeout,
     #[error("the Docker host answered with HTTP status {0}")]
     BadStatus(u16),
     #[error("the Docker host answered with invalid JSON: {0}")]
-    BadJson(String),
+    BadJson(#[source] serde_json::Error),
     #[error("the Docker host's answer exceeds {0} bytes")]
     TooLarge(usize),
     /// A request we were asked to build is not valid HTTP (bad path).
@@ -105,6 +105,43 @@ impl UpstreamError {
     /// True when nothing could be sent because no connection was made.
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::ConnectRefused(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_))
+    }
+}
+
+/// A failure in Berth's words (shown to users as is), with the error that
+/// caused it when there is one: callers and logs can still reach the
+/// underlying `io::Error` or `hyper::Error` through `source()`.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl Cause {
+    pub fn new(message: impl Into<String>) -> Cause {
+        Cause { message: message.into(), source: None }
+    }
+
+    pub fn with(message: impl Into<String>, source: impl Into<BoxError>) -> Cause {
+        Cause { message: message.into(), source: Some(source.into()) }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        Cause::new(message)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -218,7 +255,10 @@ impl Upstream {
                     // the request was never written, so retrying is safe. A
                     // fresh connection is not retried: the host is failing.
                     Some(back) if reused => req = back,
-                    _ => return Err(UpstreamError::Io(describe(err.error()))),
+                    _ => {
+                        let e = err.into_error();
+                        return Err(UpstreamError::Io(Cause::with(describe(&e), e)));
+                    }
                 },
             }
         }
@@ -229,7 +269,7 @@ impl Upstream {
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| UpstreamError::Io(describe(&e)))?;
+            .map_err(|e| UpstreamError::Io(Cause::with(describe(&e), e)))?;
         self.inner.open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenGuard(self.inner.open.clone());
         tokio::spawn(async move {
@@ -307,7 +347,7 @@ impl Upstream {
                 return Err(UpstreamError::BadStatus(status.as_u16()));
             }
             let body = read_limited(resp.into_body(), max_bytes).await?;
-            serde_json::from_slice(&body).map_err(|e| UpstreamError::BadJson(e.to_string()))
+            serde_json::from_slice(&body).map_err(UpstreamError::BadJson)
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
     }
@@ -317,6 +357,6 @@ async fn read_limited(body: Incoming, max: usize) -> Result<Bytes, UpstreamError
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(UpstreamError::TooLarge(max)),
-        Err(e) => Err(UpstreamError::Io(describe(&*e))),
+        Err(e) => Err(UpstreamError::Io(Cause::with(describe(&*e), e))),
     }
 }
