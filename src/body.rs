@@ -3,19 +3,24 @@
 //! through frame by frame without buffering.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::deadline::IdleDeadline;
+
 /// Polls a relayed body for its next frame, adding the frame's data bytes
 /// to `counter` (one atomic add per frame, no copy).
-fn poll_counted(
-    body: &mut Incoming,
+fn poll_counted<B: Body<Data = Bytes> + Unpin>(
+    body: &mut B,
     counter: &prometheus::IntCounter,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
     let r = Pin::new(body).poll_frame(cx);
     if let Poll::Ready(Some(Ok(f))) = &r {
         if let Some(d) = f.data_ref() {
@@ -91,26 +96,152 @@ impl ResponseBody {
     }
 }
 
+/// A request body that stalled: no data for longer than the body read
+/// timeout (`--body-read-timeout`, nginx's `client_body_timeout`). Found in
+/// an error's source chain, it turns the answer into a 408.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client sent no request body data for {}", humantime::format_duration(self.0))
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+impl BodyTimeout {
+    /// The stalled body in `e`'s source chain, if that is what `e` is about.
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<BodyTimeout> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(t) = err.downcast_ref::<BodyTimeout>() {
+                return Some(*t);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// The client's request body, wherever Berth reads or forwards it, with an
+/// idle deadline between reads. The timer is armed only the first time the
+/// body has to wait for the network, so a body that arrived with its
+/// headers (or an empty one) never touches it; afterwards each wait that
+/// follows new data pushes the deadline out, which tokio does with an
+/// atomic store rather than a timer-wheel operation.
+pub struct ClientBody {
+    inner: Incoming,
+    deadline: IdleDeadline,
+    timed_out: bool,
+    sent: Option<SentFlag>,
+}
+
+impl ClientBody {
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
+        ClientBody { inner, deadline: IdleDeadline::new(idle), timed_out: false, sent: None }
+    }
+
+    /// A flag raised when this body has ended (read whole, failed or
+    /// dropped); `None` when it already has, which costs nothing.
+    pub fn sent_flag(&mut self) -> Option<SentFlag> {
+        if self.is_end_stream() {
+            return None;
+        }
+        Some(self.sent.get_or_insert_with(SentFlag::default).clone())
+    }
+
+    fn ended(&self) {
+        if let Some(f) = &self.sent {
+            f.set();
+        }
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let idle = this.deadline.idle();
+        if this.timed_out {
+            return Poll::Ready(Some(Err(BodyTimeout(idle).into())));
+        }
+        if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.deadline.progress();
+            if matches!(r, None | Some(Err(_))) {
+                this.ended();
+            }
+            return Poll::Ready(r.map(|r| r.map_err(BoxError::from)));
+        }
+        if this.deadline.poll_stalled(cx).is_ready() {
+            this.timed_out = true;
+            this.ended();
+            return Poll::Ready(Some(Err(BodyTimeout(idle).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.timed_out && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Raised once a body sent to a Docker host has ended, so the
+/// response-header timeout can count from there: an upload that takes
+/// longer than the timeout is not a silent host.
+#[derive(Clone, Default)]
+pub struct SentFlag(Arc<AtomicBool>);
+
+impl SentFlag {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The body sent to a Docker host: nothing (pings, GETs we originate), bytes
 /// we built, or the client's own request body streamed through untouched.
 pub enum UpstreamBody {
     Full(Option<Bytes>),
-    Stream(Incoming),
+    Stream(ClientBody),
     /// The client's body, its bytes added to a counter as they pass.
-    Counted(Incoming, prometheus::IntCounter),
+    Counted(ClientBody, prometheus::IntCounter),
 }
 
 impl UpstreamBody {
     pub fn empty() -> Self {
         UpstreamBody::Full(None)
     }
+
+    /// See [`ClientBody::sent_flag`]; bodies Berth built are sent at once.
+    pub fn sent_flag(&mut self) -> Option<SentFlag> {
+        match self {
+            UpstreamBody::Full(_) => None,
+            UpstreamBody::Stream(s) | UpstreamBody::Counted(s, _) => s.sent_flag(),
+        }
+    }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UpstreamBody::Stream(s) => Pin::new(s).poll_frame(cx),

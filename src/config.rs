@@ -27,6 +27,10 @@ pub mod defaults {
     pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
     pub const MAX_CONNECTIONS: usize = 20_000;
     pub const DRAIN_TIMEOUT: &str = "30s";
+    pub const BODY_READ_TIMEOUT: &str = "60s";
+    pub const SEND_TIMEOUT: &str = "60s";
+    pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+    pub const STORE_LOCK_TIMEOUT: &str = "10s";
     pub const LOG_LEVEL: &str = "info";
     pub const LOG_FORMAT: &str = "text";
     pub const ADMIN_INIT_WINDOW: &str = "5m";
@@ -36,6 +40,9 @@ pub mod defaults {
     pub const PING_TIMEOUT: &str = "5s";
     pub const POOL_IDLE_TIMEOUT: &str = "90s";
     pub const POOL_MAX_IDLE: usize = 128;
+    pub const RESPONSE_HEADER_TIMEOUT: &str = "5m";
+    pub const BREAKER_FAILURES: u32 = 5;
+    pub const BREAKER_COOLDOWN: &str = "10s";
     pub const MAX_TUNNELS: usize = 20_000;
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
@@ -108,6 +115,18 @@ pub struct Cli {
     /// Time in-flight requests and tunnels get to finish on SIGTERM/SIGINT
     #[arg(long = "drain-timeout", env = "BERTH_DRAIN_TIMEOUT", value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Longest wait between two reads of a request body (408, or the connection closes, beyond)
+    #[arg(long = "body-read-timeout", env = "BERTH_BODY_READ_TIMEOUT", value_name = "DURATION")]
+    pub body_read_timeout: Option<String>,
+    /// Longest a client may leave a response unread (the connection closes beyond)
+    #[arg(long = "send-timeout", env = "BERTH_SEND_TIMEOUT", value_name = "DURATION")]
+    pub send_timeout: Option<String>,
+    /// Most connections open at once from one client address (IPv6: one /64)
+    #[arg(long = "max-connections-per-ip", env = "BERTH_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<String>,
+    /// How long start-up waits for a store locked by another process
+    #[arg(long = "store-lock-timeout", env = "BERTH_STORE_LOCK_TIMEOUT", value_name = "DURATION")]
+    pub store_lock_timeout: Option<String>,
     /// Whether GET /metrics needs an admin credential
     #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
     pub metrics_auth: Option<String>,
@@ -144,6 +163,15 @@ pub struct Cli {
     /// Most idle pooled connections kept per Docker host
     #[arg(long = "pool-max-idle", env = "BERTH_POOL_MAX_IDLE", value_name = "N")]
     pub pool_max_idle: Option<String>,
+    /// Time a Docker host has to start its answer once the request is sent (504 beyond)
+    #[arg(long = "response-header-timeout", env = "BERTH_RESPONSE_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub response_header_timeout: Option<String>,
+    /// Consecutive connect failures after which a Docker host gets 503s without dialling (0: never)
+    #[arg(long = "breaker-failures", env = "BERTH_BREAKER_FAILURES", value_name = "N")]
+    pub breaker_failures: Option<String>,
+    /// Time an open circuit breaker waits before letting one trial request through
+    #[arg(long = "breaker-cooldown", env = "BERTH_BREAKER_COOLDOWN", value_name = "DURATION")]
+    pub breaker_cooldown: Option<String>,
     /// Most hijacked tunnels (attach/exec/websocket) open at once
     #[arg(long = "max-tunnels", env = "BERTH_MAX_TUNNELS", value_name = "N")]
     pub max_tunnels: Option<String>,
@@ -214,6 +242,10 @@ pub struct FileServer {
     pub max_upload_body: Option<usize>,
     pub max_connections: Option<usize>,
     pub drain_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub send_timeout: Option<String>,
+    pub max_connections_per_ip: Option<usize>,
+    pub store_lock_timeout: Option<String>,
     pub metrics_auth: Option<bool>,
     pub metrics_bind: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
@@ -238,6 +270,9 @@ pub struct FileDocker {
     pub ping_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle: Option<usize>,
+    pub response_header_timeout: Option<String>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<String>,
     pub max_tunnels: Option<usize>,
     pub health_interval: Option<String>,
     pub health_timeout: Option<String>,
@@ -287,6 +322,10 @@ pub struct Config {
     pub max_upload_body: usize,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    pub store_lock_timeout: Duration,
     pub metrics_auth: bool,
     pub metrics_bind: Option<SocketAddr>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -299,6 +338,9 @@ pub struct Config {
     pub ping_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    pub response_header_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
     pub max_tunnels: usize,
     pub health_interval: Duration,
     pub health_timeout: Duration,
@@ -448,6 +490,21 @@ impl Config {
         let max_connections = p.positive("max_connections", max_connections);
         let drain_timeout =
             p.dur("drain_timeout", &cli.drain_timeout.or(s.drain_timeout).unwrap_or_else(|| d::DRAIN_TIMEOUT.into()));
+        let body_read_timeout = p.dur(
+            "body_read_timeout",
+            &cli.body_read_timeout.or(s.body_read_timeout).unwrap_or_else(|| d::BODY_READ_TIMEOUT.into()),
+        );
+        let send_timeout =
+            p.dur("send_timeout", &cli.send_timeout.or(s.send_timeout).unwrap_or_else(|| d::SEND_TIMEOUT.into()));
+        let max_connections_per_ip = p
+            .parse("max_connections_per_ip", cli.max_connections_per_ip)
+            .or(s.max_connections_per_ip)
+            .unwrap_or(d::MAX_CONNECTIONS_PER_IP);
+        let max_connections_per_ip = p.positive("max_connections_per_ip", max_connections_per_ip);
+        let store_lock_timeout = p.dur(
+            "store_lock_timeout",
+            &cli.store_lock_timeout.or(s.store_lock_timeout).unwrap_or_else(|| d::STORE_LOCK_TIMEOUT.into()),
+        );
         let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(false);
         let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
         let mut trusted_proxies = Vec::new();
@@ -484,6 +541,18 @@ impl Config {
             &cli.pool_idle_timeout.or(k.pool_idle_timeout).unwrap_or_else(|| d::POOL_IDLE_TIMEOUT.into()),
         );
         let pool_max_idle = p.parse("pool_max_idle", cli.pool_max_idle).or(k.pool_max_idle).unwrap_or(d::POOL_MAX_IDLE);
+        let response_header_timeout = p.dur(
+            "response_header_timeout",
+            &cli.response_header_timeout
+                .or(k.response_header_timeout)
+                .unwrap_or_else(|| d::RESPONSE_HEADER_TIMEOUT.into()),
+        );
+        let breaker_failures =
+            p.parse("breaker_failures", cli.breaker_failures).or(k.breaker_failures).unwrap_or(d::BREAKER_FAILURES);
+        let breaker_cooldown = p.dur(
+            "breaker_cooldown",
+            &cli.breaker_cooldown.or(k.breaker_cooldown).unwrap_or_else(|| d::BREAKER_COOLDOWN.into()),
+        );
         let max_tunnels = p.parse("max_tunnels", cli.max_tunnels).or(k.max_tunnels).unwrap_or(d::MAX_TUNNELS);
         let max_tunnels = p.positive("max_tunnels", max_tunnels);
         let health_interval = p.dur(
@@ -529,6 +598,10 @@ impl Config {
             ("stack_deploy_timeout", stack_deploy_timeout),
             ("git_clone_timeout", git_clone_timeout),
             ("header_read_timeout", header_read_timeout),
+            ("body_read_timeout", body_read_timeout),
+            ("send_timeout", send_timeout),
+            ("response_header_timeout", response_header_timeout),
+            ("breaker_cooldown", breaker_cooldown),
             ("connect_timeout", connect_timeout),
             ("ping_timeout", ping_timeout),
             ("health_interval", health_interval),
@@ -561,6 +634,10 @@ impl Config {
             max_upload_body,
             max_connections,
             drain_timeout,
+            body_read_timeout,
+            send_timeout,
+            max_connections_per_ip,
+            store_lock_timeout,
             metrics_auth,
             metrics_bind,
             trusted_proxies,
@@ -573,6 +650,9 @@ impl Config {
             ping_timeout,
             pool_idle_timeout,
             pool_max_idle,
+            response_header_timeout,
+            breaker_failures,
+            breaker_cooldown,
             max_tunnels,
             health_interval,
             health_timeout,

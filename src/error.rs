@@ -29,6 +29,9 @@ pub enum ErrorKind {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client stopped sending its request body.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("conflict")]
     Conflict,
     #[error("payload too large")]
@@ -43,6 +46,9 @@ pub enum ErrorKind {
     /// A failure of Berth itself.
     #[error("internal error")]
     Internal,
+    /// A request feature Berth does not support (an unknown method).
+    #[error("not implemented")]
+    NotImplemented,
     /// A Docker host could not be reached or broke the connection.
     #[error("bad gateway")]
     BadGateway,
@@ -64,12 +70,14 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::InvalidCredentials => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -83,19 +91,21 @@ impl ErrorKind {
     }
 
     /// Every kind, for [`ErrorKind::from_status`] and the tests.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Redirect,
         ErrorKind::BadRequest,
         ErrorKind::Unauthorized,
         ErrorKind::Forbidden,
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
+        ErrorKind::RequestTimeout,
         ErrorKind::Conflict,
         ErrorKind::PayloadTooLarge,
         ErrorKind::InvalidCredentials,
         ErrorKind::TooManyRequests,
         ErrorKind::HeaderFieldsTooLarge,
         ErrorKind::Internal,
+        ErrorKind::NotImplemented,
         ErrorKind::BadGateway,
         ErrorKind::Unavailable,
         ErrorKind::GatewayTimeout,
@@ -297,6 +307,12 @@ mod tests {
         405,
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "")
     );
+    kind_test!(
+        request_timeout_is_408,
+        RequestTimeout,
+        408,
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout", "no data for 30s")
+    );
     kind_test!(conflict_is_409, Conflict, 409, ApiError::conflict("Name taken", "exists"));
     kind_test!(
         payload_too_large_is_413,
@@ -323,6 +339,12 @@ mod tests {
         ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Request header fields too large", "")
     );
     kind_test!(internal_is_500, Internal, 500, ApiError::internal("Unable to persist", "disk on fire"));
+    kind_test!(
+        not_implemented_is_501,
+        NotImplemented,
+        501,
+        ApiError::new(StatusCode::NOT_IMPLEMENTED, "Method not implemented", "")
+    );
     kind_test!(
         bad_gateway_is_502,
         BadGateway,

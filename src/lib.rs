@@ -4,11 +4,12 @@
 //!
 //! # Layout
 //! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
-//! `server` → {`api`, `proxy`} → `state` → {`auth`, `endpoints`, `registries`, `stacks`} →
+//! `server` → {`api`, `proxy`} → `state` → {`access`, `auth`, `endpoints`, `registries`, `stacks`} →
 //! {`connector`, `store`} → leaves.
-//! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits, graceful drain; its
-//!   [`server::router`] classifies each request, authenticates, applies the route policy,
-//!   and writes the access log and request metrics.
+//! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
+//!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
+//!   classifies each request, authenticates, applies the route policy, and writes the access
+//!   log and request metrics.
 //! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
 //!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels.
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
@@ -17,23 +18,28 @@
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
 //! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, health checks.
 //! - [`registries`]: container registries and the `X-Registry-Auth` translation.
+//! - [`access`]: restricted access for standard users through the Docker proxy: a pure
+//!   policy the proxy asks (issue 14); it imports only the store's records.
 //! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
 //! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
 //! - [`store`]: the durable redb store and its records ([`store::model`]).
 //! - Leaves: [`config`] (defaults < TOML file < `BERTH_*` env < flags, validated),
 //!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
 //!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
-//!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses).
+//!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
+//!   [`deadline`] (idle timeouts for bodies and client writes).
 //! - [`response`]: turns an [`error::ApiError`] into a response; the response extensions the
 //!   access log reads.
 //! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod background;
 pub mod body;
 pub mod config;
 pub mod connector;
+pub mod deadline;
 pub mod docker_url;
 pub mod endpoints;
 pub mod error;
@@ -65,7 +71,7 @@ use crate::store::Store;
 pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<AppState>> {
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating data directory {}", config.data.display()))?;
-    let store = Store::open(&config.data)?;
+    let store = Store::open_waiting(&config.data, config.store_lock_timeout).await?;
     let identity = auth::Identity::load(&store)?;
     let secret_path = config.jwt_secret_file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
     let jwt = auth::jwt::JwtKeys::load_or_create(&secret_path)

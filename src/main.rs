@@ -81,7 +81,14 @@ fn main() -> ExitCode {
         }
     };
     let code = match rt.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ended::Drained) => ExitCode::SUCCESS,
+        Ok(Ended::Forced(signo)) => {
+            // Whatever still runs (in-flight requests, tunnels, a store
+            // commit on the blocking pool) is abandoned, not waited for.
+            rt.shutdown_background();
+            drop(log_guard);
+            return ExitCode::from(128 + signo);
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("berth: {e:#}");
@@ -94,23 +101,61 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let state = berth::build_state(config, shutdown.clone()).await?;
-    let listeners = berth::Listeners::bind(&state.config).await?;
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        shutdown.cancel();
-    });
-    berth::run(state, listeners).await
+/// How the server stopped.
+enum Ended {
+    /// After the graceful drain.
+    Drained,
+    /// A second SIGINT/SIGTERM during the drain: exit at once with
+    /// 128 + that signal's number, as a shell reports a signal death.
+    Forced(u8),
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+async fn run(config: Config) -> anyhow::Result<Ended> {
+    let shutdown = CancellationToken::new();
+    // Installed before the (possibly long) store wait, so a signal then is
+    // not the default "die at once".
+    let mut signals = Signals::install()?;
+    let state = tokio::select! {
+        r = berth::build_state(config, shutdown.clone()) => r?,
+        signo = signals.next() => return Ok(Ended::Forced(signo)),
+    };
+    let listeners = berth::Listeners::bind(&state.config).await?;
+    let (force_tx, force_rx) = tokio::sync::oneshot::channel::<u8>();
+    tokio::spawn(async move {
+        signals.next().await;
+        shutdown.cancel();
+        let signo = signals.next().await;
+        tracing::warn!("second signal during the drain: exiting without waiting for open requests and tunnels");
+        let _ = force_tx.send(signo);
+    });
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+        r = berth::run(state, listeners) => r.map(|()| Ended::Drained),
+        Ok(signo) = force_rx => Ok(Ended::Forced(signo)),
+    }
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// The next SIGTERM or SIGINT; returns its number.
+    async fn next(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.term.recv() => {
+                tracing::info!("SIGTERM received");
+                libc::SIGTERM as u8
+            }
+            _ = self.int.recv() => {
+                tracing::info!("SIGINT received");
+                libc::SIGINT as u8
+            }
+        }
     }
 }

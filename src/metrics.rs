@@ -29,6 +29,8 @@ pub const HEALTH_DURATION: &str = "berth_endpoint_check_duration_seconds";
 pub const HEALTH_FAILURES: &str = "berth_endpoint_check_failures_total";
 pub const CONNECTIONS_OPEN: &str = "berth_connections_open";
 pub const POOL_CONNECTIONS: &str = "berth_upstream_pool_connections";
+pub const BREAKER_STATE: &str = "berth_upstream_breaker_state";
+pub const CONNECTIONS_REFUSED: &str = "berth_connections_refused_total";
 pub const STACK_DEPLOYS: &str = "berth_stack_deploys_total";
 pub const STACK_DEPLOY_DURATION: &str = "berth_stack_deploy_duration_seconds";
 
@@ -59,6 +61,10 @@ pub struct Metrics {
     pub health_failures: IntCounterVec,
     pub connections_open: IntGauge,
     pub pool_connections: IntGaugeVec,
+    /// Each Docker host's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
+    /// Client connections closed at once by a connection limit.
+    pub connections_refused: IntCounterVec,
     /// Stack operations by type (swarm/compose), method (string, file,
     /// repository, update, redeploy, start, stop, remove, rollback) and
     /// outcome (ok, error, timeout).
@@ -184,6 +190,22 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            breaker_state: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(BREAKER_STATE, "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open"),
+                    &["endpoint"],
+                )
+                .unwrap(),
+            ),
+            connections_refused: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(CONNECTIONS_REFUSED, "Client connections closed at once by a connection limit"),
+                    &["limit"],
+                )
+                .unwrap(),
+            ),
             stack_deploys: reg(
                 &r,
                 IntCounterVec::new(
@@ -228,6 +250,7 @@ impl Metrics {
         let _ = self.health_duration.remove_label_values(&[id]);
         let _ = self.pool_connections.remove_label_values(&[id, "idle"]);
         let _ = self.pool_connections.remove_label_values(&[id, "open"]);
+        let _ = self.breaker_state.remove_label_values(&[id]);
         if let Ok(n) = id.parse::<u64>() {
             self.proxy_series.remove(&n);
         }

@@ -40,7 +40,8 @@ fn assert_endpoint_shape(v: &Value, name: &str, url: &str) {
     assert_eq!(v["EdgeCheckinInterval"], 0, "{v}");
     assert_eq!(v["Agent"], json!({"Version": ""}), "{v}");
     assert_eq!(v["SecuritySettings"]["allowVolumeBrowserForRegularUsers"], false, "{v}");
-    assert_eq!(v["SecuritySettings"]["allowBindMountsForRegularUsers"], true, "{v}");
+    // Berth's secure default: standard users get nothing until an admin allows it.
+    assert_eq!(v["SecuritySettings"]["allowBindMountsForRegularUsers"], false, "{v}");
     assert!(v["Snapshots"].is_array(), "{v}");
 }
 
@@ -698,7 +699,7 @@ async fn groups_and_tags_follow_their_endpoints() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["SecuritySettings"]["allowBindMountsForRegularUsers"], false);
     assert_eq!(v["SecuritySettings"]["enableHostManagementFeatures"], true);
-    assert_eq!(v["SecuritySettings"]["allowPrivilegedModeForRegularUsers"], true, "untouched flags keep their value");
+    assert_eq!(v["SecuritySettings"]["allowPrivilegedModeForRegularUsers"], false, "untouched flags keep their value");
 
     // Deleting: single, then bulk with a partial failure.
     let (s, _) = d.delete(&format!("/api/endpoints/{e1}"), t).await;

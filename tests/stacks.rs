@@ -801,6 +801,20 @@ async fn standard_users_own_their_stacks() {
     let policies = json!({ids[0].to_string(): {"RoleId": 0}, ids[1].to_string(): {"RoleId": 0}});
     let (s, v) = d.put_json(&format!("/api/endpoints/{eid}"), a, &json!({"UserAccessPolicies": policies})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // A new endpoint denies standard users everything: restore Portainer's defaults.
+    let all: serde_json::Map<String, Value> = [
+        "StackManagement",
+        "BindMounts",
+        "PrivilegedMode",
+        "HostNamespace",
+        "DeviceMapping",
+        "ContainerCapabilities",
+        "SysctlSetting",
+    ]
+    .iter()
+    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
+    .collect();
+    assert_eq!(d.put_json(&format!("/api/endpoints/{eid}/settings"), a, &Value::Object(all)).await.0, StatusCode::OK);
     let alice = d.login("alice", "alice-password-12").await;
     let bob = d.login("bob", "bob-password-12").await;
     let carol = d.login("carol", "carol-password-12").await;

@@ -193,6 +193,9 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn read_err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
     let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+    if crate::body::BodyTimeout::find(&*e).is_some() {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout", e.to_string());
+    }
     ApiError::bad_request("Invalid request payload", format!("unable to read body: {e}"))
 }
 
@@ -215,7 +218,10 @@ where
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.try_next().await.map_err(read_err)? {
         if buf.len() + chunk.len() > limit {
-            drain(body.as_mut(), limit as u64 + DRAIN_CAP).await;
+            // Only a chunked body gets here (hyper holds a declared length
+            // to its word), and its size is unknown: cut it at the cap as
+            // it streams rather than read megabytes more; the 413 closes
+            // the connection.
             return Err(over());
         }
         buf.extend_from_slice(&chunk);

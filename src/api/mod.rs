@@ -22,7 +22,6 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
@@ -59,7 +58,7 @@ pub struct Route {
 /// The request as handlers see it.
 pub struct ApiRequest {
     pub parts: http::request::Parts,
-    pub body: Option<Incoming>,
+    pub body: Option<crate::body::ClientBody>,
     pub params: Vec<(String, String)>,
     pub principal: Option<Principal>,
     pub client_ip: IpAddr,

@@ -122,13 +122,15 @@ pub async fn admin_init(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
             return Err(ApiError::forbidden("Access denied", "A valid X-Berth-Setup-Token header is required"));
         }
     }
+    // Before the body is read: once an admin exists nothing here needs it,
+    // and an unauthenticated client must not make Berth wait for it.
+    if state.identity.admin_count() > 0 {
+        return Err(admin_exists());
+    }
     let body: Credentials = req.json().await?;
     validate_username(&body.username)?;
     if body.password.is_empty() {
         return Err(ApiError::invalid_payload("Invalid password"));
-    }
-    if state.identity.admin_count() > 0 {
-        return Err(admin_exists());
     }
     check_password_length(&state, &body.password)?;
     let hash = password::hash(body.password, state.config.bcrypt_cost).await?;

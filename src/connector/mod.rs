@@ -11,6 +11,7 @@
 //! attach/exec `101` responses can be hijacked) and requests carry no total
 //! timeout (a `logs -f` may last days).
 
+mod breaker;
 mod pool;
 mod tls;
 mod transport;
@@ -30,11 +31,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{BoxError, UpstreamBody};
+use crate::body::{BodyTimeout, BoxError, SentFlag, UpstreamBody};
+use breaker::{Admit, Breaker};
 use pool::{Pool, Sender};
 use transport::Transport;
 
 pub use crate::docker_url::DockerUrl;
+pub use breaker::BreakerState;
 pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
@@ -54,6 +57,14 @@ pub struct ConnectorSettings {
     pub pool_idle_timeout: Duration,
     /// Zero disables keep-alive pooling.
     pub pool_max_idle_per_host: usize,
+    /// Time the host has to send response headers once the request (body
+    /// included) is sent; streams send theirs at once.
+    pub response_header_timeout: Duration,
+    /// Consecutive connect failures that open the circuit breaker; zero
+    /// disables it.
+    pub breaker_failures: u32,
+    /// Time an open breaker waits before one trial dial.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for ConnectorSettings {
@@ -62,6 +73,9 @@ impl Default for ConnectorSettings {
             connect_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            response_header_timeout: Duration::from_secs(300),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +90,15 @@ pub enum UpstreamError {
     ConnectRefused(#[source] Cause),
     #[error("timed out connecting to the Docker host")]
     ConnectTimeout,
+    /// The circuit breaker is open: recent connection attempts all failed.
+    #[error("the last {0} attempts to connect failed; the next attempt is made after a pause")]
+    CircuitOpen(u32),
+    /// The request was sent but no response headers came in time.
+    #[error("the Docker host sent no answer within {}", humantime::format_duration(*.0))]
+    ResponseTimeout(Duration),
+    /// The client's request body stalled while it was being forwarded.
+    #[error("{0}")]
+    ClientBody(BodyTimeout),
     /// TLS configuration or handshake failure.
     #[error("{0}")]
     Tls(#[source] Cause),
@@ -99,12 +122,18 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// The proxy answers 504 for these and 502 for every other failure.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, UpstreamError::ConnectTimeout | UpstreamError::Timeout)
+        matches!(self, UpstreamError::ConnectTimeout | UpstreamError::Timeout | UpstreamError::ResponseTimeout(_))
     }
 
     /// True when nothing could be sent because no connection was made.
     pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::ConnectRefused(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_))
+        matches!(
+            self,
+            UpstreamError::ConnectRefused(_)
+                | UpstreamError::ConnectTimeout
+                | UpstreamError::Tls(_)
+                | UpstreamError::CircuitOpen(_)
+        )
     }
 }
 
@@ -169,6 +198,8 @@ struct Inner {
     /// Connections whose task is alive (idle or busy); upgraded ones leave
     /// the count when hyper hands their socket to a tunnel.
     open: Arc<AtomicUsize>,
+    breaker: Breaker,
+    response_header_timeout: Duration,
 }
 
 /// One per endpoint; owns the endpoint's connection pool. Cheap to clone.
@@ -206,6 +237,8 @@ impl Upstream {
                 transport,
                 pool: Arc::new(Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_host)),
                 open: Arc::new(AtomicUsize::new(0)),
+                breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
+                response_header_timeout: settings.response_header_timeout,
             }),
         })
     }
@@ -225,6 +258,11 @@ impl Upstream {
         self.inner.open.load(Ordering::Relaxed)
     }
 
+    /// The circuit breaker's state (for a gauge).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
     /// Sends one request. `req.uri()` is origin-form (`/v1.41/containers/json?all=1`);
     /// the Host header and HTTP version are set here. No total timeout is
     /// applied: the response body may legitimately stream for days. Dropping
@@ -240,12 +278,18 @@ impl Upstream {
             *req.uri_mut() = pq.map(Uri::from).unwrap_or_else(|| Uri::from_static("/"));
         }
 
+        let sent = req.body_mut().sent_flag();
         loop {
             let (mut tx, reused) = match self.inner.pool.checkout() {
                 Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+                None => (self.dial().await?, false),
             };
-            match tx.try_send_request(req).await {
+            let answer = match self.await_head(tx.try_send_request(req), sent.as_ref()).await {
+                Some(answer) => answer,
+                // Dropping the exchange closes that connection.
+                None => return Err(UpstreamError::ResponseTimeout(self.inner.response_header_timeout)),
+            };
+            match answer {
                 Ok(resp) => {
                     self.recycle(tx);
                     return Ok(resp);
@@ -257,11 +301,68 @@ impl Upstream {
                     Some(back) if reused => req = back,
                     _ => {
                         let e = err.into_error();
+                        if let Some(t) = BodyTimeout::find(&e) {
+                            return Err(UpstreamError::ClientBody(t));
+                        }
                         return Err(UpstreamError::Io(Cause::with(describe(&e), e)));
                     }
                 },
             }
         }
+    }
+
+    /// Waits for the response head, for at most the response-header timeout
+    /// counted from when the request body has been sent: while the client's
+    /// upload is still flowing (its own idle timeout guards it), the wait
+    /// is extended, and once more after it ended, so a host always gets at
+    /// least the full timeout after the last byte. `None` on timeout.
+    async fn await_head<F: std::future::Future>(&self, exchange: F, sent: Option<&SentFlag>) -> Option<F::Output> {
+        let period = self.inner.response_header_timeout;
+        let deadline = tokio::time::sleep(period);
+        tokio::pin!(exchange, deadline);
+        let mut was_uploading = false;
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut exchange => return Some(r),
+                () = &mut deadline => {
+                    let uploading = sent.is_some_and(|f| !f.is_set());
+                    if !uploading && !was_uploading {
+                        return None;
+                    }
+                    was_uploading = uploading;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + period);
+                }
+            }
+        }
+    }
+
+    /// A new connection, unless the circuit breaker says the host is down.
+    async fn dial(&self) -> Result<Sender, UpstreamError> {
+        let breaker = &self.inner.breaker;
+        let admitted = breaker.admit();
+        if admitted == Admit::Refuse {
+            return Err(UpstreamError::CircuitOpen(breaker.threshold()));
+        }
+        // A trial whose request is dropped mid-dial must not keep the
+        // breaker half-open with nobody trying.
+        struct Abandon<'a>(&'a Breaker, Admit, bool);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.abandon(self.1);
+                }
+            }
+        }
+        let mut guard = Abandon(breaker, admitted, false);
+        let r = self.connect().await;
+        guard.2 = true;
+        match &r {
+            Ok(_) => breaker.success(admitted),
+            Err(e) if e.is_connect() => breaker.failure(admitted),
+            Err(_) => breaker.abandon(admitted),
+        }
+        r
     }
 
     async fn connect(&self) -> Result<Sender, UpstreamError> {

@@ -18,6 +18,7 @@ fn settings() -> ConnectorSettings {
         connect_timeout: Duration::from_secs(2),
         pool_idle_timeout: Duration::from_secs(30),
         pool_max_idle_per_host: 4,
+        ..ConnectorSettings::default()
     }
 }
 

@@ -42,13 +42,15 @@ mod tunnel;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{ResponseBody, UpstreamBody};
+use crate::body::{ClientBody, ResponseBody, UpstreamBody};
 use crate::connector::{Upstream, UpstreamError};
 use crate::error::ApiError;
 
@@ -69,6 +71,12 @@ pub enum ProxyFailure {
     Unreachable,
     /// Connecting took longer than the connect timeout (504).
     ConnectTimeout,
+    /// The host's circuit breaker is open: no dial was made (503).
+    CircuitOpen,
+    /// The request was sent and no response headers came in time (504).
+    ResponseTimeout,
+    /// The client's request body stalled past the body read timeout (408).
+    ClientBodyTimeout,
     /// The connection broke after it was established, before response headers (502).
     Upstream,
     /// The host answered 101 to a request that did not ask to upgrade (502).
@@ -83,6 +91,9 @@ impl ProxyFailure {
             ProxyFailure::TunnelLimit => "tunnel_limit",
             ProxyFailure::Unreachable => "unreachable",
             ProxyFailure::ConnectTimeout => "timeout",
+            ProxyFailure::CircuitOpen => "circuit_open",
+            ProxyFailure::ResponseTimeout => "response_timeout",
+            ProxyFailure::ClientBodyTimeout => "client_body_timeout",
             ProxyFailure::Upstream => "upstream",
             ProxyFailure::Protocol => "protocol",
         }
@@ -102,6 +113,8 @@ pub struct ProxyTarget<'a> {
     pub tunnels: &'a Tunnels,
     /// Counts the request body bytes sent to the host, when metrics want them.
     pub bytes_in: Option<prometheus::IntCounter>,
+    /// Longest pause allowed between two reads of the client's body.
+    pub body_read_timeout: Duration,
 }
 
 /// `docker_path_and_query` is what remains of the request target after
@@ -155,6 +168,7 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     parts.uri = uri;
     parts.extensions.clear();
+    let body = ClientBody::new(body, target.body_read_timeout);
     let body = match target.bytes_in.clone() {
         Some(counter) => UpstreamBody::Counted(body, counter),
         None => UpstreamBody::Stream(body),
@@ -206,6 +220,37 @@ fn upstream_uri(path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {
 }
 
 fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<ResponseBody> {
+    match e {
+        UpstreamError::ClientBody(t) => {
+            let e = ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout", t.to_string())
+                .with_header(header::CONNECTION, HeaderValue::from_static("close"));
+            return failure(e, ProxyFailure::ClientBodyTimeout);
+        }
+        UpstreamError::CircuitOpen(_) => {
+            let e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "The Docker host of environment {} ({}) is unreachable",
+                    target.endpoint_id, target.endpoint_name
+                ),
+                e.to_string(),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return failure(e, ProxyFailure::CircuitOpen);
+        }
+        UpstreamError::ResponseTimeout(_) => {
+            let e = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "The Docker host of environment {} ({}) did not answer in time",
+                    target.endpoint_id, target.endpoint_name
+                ),
+                e.to_string(),
+            );
+            return failure(e, ProxyFailure::ResponseTimeout);
+        }
+        _ => {}
+    }
     let (status, kind) = if e.is_timeout() {
         (StatusCode::GATEWAY_TIMEOUT, ProxyFailure::ConnectTimeout)
     } else if e.is_connect() {

@@ -104,13 +104,21 @@ async fn proxied(
         upstream: &entry.upstream,
         tunnels,
         bytes_in: Some(series.bytes_in.clone()),
+        body_read_timeout: state.config.body_read_timeout,
     };
     let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
     route.requests(resp.status().as_u16()).inc();
     route.duration.observe(start.elapsed().as_secs_f64());
     // Only failures Berth generated count, not a 502 the host itself sent.
     if let Some(f) = resp.extensions().get::<ProxyFailure>() {
-        if matches!(f, ProxyFailure::Unreachable | ProxyFailure::ConnectTimeout | ProxyFailure::Upstream) {
+        if matches!(
+            f,
+            ProxyFailure::Unreachable
+                | ProxyFailure::ConnectTimeout
+                | ProxyFailure::Upstream
+                | ProxyFailure::CircuitOpen
+                | ProxyFailure::ResponseTimeout
+        ) {
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }

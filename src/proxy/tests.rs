@@ -38,6 +38,7 @@ fn settings() -> ConnectorSettings {
         connect_timeout: Duration::from_secs(2),
         pool_idle_timeout: Duration::from_secs(30),
         pool_max_idle_per_host: 4,
+        ..ConnectorSettings::default()
     }
 }
 
@@ -61,6 +62,7 @@ async fn front(upstream: Upstream, tunnels: Tunnels) -> SocketAddr {
                 upstream: &upstream,
                 tunnels: &tunnels,
                 bytes_in: None,
+                body_read_timeout: Duration::from_secs(30),
             };
             let mut resp = forward(target, req, docker).await;
             // Expose the failure kind, which only exists in-process, to the test client.

@@ -2,6 +2,8 @@
 //! port, each connection served by hyper's HTTP/1.1 with upgrades, explicit
 //! limits, and graceful drain on shutdown.
 
+pub mod limits;
+pub mod protocol;
 pub mod router;
 pub mod tls;
 
@@ -37,13 +39,18 @@ pub struct Server {
     pub permits: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Caps connections per client address, so that a few clients cannot
+    /// take all of `permits`.
+    pub per_client: Arc<limits::PerClient>,
 }
 
 impl Server {
     pub fn new(state: Arc<AppState>) -> Server {
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
+        let c = &state.config;
+        let per_client = limits::PerClient::new(c.max_connections_per_ip, c.trusted_proxies.clone());
         let router = Arc::new(Router::new(state.clone()));
-        Server { state, router, permits, tracker: TaskTracker::new() }
+        Server { state, router, permits, tracker: TaskTracker::new(), per_client }
     }
 
     fn builder(&self) -> http1::Builder {
@@ -63,6 +70,8 @@ impl Server {
     /// queue in the kernel backlog. The permit is taken only once a client
     /// is there: a listener idling in `accept` must not hold a slot that a
     /// client of another listener (HTTP, HTTPS, metrics) is waiting for.
+    /// A client address past its own cap is answered 429 and closed at
+    /// once, before it can wait for a permit.
     pub async fn run_listener(self, listener: TcpListener, tls: Option<TlsAcceptor>, surface: Surface) {
         let shutdown = self.state.shutdown.clone();
         loop {
@@ -77,6 +86,14 @@ impl Server {
                         continue;
                     }
                 },
+            };
+            let Some(slot) = self.per_client.acquire(peer.ip()) else {
+                self.state.metrics.connections_refused.with_label_values(&["per_ip"]).inc();
+                // Best effort: one non-blocking write into an empty socket
+                // buffer, then close; the request is never read.
+                let _ = stream.try_write(limits::TOO_MANY_CONNECTIONS);
+                tracing::debug!(%peer, "connection refused: per-address connection cap reached");
+                continue;
             };
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -101,6 +118,7 @@ impl Server {
                 }
                 this.state.metrics.connections_open.dec();
                 drop(permit);
+                drop(slot);
             });
         }
     }
@@ -135,6 +153,7 @@ impl Server {
             let router = router.clone();
             async move { Ok::<_, std::convert::Infallible>(router::handle(&router, req, peer, tls, surface).await) }
         });
+        let io = limits::SendTimeout::new(io, self.state.config.send_timeout);
         let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();
         tokio::pin!(conn);
         let shutdown = self.state.shutdown.clone();

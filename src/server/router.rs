@@ -50,7 +50,9 @@ pub async fn handle(
     // A clone shares the request target's bytes: no allocation.
     let uri = req.uri().clone();
     let client_ip = client_ip(state, &req, peer);
-    let (mut resp, route) = if head_bytes(&req) > state.config.max_header_bytes {
+    let (mut resp, route) = if let Some(e) = crate::server::protocol::reject(&req) {
+        (e.into_response(), "unmatched")
+    } else if head_bytes(&req) > state.config.max_header_bytes {
         // hyper's buffer limit is approximate (a head that arrives in one
         // read may pass it), so the configured size is enforced here exactly.
         let e = ApiError::new(
@@ -64,9 +66,9 @@ pub async fn handle(
     } else {
         route(router, req, client_ip, surface).await
     };
-    // A body refused as too large was left unread, so this connection cannot
-    // carry another request: say so, or a client may reuse it and fail.
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    // A body refused as too large (or that stalled) was left unread, so this
+    // connection cannot carry another request: say so, or a client may reuse it and fail.
+    if matches!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
@@ -222,8 +224,8 @@ async fn route(
     }
     let user = principal.as_ref().map(|p| p.id());
     let (parts, body) = req.into_parts();
-    let api_req =
-        ApiRequest { parts, body: Some(body), params, principal, client_ip, max_json_body: state.config.max_json_body };
+    let body = Some(crate::body::ClientBody::new(body, state.config.body_read_timeout));
+    let api_req = ApiRequest { parts, body, params, principal, client_ip, max_json_body: state.config.max_json_body };
     let mut resp = match handler(state.clone(), api_req).await {
         Ok(r) => r,
         Err(e) => {
@@ -245,6 +247,7 @@ fn metrics_response(state: &AppState) -> Response<ResponseBody> {
         let id = e.record.id.to_string();
         state.metrics.pool_connections.with_label_values(&[&id, "idle"]).set(e.upstream.idle_connections() as i64);
         state.metrics.pool_connections.with_label_values(&[&id, "open"]).set(e.upstream.open_connections() as i64);
+        state.metrics.breaker_state.with_label_values(&[&id]).set(e.upstream.breaker_state() as i64);
     }
     let mut r = Response::new(ResponseBody::full(state.metrics.render()));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

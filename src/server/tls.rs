@@ -2,6 +2,7 @@
 //! `--sslkey`, or a self-signed pair generated into `<data>/certs` on first
 //! start (as Portainer does) and reused afterwards.
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,9 +19,13 @@ pub fn acceptor(config: &Config) -> anyhow::Result<TlsAcceptor> {
             let dir = config.data.join("certs");
             let c = dir.join("cert.pem");
             let k = dir.join("key.pem");
+            private_dir(&dir)?;
             if !c.exists() || !k.exists() {
                 generate_self_signed(&c, &k)?;
             }
+            // A key made by an older version may be world-readable.
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| anyhow::anyhow!("securing {}: {e}", k.display()))?;
             (c, k)
         }
     };
@@ -42,6 +47,16 @@ pub fn acceptor(config: &Config) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// `<data>/certs`, mode 0700, also when it exists with another mode.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))
+}
+
 fn generate_self_signed(cert: &Path, key: &Path) -> anyhow::Result<()> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names)?;
@@ -49,4 +64,25 @@ fn generate_self_signed(cert: &Path, key: &Path) -> anyhow::Result<()> {
     crate::fsutil::write_atomic(cert, certified.cert.pem().as_bytes(), 0o644)?;
     tracing::info!(cert = %cert.display(), "generated a self-signed HTTPS certificate");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_material_is_private_and_old_modes_are_fixed() {
+        let data = tempfile::tempdir().unwrap();
+        let config = Config { data: data.path().to_path_buf(), ..Config::default() };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let certs = data.path().join("certs");
+        acceptor(&config).unwrap();
+        assert_eq!(mode(&certs), 0o700);
+        assert_eq!(mode(&certs.join("key.pem")), 0o600);
+        std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(certs.join("key.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        acceptor(&config).unwrap();
+        assert_eq!(mode(&certs), 0o700);
+        assert_eq!(mode(&certs.join("key.pem")), 0o600);
+    }
 }

@@ -9,8 +9,10 @@
 
 pub mod model;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -153,12 +155,56 @@ impl Tx<'_> {
     }
 }
 
+/// The store holds password hashes, sealed secrets and stack variables:
+/// only Berth's user may read it or list its directory. Modes are set on
+/// every start too, so a data directory made by an older version (0755,
+/// 0644) is fixed.
+fn make_private(data_dir: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    // Created 0600 before redb opens it, so it is never readable by others,
+    // not even for a moment.
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 impl Store {
-    /// Opens (or creates) `<data>/berth.redb`. A store held by another
-    /// process is refused at once; a corrupt file is refused, never replaced.
+    /// [`Store::open`], waiting up to `wait` while another process holds
+    /// the store's lock: a supervisor that restarts Berth at once after a
+    /// crash or `kill -9` may find the old process still releasing it.
+    pub async fn open_waiting(data_dir: &Path, wait: Duration) -> Result<Store, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut logged = false;
+        loop {
+            let dir = data_dir.to_path_buf();
+            let r = tokio::task::spawn_blocking(move || Store::open(&dir))
+                .await
+                .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?;
+            match r {
+                Err(StoreError::Locked(_)) if tokio::time::Instant::now() < deadline => {
+                    if !logged {
+                        tracing::warn!(
+                            data = %data_dir.display(),
+                            wait = %humantime::format_duration(wait),
+                            "the store is locked by another process; waiting for it to be released"
+                        );
+                        logged = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Opens (or creates) `<data>/berth.redb`, mode 0600 in a 0700
+    /// directory. A store held by another process is refused at once; a
+    /// corrupt file is refused, never replaced.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join("berth.redb");
         let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        make_private(data_dir, &path)
+            .map_err(|e| StoreError::Db(format!("securing {} and {}: {e}", data_dir.display(), path.display())))?;
         let db = match Database::create(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(data_dir.to_path_buf())),
@@ -276,6 +322,40 @@ mod tests {
             Err(StoreError::Locked(_)) => {}
             other => panic!("expected Locked, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn store_and_directory_are_private_even_when_made_open_before() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        drop(Store::open(&dir).unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("berth.redb")), 0o600);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("berth.redb"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&dir).unwrap());
+        assert_eq!(mode(&dir), 0o700, "fixed on the next start");
+        assert_eq!(mode(&dir.join("berth.redb")), 0o600, "fixed on the next start");
+    }
+
+    #[tokio::test]
+    async fn a_locked_store_is_waited_for_then_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        match Store::open_waiting(dir.path(), Duration::from_millis(300)).await {
+            Err(StoreError::Locked(_)) => {}
+            other => panic!("expected Locked after the wait, got {:?}", other.err()),
+        }
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        });
+        let s = Store::open_waiting(dir.path(), Duration::from_secs(20)).await.expect("opened once released");
+        release.await.unwrap();
+        drop(s);
     }
 
     #[test]

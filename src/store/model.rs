@@ -182,9 +182,23 @@ pub struct EndpointTls {
     pub key: String,
 }
 
-/// What standard users may do on an endpoint (Portainer's lowerCamel keys).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+/// What standard users may do on an endpoint (Portainer's lowerCamel keys),
+/// enforced by [`crate::access`]. `Default` is Berth's secure default for a
+/// new endpoint: everything denied until an admin allows it (Portainer
+/// allows all but the volume browser; [`SecuritySettings::portainer_defaults`]
+/// restores that for servers that want it).
+///
+/// Records stored before a flag existed keep their meaning when read back
+/// (see [`StoredSecuritySettings`]): a missing Portainer flag takes
+/// Portainer's default, and the Berth-only
+/// `allowSecurityOptionsForRegularUsers` follows
+/// `allowPrivilegedModeForRegularUsers` (disabling seccomp or AppArmor is a
+/// part of what privileged mode grants, so an admin who allowed one allowed
+/// the other, and one who denied privileged mode meant both).
+///
+/// (`Default` is derived on purpose: every flag false is the secure default.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", from = "StoredSecuritySettings")]
 pub struct SecuritySettings {
     pub allow_bind_mounts_for_regular_users: bool,
     pub allow_privileged_mode_for_regular_users: bool,
@@ -194,11 +208,19 @@ pub struct SecuritySettings {
     pub allow_stack_management_for_regular_users: bool,
     pub allow_container_capabilities_for_regular_users: bool,
     pub allow_sysctl_setting_for_regular_users: bool,
+    /// Berth: `SecurityOpt` beyond `no-new-privileges` (seccomp, AppArmor,
+    /// SELinux label, `systempaths=unconfined`), `MaskedPaths` /
+    /// `ReadonlyPaths`, runtimes other than runc, OCI annotations, and the
+    /// same knobs of swarm services (`Privileges`).
+    pub allow_security_options_for_regular_users: bool,
     pub enable_host_management_features: bool,
 }
 
-impl Default for SecuritySettings {
-    fn default() -> Self {
+impl SecuritySettings {
+    /// Portainer's defaults for a new endpoint (everything but the volume
+    /// browser allowed): what a server that opts out of Berth's secure
+    /// default gives new endpoints.
+    pub fn portainer_defaults() -> Self {
         SecuritySettings {
             allow_bind_mounts_for_regular_users: true,
             allow_privileged_mode_for_regular_users: true,
@@ -208,7 +230,61 @@ impl Default for SecuritySettings {
             allow_stack_management_for_regular_users: true,
             allow_container_capabilities_for_regular_users: true,
             allow_sysctl_setting_for_regular_users: true,
+            allow_security_options_for_regular_users: true,
             enable_host_management_features: false,
+        }
+    }
+}
+
+/// The stored shape of [`SecuritySettings`], every flag optional, so that a
+/// record written before a flag existed still loads with the meaning it had
+/// (Portainer's value; the security-options flag follows privileged mode).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSecuritySettings {
+    allow_bind_mounts_for_regular_users: Option<bool>,
+    allow_privileged_mode_for_regular_users: Option<bool>,
+    allow_volume_browser_for_regular_users: Option<bool>,
+    allow_host_namespace_for_regular_users: Option<bool>,
+    allow_device_mapping_for_regular_users: Option<bool>,
+    allow_stack_management_for_regular_users: Option<bool>,
+    allow_container_capabilities_for_regular_users: Option<bool>,
+    allow_sysctl_setting_for_regular_users: Option<bool>,
+    allow_security_options_for_regular_users: Option<bool>,
+    enable_host_management_features: Option<bool>,
+}
+
+impl From<StoredSecuritySettings> for SecuritySettings {
+    fn from(s: StoredSecuritySettings) -> Self {
+        let p = SecuritySettings::portainer_defaults();
+        let privileged = s.allow_privileged_mode_for_regular_users.unwrap_or(p.allow_privileged_mode_for_regular_users);
+        SecuritySettings {
+            allow_bind_mounts_for_regular_users: s
+                .allow_bind_mounts_for_regular_users
+                .unwrap_or(p.allow_bind_mounts_for_regular_users),
+            allow_privileged_mode_for_regular_users: privileged,
+            allow_volume_browser_for_regular_users: s
+                .allow_volume_browser_for_regular_users
+                .unwrap_or(p.allow_volume_browser_for_regular_users),
+            allow_host_namespace_for_regular_users: s
+                .allow_host_namespace_for_regular_users
+                .unwrap_or(p.allow_host_namespace_for_regular_users),
+            allow_device_mapping_for_regular_users: s
+                .allow_device_mapping_for_regular_users
+                .unwrap_or(p.allow_device_mapping_for_regular_users),
+            allow_stack_management_for_regular_users: s
+                .allow_stack_management_for_regular_users
+                .unwrap_or(p.allow_stack_management_for_regular_users),
+            allow_container_capabilities_for_regular_users: s
+                .allow_container_capabilities_for_regular_users
+                .unwrap_or(p.allow_container_capabilities_for_regular_users),
+            allow_sysctl_setting_for_regular_users: s
+                .allow_sysctl_setting_for_regular_users
+                .unwrap_or(p.allow_sysctl_setting_for_regular_users),
+            allow_security_options_for_regular_users: s.allow_security_options_for_regular_users.unwrap_or(privileged),
+            enable_host_management_features: s
+                .enable_host_management_features
+                .unwrap_or(p.enable_host_management_features),
         }
     }
 }
@@ -241,7 +317,9 @@ pub struct Endpoint {
     pub user_access_policies: AccessPolicies,
     #[serde(default)]
     pub team_access_policies: AccessPolicies,
-    #[serde(default)]
+    /// A record stored without settings predates them: it keeps Portainer's
+    /// defaults, the meaning it had (new endpoints get `Default`, denied).
+    #[serde(default = "SecuritySettings::portainer_defaults")]
     pub security_settings: SecuritySettings,
 }
 
@@ -384,11 +462,23 @@ pub struct TeamAccess {
     pub access_level: u8,
 }
 
+/// Resource control types, Portainer's numbers (`portainer.ResourceControlType`).
+pub const RESOURCE_CONTROL_CONTAINER: u8 = 1;
+pub const RESOURCE_CONTROL_SERVICE: u8 = 2;
+pub const RESOURCE_CONTROL_VOLUME: u8 = 3;
+pub const RESOURCE_CONTROL_NETWORK: u8 = 4;
+pub const RESOURCE_CONTROL_SECRET: u8 = 5;
 /// Resource control type of a stack.
 pub const RESOURCE_CONTROL_STACK: u8 = 6;
+pub const RESOURCE_CONTROL_CONFIG: u8 = 7;
+pub const RESOURCE_CONTROL_CUSTOM_TEMPLATE: u8 = 8;
+pub const RESOURCE_CONTROL_AZURE_CONTAINER_GROUP: u8 = 9;
 
-/// A resource control, kept inside the record it governs (Berth has no
-/// separate resource-control table; the control's `Id` is the stack's).
+/// Portainer's resource control: who besides admins may see and act on one
+/// Docker object (or stack). A stack's control is kept inside the stack
+/// record (its `Id` is the stack's); a Docker object has at most one per
+/// (`ResourceId`, `Type`). The policy that reads them is
+/// [`crate::access::control`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct ResourceControl {
@@ -408,6 +498,24 @@ pub struct ResourceControl {
     pub administrators_only: bool,
     #[serde(default)]
     pub system: bool,
+}
+
+impl ResourceControl {
+    /// A control that only `user` (and admins) may use: what Berth stores
+    /// when a standard user creates an object through the proxy.
+    pub fn private(id: Id, resource_id: impl Into<String>, kind: u8, user: Id) -> Self {
+        ResourceControl {
+            id,
+            resource_id: resource_id.into(),
+            sub_resource_ids: Vec::new(),
+            kind,
+            user_accesses: vec![UserAccess { user_id: user, access_level: 1 }],
+            team_accesses: Vec::new(),
+            public: false,
+            administrators_only: false,
+            system: false,
+        }
+    }
 }
 
 /// Git credentials of a stack. The password is sealed like registry
