@@ -11,12 +11,14 @@
 //!   classifies each request, authenticates, applies the route policy, and writes the access
 //!   log and request metrics.
 //! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
-//!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels.
+//!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels, and
+//!   what standard users may see of a failure ([`proxy::redact`]).
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
 //! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
 //! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
-//! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, health checks.
+//! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, registering
+//!   and updating endpoints, health checks; they take an [`endpoints::Ops`], not `AppState`.
 //! - [`registries`]: container registries and the `X-Registry-Auth` translation.
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
 //!   policy the proxy asks (issue 14); it imports only the store's records.
@@ -27,9 +29,9 @@
 //!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
 //!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
 //!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
-//!   [`deadline`] (idle timeouts for bodies and client writes).
-//! - [`response`]: turns an [`error::ApiError`] into a response; the response extensions the
-//!   access log reads.
+//!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths).
+//! - [`response`]: turns an [`error::ApiError`] (or a store error) into a response; the
+//!   response extensions the access log reads.
 //! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
 pub mod access;
@@ -44,6 +46,7 @@ pub mod docker_url;
 pub mod endpoints;
 pub mod error;
 pub mod fsutil;
+pub mod ids;
 pub mod metrics;
 pub mod proxy;
 pub mod registries;

@@ -1,4 +1,4 @@
-//! Where errors become HTTP answers, and the typed values a response carries
+//! Where errors become HTTP answers (Berth's own, and the store's), and the typed values a response carries
 //! in its extensions from the layer that knows them to the access log.
 //!
 //! This sits above the two leaves it joins ([`crate::error`] and
@@ -9,6 +9,7 @@ use http::{header, HeaderValue, Response};
 
 use crate::body::ResponseBody;
 use crate::error::ApiError;
+use crate::store::StoreError;
 
 /// Set on a response by whoever authenticated the caller, for the access log.
 #[derive(Clone, Copy, Debug)]
@@ -34,5 +35,15 @@ impl ApiError {
             resp.extensions_mut().insert(InternalCause(internal));
         }
         resp
+    }
+}
+
+/// Maps store failures to answers: conflicts are 409, the rest 500 with the
+/// cause kept for the log only.
+pub fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::conflict(m.clone(), m),
+        StoreError::NotFound => ApiError::not_found("an object"),
+        other => ApiError::internal("Unable to persist changes inside the database", other),
     }
 }

@@ -68,17 +68,20 @@ impl AppState {
         })
     }
 
-    /// The endpoint health checker's view of the state: what it uses and
-    /// nothing else.
-    pub fn health(&self) -> crate::endpoints::health::Checker<'_> {
-        crate::endpoints::health::Checker {
+    /// What endpoint changes and health checks use, and nothing else.
+    pub fn endpoint_ops(&self) -> crate::endpoints::Ops<'_> {
+        crate::endpoints::Ops {
+            config: &self.config,
             endpoints: &self.endpoints,
             store: &self.store,
             metrics: &self.metrics,
-            timeout: self.config.health_timeout,
-            concurrency: self.config.health_concurrency,
             shutdown: &self.shutdown,
         }
+    }
+
+    /// The endpoint health checker's view of the state.
+    pub fn health(&self) -> crate::endpoints::health::Checker<'_> {
+        self.endpoint_ops().health()
     }
 
     /// Runs a store write and records its latency.
@@ -87,10 +90,7 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&crate::store::Tx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
-        let t = Instant::now();
-        let r = self.store.write(f).await;
-        self.metrics.store_write.observe(t.elapsed().as_secs_f64());
-        r
+        self.endpoint_ops().write(f).await
     }
 }
 

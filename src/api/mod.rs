@@ -3,6 +3,7 @@
 //! Portainer resource.
 
 pub mod auth;
+pub mod decode;
 pub mod endpoint_groups;
 pub mod endpoints;
 pub mod form;
@@ -26,8 +27,9 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
 use crate::body::ResponseBody;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
+pub use decode::{decode_json, parse_id};
 
 /// Who may call a route (Portainer's "bouncer" levels). There is no default:
 /// a route without a declared policy cannot be registered.
@@ -77,10 +79,7 @@ impl ApiRequest {
 
     /// A numeric route variable; Portainer's 400 when it is not a number.
     pub fn id(&self, name: &str, thing: &str) -> ApiResult<u64> {
-        let raw = self.param(name).unwrap_or("");
-        raw.parse::<u64>().map_err(|e| {
-            ApiError::bad_request(format!("Invalid {thing} identifier route variable"), format!("{e}: {raw:?}"))
-        })
+        parse_id(self.param(name).unwrap_or(""), thing)
     }
 
     pub fn query_pairs(&self) -> Vec<(String, String)> {
@@ -109,31 +108,6 @@ impl ApiRequest {
     }
 }
 
-pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::invalid_payload("EOF"));
-    }
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
-    let v = match v {
-        serde_json::Value::Object(m) => {
-            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect())
-        }
-        other => return Err(ApiError::invalid_payload(format!("expected a JSON object, got {}", kind(&other)))),
-    };
-    serde_json::from_value(v).map_err(|e| ApiError::invalid_payload(e.to_string()))
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;
@@ -151,15 +125,7 @@ pub fn no_content() -> ApiResult<Response<ResponseBody>> {
     Ok(r)
 }
 
-/// Maps store failures to answers: conflicts are 409, the rest 500 with the
-/// cause kept for the log only.
-pub fn store_err(e: crate::store::StoreError) -> ApiError {
-    match e {
-        crate::store::StoreError::Conflict(m) => ApiError::conflict(m.clone(), m),
-        crate::store::StoreError::NotFound => ApiError::not_found("an object"),
-        other => ApiError::internal("Unable to persist changes inside the database", other),
-    }
-}
+pub use crate::response::store_err;
 
 /// The compiled route table.
 pub struct Routes {

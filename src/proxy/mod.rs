@@ -35,6 +35,7 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+pub mod redact;
 pub mod route;
 mod splice;
 mod tunnel;
