@@ -30,9 +30,9 @@
 //!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
 //!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
 //!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths).
+//! - [`sys`]: the system calls std lacks (thread priority, process groups); the only `unsafe`.
 //! - [`response`]: turns an [`error::ApiError`] (or a store error) into a response; the
 //!   response extensions the access log reads.
-//! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
 
 pub mod access;
 pub mod api;
@@ -55,8 +55,8 @@ pub mod server;
 pub mod stacks;
 pub mod state;
 pub mod store;
+pub mod sys;
 pub mod table;
-pub mod testkit;
 
 use std::sync::Arc;
 use std::time::Instant;

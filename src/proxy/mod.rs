@@ -35,7 +35,9 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+pub mod image_ref;
 pub mod redact;
+pub mod registry_auth;
 pub mod route;
 mod splice;
 mod tunnel;
@@ -116,6 +118,10 @@ pub struct ProxyTarget<'a> {
     pub bytes_in: Option<prometheus::IntCounter>,
     /// Longest pause allowed between two reads of the client's body.
     pub body_read_timeout: Duration,
+    /// The request body, when Berth had to read it before forwarding (a
+    /// service spec whose image decides the registry credentials); sent in
+    /// place of the consumed stream.
+    pub read_body: Option<Bytes>,
 }
 
 /// `docker_path_and_query` is what remains of the request target after
@@ -169,10 +175,15 @@ pub async fn forward(
     parts.headers.remove(header::EXPECT);
     parts.uri = uri;
     parts.extensions.clear();
-    let body = ClientBody::new(body, target.body_read_timeout);
-    let body = match target.bytes_in.clone() {
-        Some(counter) => UpstreamBody::Counted(body, counter),
-        None => UpstreamBody::Stream(body),
+    let body = match (target.read_body.clone(), target.bytes_in.clone()) {
+        (Some(read), counter) => {
+            if let Some(c) = counter {
+                c.inc_by(read.len() as u64);
+            }
+            UpstreamBody::Full((!read.is_empty()).then_some(read))
+        }
+        (None, Some(counter)) => UpstreamBody::Counted(ClientBody::new(body, target.body_read_timeout), counter),
+        (None, None) => UpstreamBody::Stream(ClientBody::new(body, target.body_read_timeout)),
     };
     let upstream_req = Request::from_parts(parts, body);
 
@@ -199,6 +210,7 @@ pub async fn forward(
         target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
         let (mut parts, _empty) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
+        headers::strip_response(&mut parts.headers);
         return Response::from_parts(parts, ResponseBody::empty());
     }
 
@@ -206,6 +218,7 @@ pub async fn forward(
     // the client connection stays an ordinary HTTP connection.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::strip_response(&mut parts.headers);
     Response::from_parts(parts, ResponseBody::Stream(body))
 }
 

@@ -71,19 +71,10 @@ async fn proxied(
                 .into_response();
         }
     }
-    if req.headers().contains_key(crate::registries::HEADER) {
-        let translated = crate::registries::translate(
-            req.headers_mut(),
-            &state.registries,
-            |r| state.sealer.open(&r.sealed_password),
-            principal,
-            id,
-            || state.identity.teams_of(principal.id()),
-        );
-        if let Err(e) = translated {
-            return e.into_response();
-        }
-    }
+    let read_body = match crate::proxy::registry_auth::apply(state, &mut req, principal, id, docker_path).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let path_and_query: Cow<'_, str> = match req.uri().query().map(without_token) {
         None => Cow::Borrowed(docker_path),
         // Only `token` was there: no query at all, not a bare '?'.
@@ -102,6 +93,7 @@ async fn proxied(
         tunnels,
         bytes_in: Some(series.bytes_in.clone()),
         body_read_timeout: state.config.body_read_timeout,
+        read_body,
     };
     let resp = forward(target, req, &path_and_query).await.map(|b| b.counted(series.bytes_out.clone()));
     route.requests(resp.status().as_u16()).inc();
