@@ -4,12 +4,10 @@
 //! proxy passes on and back (item 9: no cookie, no method override, no
 //! CORS header of the host; `X-Frame-Options` on every answer).
 
-mod common;
-
 use std::time::Duration;
 
-use berth::testkit::MockDocker;
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::MockDocker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

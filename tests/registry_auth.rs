@@ -6,14 +6,12 @@
 //! dockerd sends them after their Basic challenge. With the mock engine:
 //! every refusal happens before anything reaches Docker.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use berth::testkit::MockDocker;
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::MockDocker;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -402,7 +400,7 @@ impl MockEnv {
         rest: &str,
         auth: Option<&str>,
         body: Option<Vec<u8>>,
-    ) -> (StatusCode, Value, Option<berth::testkit::RecordedRequest>) {
+    ) -> (StatusCode, Value, Option<berth_testkit::RecordedRequest>) {
         self.mock.clear_requests();
         let mut rb = self.daemon.http().request(method, self.url(rest)).bearer_auth(&self.token);
         if let Some(a) = auth {
