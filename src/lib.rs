@@ -19,7 +19,8 @@
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
 //! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, registering
 //!   and updating endpoints, health checks; they take an [`endpoints::Ops`], not `AppState`.
-//! - [`registries`]: container registries and the `X-Registry-Auth` translation.
+//! - [`registries`]: container registries in memory and who may use them (the
+//!   `X-Registry-Auth` translation is in [`proxy::registry_auth`]).
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
 //!   policy the proxy asks (issue 14); it imports only the store's records.
 //! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
