@@ -14,12 +14,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use crate::access::control::Controls;
 use crate::stacks::Stacks;
 use crate::store::model::{Id, ResourceControl, RESOURCE_CONTROL_STACK};
 use crate::store::{Store, StoreError, RESOURCE_CONTROLS};
+use crate::table::Table;
 
 /// Why a write was refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +30,22 @@ pub enum ControlError {
     Store(#[from] StoreError),
 }
 
-type Key = (u8, String);
-
-/// The in-memory table (see the module doc).
+/// The in-memory table (see the module doc). Every look-up borrows its
+/// key: a standard user's request allocates nothing to find a control.
 #[derive(Default)]
 pub struct ControlTable {
-    by_id: DashMap<Id, Arc<ResourceControl>>,
-    by_key: DashMap<Key, Id>,
+    by_id: Table<Id, Arc<ResourceControl>>,
+    /// Resource id → (type, control id) of each control on it (one per type).
+    by_resource: Table<String, Vec<(u8, Id)>>,
     /// Sub-resource id → control id (Portainer matches those regardless of type).
-    by_sub: DashMap<String, Id>,
+    by_sub: Table<String, Id>,
     count: AtomicUsize,
+    /// Serialises writers, so each index change is a read-modify-put no
+    /// other writer interleaves with.
     write: tokio::sync::Mutex<()>,
     /// Endpoint → the id its volume controls are keyed by
     /// (`<volumeName>_<dockerId>`), learnt from the engine once.
-    engine_ids: DashMap<Id, Arc<str>>,
-}
-
-fn key(rc: &ResourceControl) -> Key {
-    (rc.kind, rc.resource_id.clone())
+    engine_ids: Table<Id, Arc<str>>,
 }
 
 impl ControlTable {
@@ -61,49 +58,59 @@ impl ControlTable {
         Ok(t)
     }
 
+    /// The id of the control on (type, resource id).
+    fn id_of(&self, kind: u8, resource_id: &str) -> Option<Id> {
+        self.by_resource.read(resource_id, |v| v.iter().find(|(t, _)| *t == kind).map(|(_, id)| *id)).flatten()
+    }
+
     fn index(&self, rc: Arc<ResourceControl>) {
-        self.by_key.insert(key(&rc), rc.id);
+        let mut on = self.by_resource.get(rc.resource_id.as_str()).unwrap_or_default();
+        on.retain(|(t, _)| *t != rc.kind);
+        on.push((rc.kind, rc.id));
+        self.by_resource.put(rc.resource_id.clone(), on);
         for s in &rc.sub_resource_ids {
-            self.by_sub.insert(s.clone(), rc.id);
+            self.by_sub.put(s.clone(), rc.id);
         }
-        if self.by_id.insert(rc.id, rc).is_none() {
+        if self.by_id.put(rc.id, rc).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn unindex(&self, id: Id) -> Option<Arc<ResourceControl>> {
-        let (_, rc) = self.by_id.remove(&id)?;
+        let rc = self.by_id.remove(&id)?;
         self.count.fetch_sub(1, Ordering::Relaxed);
-        self.by_key.remove_if(&key(&rc), |_, v| *v == id);
+        let mut on = self.by_resource.get(rc.resource_id.as_str()).unwrap_or_default();
+        on.retain(|(_, c)| *c != id);
+        if on.is_empty() {
+            self.by_resource.remove(rc.resource_id.as_str());
+        } else {
+            self.by_resource.put(rc.resource_id.clone(), on);
+        }
         for s in &rc.sub_resource_ids {
-            self.by_sub.remove_if(s, |_, v| *v == id);
+            if self.by_sub.get(s.as_str()) == Some(id) {
+                self.by_sub.remove(s.as_str());
+            }
         }
         Some(rc)
     }
 
     pub fn get(&self, id: Id) -> Option<Arc<ResourceControl>> {
-        self.by_id.get(&id).map(|r| r.clone())
+        self.by_id.get(&id)
     }
 
     /// The control of exactly this (type, resource id).
     pub fn find(&self, kind: u8, resource_id: &str) -> Option<Arc<ResourceControl>> {
-        // The key is owned: one small allocation per look-up, on the
-        // standard users' path only.
-        let id = *self.by_key.get(&(kind, resource_id.to_string()))?;
-        self.get(id)
+        self.get(self.id_of(kind, resource_id)?)
     }
 
     /// The control listing `resource_id` among its sub-resources.
     pub fn find_sub(&self, resource_id: &str) -> Option<Arc<ResourceControl>> {
-        let id = *self.by_sub.get(resource_id)?;
-        self.get(id)
+        self.get(self.by_sub.get(resource_id)?)
     }
 
     /// Every control, by id.
     pub fn all(&self) -> Vec<Arc<ResourceControl>> {
-        let mut v: Vec<_> = self.by_id.iter().map(|r| r.clone()).collect();
-        v.sort_by_key(|c| c.id);
-        v
+        self.by_id.all()
     }
 
     /// Whether any control exists (one atomic read: the admins' proxy path
@@ -114,13 +121,13 @@ impl ControlTable {
 
     /// The engine (or swarm cluster) id of an endpoint, once known.
     pub fn engine_id(&self, endpoint: Id) -> Option<Arc<str>> {
-        self.engine_ids.get(&endpoint).map(|v| v.clone())
+        self.engine_ids.get(&endpoint)
     }
 
     /// Remembers an endpoint's engine id.
     pub fn set_engine_id(&self, endpoint: Id, id: &str) -> Arc<str> {
         let id: Arc<str> = Arc::from(id);
-        self.engine_ids.insert(endpoint, id.clone());
+        self.engine_ids.put(endpoint, id.clone());
         id
     }
 
@@ -131,8 +138,8 @@ impl ControlTable {
         mut draft: ResourceControl,
     ) -> Result<Arc<ResourceControl>, ControlError> {
         let _w = self.write.lock().await;
-        if let Some(existing) = self.by_key.get(&key(&draft)) {
-            return Err(ControlError::Conflict(*existing));
+        if let Some(existing) = self.id_of(draft.kind, &draft.resource_id) {
+            return Err(ControlError::Conflict(existing));
         }
         let rc = store
             .write(move |tx| {
@@ -150,10 +157,10 @@ impl ControlTable {
     /// resource id) must not be another control's).
     pub async fn replace(&self, store: &Store, rc: ResourceControl) -> Result<Arc<ResourceControl>, ControlError> {
         let _w = self.write.lock().await;
-        if !self.by_id.contains_key(&rc.id) {
+        if !self.by_id.contains(&rc.id) {
             return Err(ControlError::Store(StoreError::NotFound));
         }
-        if let Some(other) = self.by_key.get(&key(&rc)).map(|v| *v).filter(|o| *o != rc.id) {
+        if let Some(other) = self.id_of(rc.kind, &rc.resource_id).filter(|o| *o != rc.id) {
             return Err(ControlError::Conflict(other));
         }
         let rc = Arc::new(rc);
@@ -167,7 +174,7 @@ impl ControlTable {
     /// Deletes a control; `None` when there was none.
     pub async fn remove(&self, store: &Store, id: Id) -> Result<Option<Arc<ResourceControl>>, StoreError> {
         let _w = self.write.lock().await;
-        if !self.by_id.contains_key(&id) {
+        if !self.by_id.contains(&id) {
             return Ok(None);
         }
         store.write(move |tx| tx.delete(RESOURCE_CONTROLS, id)).await?;
