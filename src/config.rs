@@ -51,6 +51,9 @@ pub mod defaults {
     pub const GIT_CLONE_TIMEOUT: &str = "2m";
     pub const MAX_STACK_FILE: usize = 4 * 1024 * 1024;
     pub const MAX_CLONE_SIZE: u64 = 256 * 1024 * 1024;
+    pub const MAX_STACKS_PER_USER: usize = 50;
+    pub const MAX_CONCURRENT_CLONES: usize = 2;
+    pub const MAX_CONCURRENT_DEPLOYS: usize = 4;
     pub const DOCKER_BIN: &str = "docker";
     pub const COMPOSE_BIN: &str = "docker-compose";
     pub const GIT_BIN: &str = "git";
@@ -199,6 +202,18 @@ pub struct Cli {
     /// Largest stack repository clone on disk; the clone is stopped beyond
     #[arg(long = "max-clone-size", env = "BERTH_MAX_CLONE_SIZE", value_name = "BYTES")]
     pub max_clone_size: Option<String>,
+    /// Most stacks one standard user may own
+    #[arg(long = "max-stacks-per-user", env = "BERTH_MAX_STACKS_PER_USER", value_name = "N")]
+    pub max_stacks_per_user: Option<String>,
+    /// Most stack repository clones one user may run at once (429 beyond)
+    #[arg(long = "max-concurrent-clones", env = "BERTH_MAX_CONCURRENT_CLONES", value_name = "N")]
+    pub max_concurrent_clones: Option<String>,
+    /// Most stack deployer runs one user may have at once (429 beyond)
+    #[arg(long = "max-concurrent-deploys", env = "BERTH_MAX_CONCURRENT_DEPLOYS", value_name = "N")]
+    pub max_concurrent_deploys: Option<String>,
+    /// Git hosts standard users may clone from although they resolve to loopback or private addresses (comma separated)
+    #[arg(long = "git-allowed-hosts", env = "BERTH_GIT_ALLOWED_HOSTS", value_name = "HOSTS", value_delimiter = ',')]
+    pub git_allowed_hosts: Option<Vec<String>>,
     /// Docker CLI used for swarm stacks (and the `docker compose` plugin)
     #[arg(long = "docker-bin", env = "BERTH_DOCKER_BIN", value_name = "PROGRAM")]
     pub docker_bin: Option<String>,
@@ -286,6 +301,10 @@ pub struct FileStacks {
     pub git_clone_timeout: Option<String>,
     pub max_stack_file: Option<usize>,
     pub max_clone_size: Option<u64>,
+    pub max_stacks_per_user: Option<usize>,
+    pub max_concurrent_clones: Option<usize>,
+    pub max_concurrent_deploys: Option<usize>,
+    pub git_allowed_hosts: Option<Vec<String>>,
     pub docker_bin: Option<String>,
     pub compose_bin: Option<String>,
     pub git_bin: Option<String>,
@@ -350,6 +369,14 @@ pub struct Config {
     pub git_clone_timeout: Duration,
     pub max_stack_file: usize,
     pub max_clone_size: u64,
+    /// Stacks one standard user may own.
+    pub max_stacks_per_user: usize,
+    /// Clones one user may run at once.
+    pub max_concurrent_clones: usize,
+    /// Deployer runs one user may have at once.
+    pub max_concurrent_deploys: usize,
+    /// Git hosts standard users may reach although they are private.
+    pub git_allowed_hosts: Vec<String>,
     pub docker_bin: String,
     pub compose_bin: String,
     pub git_bin: String,
@@ -584,6 +611,34 @@ impl Config {
         if max_clone_size == 0 {
             p.0.push("max_clone_size: must be greater than 0".into());
         }
+        let max_stacks_per_user = p
+            .parse("max_stacks_per_user", cli.max_stacks_per_user)
+            .or(st.max_stacks_per_user)
+            .unwrap_or(d::MAX_STACKS_PER_USER);
+        let max_stacks_per_user = p.positive("max_stacks_per_user", max_stacks_per_user);
+        let max_concurrent_clones = p
+            .parse("max_concurrent_clones", cli.max_concurrent_clones)
+            .or(st.max_concurrent_clones)
+            .unwrap_or(d::MAX_CONCURRENT_CLONES);
+        let max_concurrent_clones = p.positive("max_concurrent_clones", max_concurrent_clones);
+        let max_concurrent_deploys = p
+            .parse("max_concurrent_deploys", cli.max_concurrent_deploys)
+            .or(st.max_concurrent_deploys)
+            .unwrap_or(d::MAX_CONCURRENT_DEPLOYS);
+        let max_concurrent_deploys = p.positive("max_concurrent_deploys", max_concurrent_deploys);
+        let git_allowed_hosts: Vec<String> = cli
+            .git_allowed_hosts
+            .or(st.git_allowed_hosts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for h in &git_allowed_hosts {
+            if h.contains(['/', '@', ' ']) {
+                p.0.push(format!("git_allowed_hosts: {h:?} is not a host name or address"));
+            }
+        }
         let mut program = |field: &str, v: Option<String>, default: &str| {
             let v = v.unwrap_or_else(|| default.into());
             if v.trim().is_empty() || v.contains('\0') {
@@ -662,6 +717,10 @@ impl Config {
             git_clone_timeout,
             max_stack_file,
             max_clone_size,
+            max_stacks_per_user,
+            max_concurrent_clones,
+            max_concurrent_deploys,
+            git_allowed_hosts,
             docker_bin,
             compose_bin,
             git_bin,
@@ -720,6 +779,24 @@ mod tests {
         let cli = Cli { max_connections: Some(" 7 ".into()), metrics_auth: Some("true".into()), ..Cli::default() };
         let c = Config::build(cli, FileConfig::default()).unwrap();
         assert_eq!((c.max_connections, c.metrics_auth), (7, true));
+    }
+
+    #[test]
+    fn stack_limits_and_git_hosts() {
+        let file: FileConfig = toml::from_str(
+            "[stacks]\nmax_stacks_per_user = 3\nmax_concurrent_clones = 1\ngit_allowed_hosts = [\"git.lan\", \"10.0.0.5\"]",
+        )
+        .unwrap();
+        let c = Config::build(Cli::default(), file).unwrap();
+        assert_eq!((c.max_stacks_per_user, c.max_concurrent_clones, c.max_concurrent_deploys), (3, 1, 4));
+        assert_eq!(c.git_allowed_hosts, ["git.lan", "10.0.0.5"]);
+        let cli = Cli {
+            git_allowed_hosts: Some(vec!["http://x/".into()]),
+            max_concurrent_deploys: Some("0".into()),
+            ..Cli::default()
+        };
+        let text = Config::build(cli, FileConfig::default()).unwrap_err().to_string();
+        assert!(text.contains("git_allowed_hosts:") && text.contains("max_concurrent_deploys:"), "{text}");
     }
 
     #[test]

@@ -44,12 +44,9 @@ async fn proxied(
     docker_path: &str,
     principal: &crate::auth::Principal,
 ) -> Response<ResponseBody> {
-    let id: u64 = match raw_id.parse() {
+    let id = match crate::api::parse_id(raw_id, "environment") {
         Ok(id) => id,
-        Err(e) => {
-            return ApiError::bad_request("Invalid environment identifier route variable", format!("{e}: {raw_id:?}"))
-                .into_response()
-        }
+        Err(e) => return e.into_response(),
     };
     let Some(entry) = state.endpoints.get(id) else {
         return ApiError::not_found("an environment").into_response();
@@ -129,7 +126,11 @@ async fn proxied(
             state.metrics.upstream_connect_failures.with_label_values(&[series.label(), f.label()]).inc();
         }
     }
-    resp
+    if principal.is_admin() {
+        resp
+    } else {
+        crate::endpoints::redact::proxy_failure_for_standard_user(resp)
+    }
 }
 
 /// The query without `token` parameters: a `?token=<jwt>` is a Berth

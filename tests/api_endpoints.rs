@@ -129,6 +129,8 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
     let d = Daemon::builder().args(["--max-upload-body", "65536"]).start().await;
     let token = d.admin_token().await;
     let pki = Pki::new();
+    let regular_file = dir.path().join("not-a-socket");
+    std::fs::write(&regular_file, b"x").unwrap();
 
     // (fields, files, status, message substring, details substring)
     type Case<'a> = (Vec<(&'a str, String)>, Vec<(&'a str, Vec<u8>)>, u16, &'a str, &'a str);
@@ -226,9 +228,23 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
         (
             vec![("Name", s("t")), ("URL", format!("unix://{}", dir.path().join("nothing.sock").display()))],
             vec![],
-            500,
-            "Unable to initiate communications with environment",
-            "nothing.sock",
+            400,
+            "Invalid environment URL",
+            "nothing.sock: the path does not exist",
+        ),
+        (
+            vec![("Name", s("t")), ("URL", format!("unix://{}", regular_file.display()))],
+            vec![],
+            400,
+            "Invalid environment URL",
+            "is a regular file, not a unix socket",
+        ),
+        (
+            vec![("Name", s("t")), ("URL", format!("unix://{}", dir.path().display()))],
+            vec![],
+            400,
+            "Invalid environment URL",
+            "is a directory, not a unix socket",
         ),
         (
             vec![("Name", s("t")), ("URL", sock_url.clone())],
@@ -290,10 +306,35 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
         std::fs::read_dir(&tls).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "orphan TLS folders: {leftovers:?}");
 
-    // Values above 5 fall to the Docker API type, like Portainer; a failed
-    // ping consumed ids, so this one is not 1.
-    let (st, v) =
-        create_urlencoded(&d, &token, &[("Name", "nine"), ("EndpointCreationType", "9"), ("URL", &sock_url)]).await;
+    // Types that do not exist are refused (Portainer would make them Docker
+    // API endpoints), and so are two type fields that disagree.
+    for fields in [
+        &[("EndpointCreationType", "9")][..],
+        &[("EndpointCreationType", "0")],
+        &[("EndpointCreationType", "-1")],
+        &[("EndpointType", "6")],
+        &[("EndpointCreationType", "1"), ("EndpointType", "2")],
+    ] {
+        let mut f = vec![("Name", "nine"), ("URL", sock_url.as_str())];
+        f.extend_from_slice(fields);
+        let (st, v) = create_urlencoded(&d, &token, &f).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{fields:?}: {v}");
+        assert!(v["message"].as_str().unwrap().starts_with("Invalid environment type value"), "{v}");
+    }
+    // Types Berth knows but does not serve say so.
+    for t in ["2", "3", "4", "5"] {
+        let (st, v) =
+            create_urlencoded(&d, &token, &[("Name", "nine"), ("EndpointCreationType", t), ("URL", &sock_url)]).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{t}: {v}");
+        assert_eq!(v["message"], "Environment type not supported", "{v}");
+    }
+    // A failed ping consumed ids, so this one is not 1.
+    let (st, v) = create_urlencoded(
+        &d,
+        &token,
+        &[("Name", "nine"), ("EndpointCreationType", "1"), ("EndpointType", "1"), ("URL", &sock_url)],
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["Type"], 1);
     assert!(v["Id"].as_u64().unwrap() > 1, "ids consumed by failed pings are not reused: {v}");
@@ -314,8 +355,8 @@ async fn bad_registrations_are_refused_and_leave_nothing_behind() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["Name"], "from-query");
 
-    // Ids that are not numbers, or overflow.
-    for bad in ["abc", "99999999999999999999999", "-1"] {
+    // Ids that are not numbers, overflow, or are not spelled canonically.
+    for bad in ["abc", "99999999999999999999999", "-1", "01", "+1", "%201", "1.0", "1%20"] {
         let (st, v) = d.get_json(&format!("/api/endpoints/{bad}"), Some(&token)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
         assert_eq!(v["message"], "Invalid environment identifier route variable");

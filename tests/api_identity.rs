@@ -651,10 +651,15 @@ async fn invalid_tokens_get_exact_401_bodies() {
     }
     let (s, v) = d.get_json("/api/users/me", Some(&no_such_user)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    for raw in ["Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer  ", "Bearer ...."] {
+    // A well-formed value with a bad token is 401; a value that is not
+    // `Bearer <token>` at all is 400 (malformed_authorization).
+    let (s, v) = me(&d, &[("Authorization", "Bearer ....")]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["details"], "Unauthorized");
+    for raw in ["Bearer", "Basic YWRtaW46YWRtaW4=", "Bearer  ", "Bearer  x", "Bearer x y"] {
         let (s, v) = me(&d, &[("Authorization", raw)]).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "Authorization {raw:?}: {v}");
-        assert_eq!(v["details"], "Unauthorized");
+        assert_eq!(s, StatusCode::BAD_REQUEST, "Authorization {raw:?}: {v}");
+        assert_eq!(v["message"], "Invalid Authorization header");
     }
     // A valid token minted with the real key works: the checks above are real.
     let minted = keys.sign(&claims(1, "admin", 1, now(), now() + 600));
@@ -1420,10 +1425,16 @@ async fn bad_input_gets_clear_4xx_and_nothing_is_lost() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 
     // Garbage credentials.
-    for auth in ["Bearer \u{1f4a9}", "Bearer ....", "Bearer a.b", "Basic Zm9vOmJhcg==", "Bearer eyJ.eyJ.sig"] {
+    for (auth, want) in [
+        ("Bearer \u{1f4a9}", StatusCode::BAD_REQUEST),
+        ("Bearer ....", StatusCode::UNAUTHORIZED),
+        ("Bearer a.b", StatusCode::UNAUTHORIZED),
+        ("Basic Zm9vOmJhcg==", StatusCode::BAD_REQUEST),
+        ("Bearer eyJ.eyJ.sig", StatusCode::UNAUTHORIZED),
+    ] {
         let r = d.http().get(d.url("/api/users/me")).header("Authorization", auth).send().await.unwrap();
         let (s, v) = read_json(r).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{auth:?}: {v}");
+        assert_eq!(s, want, "{auth:?}: {v}");
     }
     let r = d
         .http()
@@ -1432,7 +1443,7 @@ async fn bad_input_gets_clear_4xx_and_nothing_is_lost() {
         .send()
         .await
         .unwrap();
-    assert_eq!(read_json(r).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(read_json(r).await.0, StatusCode::BAD_REQUEST);
     let r = d.http().get(d.url("/api/users/me")).header("X-API-Key", "x".repeat(8000)).send().await.unwrap();
     assert_eq!(read_json(r).await.0, StatusCode::UNAUTHORIZED);
 

@@ -453,7 +453,7 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing() {
         (string(&format!("?endpointId={eid}")), json!({"Name": "-x", "StackFileContent": good}), 400, "Invalid request payload", "must start with a letter".into()),
         (string(&format!("?endpointId={eid}")), json!({"Name": name}), 400, "Invalid request payload", "Invalid stack file content".into()),
         (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "1A", "value": "x"}]}), 400, "Invalid request payload", "Invalid environment variable name".into()),
-        (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "LD_PRELOAD", "value": "/x.so"}]}), 400, "Invalid request payload", "configures the deployer".into()),
+        (string(&format!("?endpointId={eid}")), json!({"Name": name, "StackFileContent": good, "Env": [{"name": "DOCKER_HOST", "value": "tcp://x"}]}), 400, "Invalid request payload", "configure the deployer".into()),
         (string(&format!("?endpointId={eid}")), json!("not an object"), 400, "Invalid request payload", "".into()),
         (format!("/api/stacks/create/swarm/string?endpointId={mock_id}"), json!({"Name": name, "SwarmID": "abc", "StackFileContent": good}), 400, "Unable to deploy a swarm stack on this environment", "not a Swarm manager".into()),
         (format!("/api/stacks/create/swarm/string?endpointId={mock_id}"), json!({"Name": name, "StackFileContent": good}), 400, "Invalid request payload", "Invalid Swarm ID".into()),
@@ -716,13 +716,14 @@ async fn deployers_get_a_clean_environment_and_only_allowed_logins() {
     let downs: Vec<&&str> = runs.iter().filter(|r| r.contains(" down --remove-orphans")).collect();
     assert_eq!((deploys.len(), downs.len()), (1, 1), "{log}");
     let up = deploys[0];
-    assert!(up.contains(&format!("ARGS --host unix://{DOCKER_SOCKET} -f ")), "the host is always passed: {up}");
+    assert!(up.contains(&format!("ARGS --host unix://{DOCKER_SOCKET} --env-file ")), "the host is always passed: {up}");
     assert!(up.contains(&format!("--project-name={name} up -d")), "{up}");
     let mut names: Vec<&str> =
         up.lines().filter_map(|l| l.strip_prefix("ENV ")).map(|l| l.split('=').next().unwrap()).collect();
     names.sort();
     names.retain(|n| !matches!(*n, "PWD" | "SHLVL" | "_" | "OLDPWD"));
-    assert_eq!(names, ["DOCKER_CONFIG", "GREETING", "HOME", "LC_ALL", "PATH"], "{up}");
+    assert_eq!(names, ["DOCKER_CONFIG", "HOME", "LANG", "PATH", "TMPDIR"], "only Berth's own, never the stack's: {up}");
+    assert!(!up.contains("should-not-leak"), "nothing inherited: {up}");
     let home = up.lines().find_map(|l| l.strip_prefix("ENV HOME=")).unwrap();
     assert!(home.starts_with(&canonical(d.data_dir()).join("tmp").display().to_string()), "{home}");
     let config: Value = serde_json::from_str(up.lines().find_map(|l| l.strip_prefix("CONFIG ")).unwrap()).unwrap();
@@ -802,19 +803,7 @@ async fn standard_users_own_their_stacks() {
     let (s, v) = d.put_json(&format!("/api/endpoints/{eid}"), a, &json!({"UserAccessPolicies": policies})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // A new endpoint denies standard users everything: restore Portainer's defaults.
-    let all: serde_json::Map<String, Value> = [
-        "StackManagement",
-        "BindMounts",
-        "PrivilegedMode",
-        "HostNamespace",
-        "DeviceMapping",
-        "ContainerCapabilities",
-        "SysctlSetting",
-    ]
-    .iter()
-    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
-    .collect();
-    assert_eq!(d.put_json(&format!("/api/endpoints/{eid}/settings"), a, &Value::Object(all)).await.0, StatusCode::OK);
+    portainer_defaults(&d, &admin, eid).await;
     let alice = d.login("alice", "alice-password-12").await;
     let bob = d.login("bob", "bob-password-12").await;
     let carol = d.login("carol", "carol-password-12").await;
@@ -831,8 +820,8 @@ async fn standard_users_own_their_stacks() {
         &json!({"Name": name, "StackFileContent": format!("{file}    env_file: /etc/shadow\n")}),
     )
     .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["message"], "Permission denied to deploy this stack file");
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], "Invalid stack file");
 
     let (s, v) = create_string(&d, &alice, "standalone", eid, &json!({"Name": name, "StackFileContent": file})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -874,15 +863,17 @@ async fn standard_users_own_their_stacks() {
     );
     assert_eq!(d.get_json(&format!("/api/stacks/{id}"), Some(&alice)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(d.get_json("/api/stacks", Some(&alice)).await.1, json!([]));
-    // Restricted bind mounts: Berth does not read YAML, so no user stacks.
+    // Restricted bind mounts: the file is read, and only a bind mount is
+    // refused.
     assert_eq!(
         settings(json!({"allowStackManagementForRegularUsers": true, "allowBindMountsForRegularUsers": false})).await.0,
         StatusCode::OK
     );
+    let bind = format!("{file}    volumes: [\"/etc:/x:ro\"]\n");
     let (s, v) =
-        create_string(&d, &alice, "standalone", eid, &json!({"Name": "other", "StackFileContent": file})).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("disabled for non-admin users on this environment"));
+        create_string(&d, &alice, "standalone", eid, &json!({"Name": "other", "StackFileContent": bind})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["details"].as_str().unwrap().contains("bind mounting host paths is disabled"), "{v}");
     assert_eq!(settings(json!({"allowBindMountsForRegularUsers": true})).await.0, StatusCode::OK);
 
     let (s, v) = d.delete(&format!("/api/stacks/{id}?endpointId={eid}"), Some(&alice)).await;

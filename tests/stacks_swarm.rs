@@ -185,19 +185,43 @@ async fn seed_swarm_walkthrough_and_swarm_over_mutual_tls() {
     names.sort();
     assert_eq!(names, ["tlsstack_one", "tlsstack_two"]);
 
-    // Update with prune: a service dropped from the file goes.
+    // Update with prune: a service dropped from the file goes. The
+    // stack's variables are substituted by Berth (`docker stack deploy`
+    // would take them from its own environment, which they never reach).
+    let with_env = format!("{}    environment: [\"FOO=${{FOO}}\", BAR, \"LIT=$$FOO\"]\n", stack_file(image, &["one"]));
     let (s, v) = d
         .put_json(
             &format!("/api/stacks/{id}?endpointId={tls}"),
             Some(&token),
-            &json!({"StackFileContent": stack_file(image, &["one"]), "Prune": true}),
+            &json!({"StackFileContent": with_env, "Prune": true,
+                    "Env": [{"name": "FOO", "value": "it's $HOME ${X"}, {"name": "BAR", "value": "b"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "`${{` cannot be carried: {v}");
+    let (s, v) = d
+        .put_json(
+            &format!("/api/stacks/{id}?endpointId={tls}"),
+            Some(&token),
+            &json!({"StackFileContent": with_env, "Prune": true,
+                    "Env": [{"name": "FOO", "value": "it's $HOME"}, {"name": "BAR", "value": "b"}]}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["Option"], json!({"Prune": true}));
-    let names: Vec<String> =
-        stack_services("tlsstack").await.iter().map(|s| s["Spec"]["Name"].as_str().unwrap().to_string()).collect();
+    let svcs = stack_services("tlsstack").await;
+    let names: Vec<String> = svcs.iter().map(|s| s["Spec"]["Name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["tlsstack_one"]);
+    let mut env: Vec<String> = svcs[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    env.sort();
+    assert_eq!(env, ["BAR=b", "FOO=it's $HOME", "LIT=$FOO"]);
+    let project = std::fs::read_dir(d.data_dir().join("compose").join(id.to_string())).unwrap();
+    let left: Vec<_> = project.flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, ["docker-compose.yml"], "the rendered copy is removed");
 
     let (s, v) = stack_post(&d, &token, &format!("/api/stacks/{id}/stop?endpointId={tls}")).await;
     assert_eq!((s, &v["Status"]), (StatusCode::OK, &json!(2)), "{v}");

@@ -8,9 +8,11 @@ use http::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::endpoints::{check_name, check_policies, check_tags};
+use super::endpoints::{check_name, check_tags};
 use super::{no_content, ok_json, store_err, ApiRequest};
+use crate::auth::Principal;
 use crate::body::ResponseBody;
+use crate::endpoints::checks::apply_policies;
 use crate::endpoints::load::UNASSIGNED_GROUP;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
@@ -122,19 +124,22 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     ok_json(&group_view(&group, true))
 }
 
+/// Whether `p` may see group `g`: admins all, others a group on which they
+/// or one of their `teams` hold a policy.
+pub fn group_visible(p: &Principal, g: &EndpointGroup, teams: &[Id]) -> bool {
+    p.is_admin()
+        || g.user_access_policies.contains_key(&p.id().to_string())
+        || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
+}
+
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let teams = if p.is_admin() { Vec::new() } else { state.identity.teams_of(p.id()) };
-    let uid = p.id().to_string();
     let groups: Vec<Value> = state
         .endpoints
         .groups()
         .iter()
-        .filter(|g| {
-            p.is_admin()
-                || g.user_access_policies.contains_key(&uid)
-                || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
-        })
+        .filter(|g| group_visible(p, g, &teams))
         .map(|g| group_view(g, p.is_admin()))
         .collect();
     ok_json(&Value::Array(groups))
@@ -175,14 +180,12 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     if let Some(t) = b.tagids {
         g.tag_ids = check_tags(&state, &t, "Invalid request payload")?;
     }
-    if let Some(p) = b.useraccesspolicies {
-        check_policies(&p, "UserAccessPolicies")?;
-        g.user_access_policies = p;
-    }
-    if let Some(p) = b.teamaccesspolicies {
-        check_policies(&p, "TeamAccessPolicies")?;
-        g.team_access_policies = p;
-    }
+    apply_policies(
+        b.useraccesspolicies,
+        b.teamaccesspolicies,
+        &mut g.user_access_policies,
+        &mut g.team_access_policies,
+    )?;
     let g2 = g.clone();
     state.write(move |tx| tx.put(ENDPOINT_GROUPS, g2.id, &g2)).await.map_err(store_err)?;
     state.endpoints.put_group(g.clone());

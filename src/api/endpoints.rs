@@ -1,18 +1,9 @@
 //! Environments (`/api/endpoints`): registration, listing, updates, removal,
-//! TLS uploads and on-demand snapshots.
-//!
-//! Every change follows one order: validate everything (including TLS files
-//! and a ping of the host on creation), store durably, then swap a whole new
-//! entry into the registry. The check-store-swap step runs under the
-//! registry's write lock so that two writers (or a writer and the health
-//! checker) never interleave; the creation ping runs before taking it, so a
-//! slow host never holds up other changes. Files on
-//! disk are written before the record that points at them and removed after
-//! the record that pointed at them, so a crash leaves at worst an orphan
-//! file, never a record pointing at nothing.
+//! TLS uploads and on-demand snapshots. Handlers decode the request, call
+//! `crate::endpoints::register` (which owns the check-store-swap order) and
+//! encode the record it returns.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode};
@@ -20,103 +11,35 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::form::{self, Form, Limits};
-use super::{decode_json, json_response, no_content, ok_json, store_err, ApiRequest};
+use super::{decode_json, json_response, no_content, ok_json, ApiRequest};
 use crate::auth::Principal;
 use crate::body::ResponseBody;
-use crate::connector::{validate_tls_files, DockerUrl, TlsFiles};
-use crate::endpoints::load::{connector_settings, upstream_for};
-use crate::endpoints::registry::build_upstream;
+use crate::connector::{validate_tls_files, TlsFiles};
+pub(crate) use crate::endpoints::checks::{check_name, check_tags};
+use crate::endpoints::checks::{check_public_url, check_url};
+use crate::endpoints::register::{self, not_found, EndpointChanges, NewEndpoint, SecurityChanges, DOCKER_API};
 use crate::endpoints::tls_files::{self, TlsFileKind};
 use crate::endpoints::{health, EndpointEntry};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::model::{
-    AccessPolicies, DockerSnapshot, Endpoint, EndpointTls, Id, SecuritySettings, SnapshotRecord, ENDPOINT_DOWN,
-    ENDPOINT_UP,
-};
-use crate::store::{ENDPOINTS, SNAPSHOTS};
-
-/// Longest name of an endpoint, group or tag. Names are shown in lists and
-/// logs; anything longer is a mistake or an attack.
-pub const MAX_NAME: usize = 255;
-/// Longest `URL`/`PublicURL` accepted.
-const MAX_URL: usize = 2048;
-
-const DOCKER_API: u8 = 1;
-
-/// Checks a display name; `what` is the Portainer word ("environment").
-pub(crate) fn check_name(name: &str, what: &str) -> ApiResult<()> {
-    let invalid = |details: String| ApiError::bad_request(format!("Invalid {what} name"), details);
-    if name.trim().is_empty() {
-        return Err(invalid(format!("the {what} name is required")));
-    }
-    let n = name.chars().count();
-    if n > MAX_NAME {
-        return Err(invalid(format!("the {what} name is {n} characters long; the limit is {MAX_NAME}")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(format!("the {what} name contains control characters")));
-    }
-    Ok(())
-}
-
-/// Tag ids must name existing tags; duplicates are dropped, order kept.
-pub(crate) fn check_tags(state: &AppState, ids: &[Id], message: &str) -> ApiResult<Vec<Id>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for &id in ids {
-        if state.endpoints.tag(id).is_none() {
-            return Err(ApiError::bad_request(message, format!("tag {id} does not exist")));
-        }
-        if seen.insert(id) {
-            out.push(id);
-        }
-    }
-    Ok(out)
-}
-
-/// Policy maps are keyed by user or team id as a string.
-pub(crate) fn check_policies(p: &AccessPolicies, what: &str) -> ApiResult<()> {
-    match p.keys().find(|k| k.parse::<u64>().is_err()) {
-        Some(k) => Err(ApiError::invalid_payload(format!("{what} key {k:?} is not a numeric identifier"))),
-        None => Ok(()),
-    }
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("an environment")
-}
-
-fn name_taken() -> ApiError {
-    ApiError::conflict("Name is not unique", "")
-}
+use crate::store::model::{AccessPolicies, DockerSnapshot, Endpoint, EndpointTls, Id};
 
 fn permission_denied() -> ApiError {
     ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
-}
-
-/// File-system calls block; they must not stall an async worker serving
-/// other requests.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-}
-
-async fn remove_tls_dir(data: &Path, id: Id) {
-    let data = data.to_path_buf();
-    if let Err(e) = blocking(move || tls_files::remove_dir(&data, id)).await {
-        tracing::warn!(endpoint = id, error = %e, "removing the endpoint's TLS directory failed");
-    }
 }
 
 // ---------------------------------------------------------------------------
 // The view
 // ---------------------------------------------------------------------------
 
-fn tls_view(t: &EndpointTls) -> Value {
+/// The TLS flags, and for admins the paths of the files on Berth's host.
+fn tls_view(t: &EndpointTls, admin: bool) -> Value {
     let mut v = json!({"TLS": t.tls, "TLSSkipVerify": t.skip_verify});
-    for (k, p) in [("TLSCACert", &t.ca_cert), ("TLSCert", &t.cert), ("TLSKey", &t.key)] {
-        if !p.is_empty() {
-            v[k] = Value::String(p.clone());
+    if admin {
+        for (k, p) in [("TLSCACert", &t.ca_cert), ("TLSCert", &t.cert), ("TLSKey", &t.key)] {
+            if !p.is_empty() {
+                v[k] = Value::String(p.clone());
+            }
         }
     }
     v
@@ -124,7 +47,12 @@ fn tls_view(t: &EndpointTls) -> Value {
 
 /// The endpoint object every route answers with, in Portainer's names, with
 /// `{}`/`[]` wherever clients iterate. Standard users do not see who else
-/// has access (`UserAccessPolicies`/`TeamAccessPolicies` are null for them).
+/// has access (`UserAccessPolicies`/`TeamAccessPolicies` are null for them),
+/// and, stricter than Portainer, not where the Docker host is: `URL` is
+/// empty and `TLSConfig` carries no file paths. They reach the host through
+/// Berth only, so its address and Berth's file layout are no use to them
+/// and a help to an attacker. `PublicURL` (for links to published ports)
+/// stays.
 pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSnapshot>) -> Value {
     let policies =
         |p: &AccessPolicies| if admin { serde_json::to_value(p).unwrap_or_else(|_| json!({})) } else { Value::Null };
@@ -137,11 +65,11 @@ pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSna
         "Name": record.name,
         "Type": record.kind,
         "ContainerEngine": "docker",
-        "URL": record.url,
+        "URL": if admin { record.url.as_str() } else { "" },
         "GroupId": record.group_id,
         "PublicURL": record.public_url,
         "Gpus": [],
-        "TLSConfig": tls_view(&record.tls),
+        "TLSConfig": tls_view(&record.tls, admin),
         "AzureCredentials": {"ApplicationID": "", "TenantID": "", "AuthenticationKey": ""},
         "TagIds": record.tag_ids,
         "Status": record.status,
@@ -179,17 +107,6 @@ fn view_of(state: &AppState, record: &Endpoint, admin: bool, with_snapshot: bool
 // POST /api/endpoints
 // ---------------------------------------------------------------------------
 
-/// A registration request, validated.
-struct NewEndpoint {
-    name: String,
-    url: String,
-    public_url: String,
-    group_id: Id,
-    tag_ids: Vec<Id>,
-    tls: EndpointTls,
-    files: TlsFiles,
-}
-
 const TYPE_VALUES: &str = "Invalid environment type value. Value must be one of: 1 (Docker environment), 2 (Agent environment), 3 (Azure environment), 4 (Edge Agent environment) or 5 (Local Kubernetes environment)";
 
 fn form_int(form: &Form, key: &str, message: &str) -> ApiResult<Option<i64>> {
@@ -201,11 +118,21 @@ fn form_int(form: &Form, key: &str, message: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-/// `EndpointCreationType` (2.x) or `EndpointType` (1.x), neither meaning 1.
+/// `EndpointCreationType` (2.x) or `EndpointType` (1.x), neither meaning 1;
+/// both is fine only when they agree. Unlike Portainer, which sends any
+/// value above 5 down the Docker API path, a type that does not exist is a
+/// 400: a client asking for something Berth does not know must not get a
+/// Docker endpoint it did not ask for.
 fn creation_type(form: &Form) -> ApiResult<u8> {
-    let t = match form_int(form, "EndpointCreationType", TYPE_VALUES)? {
-        Some(t) => t,
-        None => form_int(form, "EndpointType", TYPE_VALUES)?.unwrap_or(1),
+    let t = match (form_int(form, "EndpointCreationType", TYPE_VALUES)?, form_int(form, "EndpointType", TYPE_VALUES)?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(
+                TYPE_VALUES,
+                format!("EndpointCreationType={a} and EndpointType={b} disagree; send one of them"),
+            ))
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => 1,
     };
     let kind = match t {
         1 => return Ok(DOCKER_API),
@@ -213,8 +140,6 @@ fn creation_type(form: &Form) -> ApiResult<u8> {
         3 => "3 (Azure)",
         4 => "4 (Edge Agent)",
         5 => "5 (Local Kubernetes)",
-        // Portainer sends any other positive value down the Docker API path.
-        t if t > 5 => return Ok(DOCKER_API),
         _ => return Err(ApiError::bad_request(TYPE_VALUES, format!("environment type {t} does not exist"))),
     };
     Err(ApiError::bad_request(
@@ -223,33 +148,16 @@ fn creation_type(form: &Form) -> ApiResult<u8> {
     ))
 }
 
-fn parse_url(raw: &str) -> ApiResult<String> {
-    let url = raw.trim();
-    if url.len() > MAX_URL {
-        return Err(ApiError::bad_request(
-            "Invalid environment URL",
-            format!("the URL is longer than {MAX_URL} bytes"),
-        ));
-    }
-    DockerUrl::parse(url).map_err(|e| ApiError::bad_request("Invalid environment URL", e))?;
-    Ok(url.to_owned())
-}
-
-fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
+async fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
     let name = form.value("Name").unwrap_or("").to_owned();
     check_name(&name, "environment")?;
     creation_type(form)?;
     let url = match form.value("URL") {
-        Some(u) if !u.trim().is_empty() => parse_url(u)?,
-        _ => state.config.docker_socket.clone(),
+        Some(u) if !u.trim().is_empty() => u,
+        _ => state.config.docker_socket.as_str(),
     };
-    let public_url = form.value("PublicURL").unwrap_or("").trim().to_owned();
-    if public_url.len() > MAX_URL {
-        return Err(ApiError::bad_request(
-            "Invalid PublicURL parameter",
-            format!("the URL is longer than {MAX_URL} bytes"),
-        ));
-    }
+    let url = check_url(url).await?;
+    let public_url = check_public_url(form.value("PublicURL").unwrap_or(""), "Invalid PublicURL parameter")?;
     let group_id = match form_int(form, "GroupID", "Invalid GroupID parameter")? {
         None | Some(0) => 1,
         Some(g) => g
@@ -291,6 +199,12 @@ fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
                 Some(file("TLSCertFile", "Invalid certificate file. Ensure that the file is uploaded correctly")?);
             files.key = Some(file("TLSKeyFile", "Invalid key file. Ensure that the file is uploaded correctly")?);
         }
+        let kinds = [(TlsFileKind::Ca, &files.ca), (TlsFileKind::Cert, &files.cert), (TlsFileKind::Key, &files.key)];
+        for (kind, bytes) in kinds {
+            if let Some(b) = bytes {
+                tls_files::check_trailer(kind, b).map_err(|e| ApiError::bad_request("Invalid TLS files", e))?;
+            }
+        }
         validate_tls_files(&files, tls.skip_verify, tls.skip_client_verify)
             .map_err(|e| ApiError::bad_request("Invalid TLS files", e))?;
     }
@@ -299,96 +213,10 @@ fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let form = form::read(&mut req, Limits::upload(state.config.max_upload_body)).await?;
-    let new = parse_new(&state, &form)?;
+    let new = parse_new(&state, &form).await?;
     drop(form);
-    if state.endpoints.all().iter().any(|e| e.record.name == new.name) {
-        return Err(name_taken());
-    }
-    // The id is consumed first, as in Portainer: a failed creation leaves a
-    // gap, never a reused id (TLS paths and metrics labels embed it).
-    let id = state.write(|tx| tx.next_id(ENDPOINTS)).await.map_err(store_err)?;
-    match register(&state, id, new).await {
-        Ok(record) => ok_json(&view_of(&state, &record, true, true)),
-        Err(e) => {
-            remove_tls_dir(&state.config.data, id).await;
-            Err(e)
-        }
-    }
-}
-
-/// Everything after the id is allocated; on `Err` the caller removes the
-/// endpoint's TLS directory.
-async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<Endpoint> {
-    let mut record = Endpoint {
-        id,
-        name: new.name,
-        kind: DOCKER_API,
-        url: new.url,
-        public_url: new.public_url,
-        group_id: new.group_id,
-        tls: new.tls,
-        tag_ids: new.tag_ids,
-        status: ENDPOINT_UP,
-        user_access_policies: Default::default(),
-        team_access_policies: Default::default(),
-        security_settings: SecuritySettings::default(),
-    };
-    if record.tls.tls {
-        let data = state.config.data.clone();
-        let (files, mut tls) = (new.files.clone(), record.tls.clone());
-        record.tls = blocking(move || {
-            // A directory left by a crash under this (fresh) id must not
-            // contribute stale files.
-            tls_files::remove_dir(&data, id)?;
-            tls_files::write_files(&data, id, &files, &mut tls)?;
-            Ok(tls)
-        })
-        .await
-        .map_err(|e| ApiError::internal("Unable to persist TLS files on disk", e))?;
-    }
-    let upstream = build_upstream(&record, new.files, &connector_settings(&state.config))
-        .map_err(|e| ApiError::bad_request("Invalid TLS files", e.to_string()))?;
-    upstream.ping(state.config.ping_timeout).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unable to initiate communications with environment",
-            e.to_string(),
-        )
-    })?;
-    let snapshot = health::snapshot(&upstream, state.config.health_timeout).await;
-
-    let _guard = state.endpoints.write_lock.lock().await;
-    // Authoritative checks: every endpoint, group and tag change holds this
-    // lock, and the registry mirrors the store.
-    if state.endpoints.all().iter().any(|e| e.record.name == record.name) {
-        return Err(name_taken());
-    }
-    if state.endpoints.group(record.group_id).is_none() {
-        return Err(ApiError::bad_request(
-            "Invalid GroupID parameter",
-            format!("environment group {} does not exist", record.group_id),
-        ));
-    }
-    check_tags(state, &record.tag_ids, "Invalid TagIds parameter")?;
-    let (r2, s2) = (record.clone(), snapshot.clone());
-    state
-        .write(move |tx| {
-            tx.put(ENDPOINTS, id, &r2)?;
-            if let Some(docker) = s2 {
-                tx.put(SNAPSHOTS, id, &SnapshotRecord { endpoint_id: id, docker: Some(docker) })?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(store_err)?;
-    if let Some(s) = snapshot {
-        state.endpoints.put_snapshot(id, s);
-    }
-    state.endpoints.insert(EndpointEntry { record: record.clone(), upstream });
-    state.metrics.endpoint_up.with_label_values(&[&id.to_string()]).set(1);
-    health::refresh_status_gauge(state);
-    tracing::info!(endpoint = id, name = %record.name, url = %record.url, "endpoint registered");
-    Ok(record)
+    let record = register::create(&state, new).await?;
+    ok_json(&view_of(&state, &record, true, true))
 }
 
 // ---------------------------------------------------------------------------
@@ -491,8 +319,10 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
             }
             if !q.search.is_empty() {
                 let s = &q.search;
+                // The URL is searched for admins only: a standard user could
+                // otherwise read it out one guessed substring at a time.
                 let hit = r.name.to_lowercase().contains(s)
-                    || r.url.to_lowercase().contains(s)
+                    || (p.is_admin() && r.url.to_lowercase().contains(s))
                     || group_name(r.group_id).contains(s)
                     || tags.iter().filter_map(|t| tag_names.get(t)).any(|n| n.contains(s));
                 if !hit {
@@ -560,188 +390,20 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
 }
 
 // ---------------------------------------------------------------------------
-// PUT /api/endpoints/{id}
+// PUT /api/endpoints/{id} and /api/endpoints/{id}/settings
 // ---------------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-struct UpdateEndpoint {
-    name: Option<String>,
-    url: Option<String>,
-    publicurl: Option<String>,
-    groupid: Option<Id>,
-    /// `TagIDs` and `TagIds` both arrive here (keys are lower-cased).
-    tagids: Option<Vec<Id>>,
-    tls: Option<bool>,
-    tlsskipverify: Option<bool>,
-    tlsskipclientverify: Option<bool>,
-    status: Option<u8>,
-    useraccesspolicies: Option<AccessPolicies>,
-    teamaccesspolicies: Option<AccessPolicies>,
-}
-
-/// Swaps in a record with the entry's current pool (nothing about the
-/// connection changed). Caller holds the write lock and has stored `record`.
-fn swap_record(state: &AppState, cur: &EndpointEntry, record: Endpoint) {
-    state.endpoints.insert(EndpointEntry { record, upstream: cur.upstream.clone() });
-}
-
-async fn store_record(state: &AppState, record: &Endpoint) -> ApiResult<()> {
-    let r = record.clone();
-    state.write(move |tx| tx.put(ENDPOINTS, r.id, &r)).await.map_err(store_err)
-}
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
-    let body: UpdateEndpoint = req.json().await?;
-    let _guard = state.endpoints.write_lock.lock().await;
-    let cur = state.endpoints.get(id).ok_or_else(not_found)?;
-    let mut rec = cur.record.clone();
-    if let Some(name) = body.name {
-        check_name(&name, "environment")?;
-        if state.endpoints.all().iter().any(|e| e.record.id != id && e.record.name == name) {
-            return Err(name_taken());
-        }
-        rec.name = name;
-    }
-    if let Some(url) = &body.url {
-        rec.url = parse_url(url)?;
-    }
-    if let Some(u) = body.publicurl {
-        if u.len() > MAX_URL {
-            return Err(ApiError::invalid_payload(format!("PublicURL is longer than {MAX_URL} bytes")));
-        }
-        rec.public_url = u;
-    }
-    if let Some(g) = body.groupid {
-        if state.endpoints.group(g).is_none() {
-            return Err(ApiError::invalid_payload(format!("environment group {g} does not exist")));
-        }
-        rec.group_id = g;
-    }
-    if let Some(tags) = &body.tagids {
-        rec.tag_ids = check_tags(&state, tags, "Invalid request payload")?;
-    }
-    if let Some(s) = body.status {
-        if s != ENDPOINT_UP && s != ENDPOINT_DOWN {
-            return Err(ApiError::invalid_payload("Status must be 1 (up) or 2 (down)"));
-        }
-        rec.status = s;
-    }
-    if let Some(p) = body.useraccesspolicies {
-        check_policies(&p, "UserAccessPolicies")?;
-        rec.user_access_policies = p;
-    }
-    if let Some(p) = body.teamaccesspolicies {
-        check_policies(&p, "TeamAccessPolicies")?;
-        rec.team_access_policies = p;
-    }
-
-    // TLS: the files come from `POST /api/upload/tls/{certificate}`; here
-    // only the flags change, and the paths follow them.
-    let data = state.config.data.clone();
-    let mut remove_kinds: Vec<TlsFileKind> = Vec::new();
-    let mut remove_dir = false;
-    match body.tls {
-        Some(true) => {
-            rec.tls.tls = true;
-            rec.tls.skip_verify = body.tlsskipverify.unwrap_or(rec.tls.skip_verify);
-            rec.tls.skip_client_verify = body.tlsskipclientverify.unwrap_or(rec.tls.skip_client_verify);
-            let path = |k| tls_files::tls_path(&data, id, k).to_string_lossy().into_owned();
-            if rec.tls.skip_verify {
-                rec.tls.ca_cert.clear();
-                remove_kinds.push(TlsFileKind::Ca);
-            } else {
-                rec.tls.ca_cert = path(TlsFileKind::Ca);
-            }
-            if rec.tls.skip_client_verify {
-                rec.tls.cert.clear();
-                rec.tls.key.clear();
-                remove_kinds.extend([TlsFileKind::Cert, TlsFileKind::Key]);
-            } else {
-                rec.tls.cert = path(TlsFileKind::Cert);
-                rec.tls.key = path(TlsFileKind::Key);
-            }
-        }
-        Some(false) => {
-            rec.tls = EndpointTls::default();
-            remove_dir = true;
-        }
-        None => {}
-    }
-    // A new pool when anything about the connection was touched (an explicit
-    // TLS flag also picks up files replaced by uploads since).
-    let upstream = if rec.url != cur.record.url || rec.tls != cur.record.tls || body.tls.is_some() {
-        upstream_for(&rec, &state.config).map_err(|e| ApiError::bad_request("Invalid TLS configuration", e))?
-    } else {
-        cur.upstream.clone()
-    };
-    store_record(&state, &rec).await?;
-    state.endpoints.insert(EndpointEntry { record: rec.clone(), upstream });
-    health::refresh_status_gauge(&state);
-    drop(_guard);
-    if remove_dir {
-        remove_tls_dir(&data, id).await;
-    } else if !remove_kinds.is_empty() {
-        let r = blocking(move || remove_kinds.into_iter().try_for_each(|k| tls_files::remove_file(&data, id, k))).await;
-        if let Err(e) = r {
-            tracing::warn!(endpoint = id, error = %e, "removing unused TLS files failed");
-        }
-    }
+    let body: EndpointChanges = req.json().await?;
+    let rec = register::update(&state, id, body).await?;
     ok_json(&view_of(&state, &rec, true, true))
-}
-
-// ---------------------------------------------------------------------------
-// PUT /api/endpoints/{id}/settings
-// ---------------------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-struct SettingsBody {
-    #[serde(rename = "allowbindmountsforregularusers")]
-    bind_mounts: Option<bool>,
-    #[serde(rename = "allowprivilegedmodeforregularusers")]
-    privileged: Option<bool>,
-    #[serde(rename = "allowvolumebrowserforregularusers")]
-    volume_browser: Option<bool>,
-    #[serde(rename = "allowhostnamespaceforregularusers")]
-    host_namespace: Option<bool>,
-    #[serde(rename = "allowdevicemappingforregularusers")]
-    device_mapping: Option<bool>,
-    #[serde(rename = "allowstackmanagementforregularusers")]
-    stack_management: Option<bool>,
-    #[serde(rename = "allowcontainercapabilitiesforregularusers")]
-    capabilities: Option<bool>,
-    #[serde(rename = "allowsysctlsettingforregularusers")]
-    sysctl: Option<bool>,
-    #[serde(rename = "enablehostmanagementfeatures")]
-    host_management: Option<bool>,
 }
 
 pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
-    let b: SettingsBody = req.json().await?;
-    let _guard = state.endpoints.write_lock.lock().await;
-    let cur = state.endpoints.get(id).ok_or_else(not_found)?;
-    let mut rec = cur.record.clone();
-    let s = &mut rec.security_settings;
-    let pairs = [
-        (b.bind_mounts, &mut s.allow_bind_mounts_for_regular_users),
-        (b.privileged, &mut s.allow_privileged_mode_for_regular_users),
-        (b.volume_browser, &mut s.allow_volume_browser_for_regular_users),
-        (b.host_namespace, &mut s.allow_host_namespace_for_regular_users),
-        (b.device_mapping, &mut s.allow_device_mapping_for_regular_users),
-        (b.stack_management, &mut s.allow_stack_management_for_regular_users),
-        (b.capabilities, &mut s.allow_container_capabilities_for_regular_users),
-        (b.sysctl, &mut s.allow_sysctl_setting_for_regular_users),
-        (b.host_management, &mut s.enable_host_management_features),
-    ];
-    for (v, slot) in pairs {
-        if let Some(v) = v {
-            *slot = v;
-        }
-    }
-    store_record(&state, &rec).await?;
-    swap_record(&state, &cur, rec.clone());
+    let b: SecurityChanges = req.json().await?;
+    let rec = register::update_settings(&state, id, b).await?;
     ok_json(&view_of(&state, &rec, true, true))
 }
 
@@ -749,34 +411,9 @@ pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
 // DELETE /api/endpoints/{id} and DELETE /api/endpoints
 // ---------------------------------------------------------------------------
 
-async fn delete_one(state: &AppState, id: Id) -> ApiResult<()> {
-    {
-        let _guard = state.endpoints.write_lock.lock().await;
-        if state.endpoints.get(id).is_none() {
-            return Err(not_found());
-        }
-        state
-            .write(move |tx| {
-                tx.delete(ENDPOINTS, id)?;
-                tx.delete(SNAPSHOTS, id)?;
-                Ok(())
-            })
-            .await
-            .map_err(store_err)?;
-        // Dropping the entry drops its pool once in-flight requests finish.
-        state.endpoints.remove(id);
-        state.endpoints.remove_snapshot(id);
-    }
-    remove_tls_dir(&state.config.data, id).await;
-    state.metrics.forget_endpoint(&id.to_string());
-    health::refresh_status_gauge(state);
-    tracing::info!(endpoint = id, "endpoint removed");
-    Ok(())
-}
-
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
-    delete_one(&state, id).await?;
+    register::delete(&state, id).await?;
     no_content()
 }
 
@@ -805,7 +442,7 @@ pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult
     }
     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
     for id in ids {
-        match delete_one(&state, id).await {
+        match register::delete(&state, id).await {
             Ok(()) => deleted.push(id),
             Err(e) => {
                 tracing::info!(endpoint = id, error = %e, "bulk delete: endpoint not removed");
@@ -852,7 +489,7 @@ pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
         .ok_or_else(|| ApiError::bad_request("Invalid folder query parameter", "folder is required"))?;
     // The folder is a path component: only an endpoint id is accepted, so
     // nothing can be written outside `<data>/tls/<id>/`.
-    let id: Id = folder.parse().map_err(|_| {
+    let id: Id = super::parse_id(folder, "environment").map_err(|_| {
         ApiError::bad_request(
             "Invalid folder query parameter",
             format!("the folder must be an environment identifier, got {folder:?}"),
@@ -866,21 +503,44 @@ pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
     })?;
     tls_files::check_pem(kind, &file.bytes).map_err(|e| ApiError::bad_request("Invalid certificate file", e))?;
 
-    let _guard = state.endpoints.write_lock.lock().await;
-    let cur = state.endpoints.get(id).ok_or_else(not_found)?;
-    let data = state.config.data.clone();
-    blocking(move || tls_files::write_file(&data, id, kind, &file.bytes))
-        .await
-        .map_err(|e| ApiError::internal("Unable to persist TLS file on disk", e))?;
-    if cur.record.tls.tls {
-        // Files are replaced one upload at a time; until the set fits
-        // together the endpoint keeps its current, working pool.
-        match upstream_for(&cur.record, &state.config) {
-            Ok(upstream) => state.endpoints.insert(EndpointEntry { record: cur.record.clone(), upstream }),
-            Err(e) => {
-                tracing::info!(endpoint = id, reason = %e, "TLS file stored; keeping the current connection until the files match")
-            }
-        }
-    }
+    register::replace_tls_file(&state, id, kind, file.bytes).await?;
     no_content()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_users_see_neither_the_url_nor_tls_paths() {
+        let record = Endpoint {
+            id: 3,
+            name: "prod".into(),
+            kind: DOCKER_API,
+            url: "tcp://10.0.0.5:2376".into(),
+            public_url: "prod.example".into(),
+            group_id: 1,
+            tls: EndpointTls {
+                tls: true,
+                ca_cert: "/data/tls/3/ca.pem".into(),
+                cert: "/data/tls/3/cert.pem".into(),
+                key: "/data/tls/3/key.pem".into(),
+                ..Default::default()
+            },
+            tag_ids: Vec::new(),
+            status: 1,
+            user_access_policies: Default::default(),
+            team_access_policies: Default::default(),
+            security_settings: Default::default(),
+        };
+        let admin = endpoint_view(&record, true, None);
+        assert_eq!(admin["URL"], "tcp://10.0.0.5:2376");
+        assert_eq!(admin["TLSConfig"]["TLSKey"], "/data/tls/3/key.pem");
+        let user = endpoint_view(&record, false, None);
+        assert_eq!(user["URL"], "");
+        assert_eq!(user["TLSConfig"], json!({"TLS": true, "TLSSkipVerify": false}));
+        assert_eq!(user["PublicURL"], "prod.example");
+        let text = user.to_string();
+        assert!(!text.contains("10.0.0.5") && !text.contains("/data/tls"), "{text}");
+    }
 }

@@ -3,7 +3,8 @@
 //! driven by clients that rely on it: `http --form` sends
 //! `application/x-www-form-urlencoded` unless a file is attached, the UI
 //! sends `multipart/form-data`, and scripts put values in the query string.
-//! A value in the body wins over the same name in the query string.
+//! A name given twice (in the body, or in the body and the query string)
+//! is refused with a 400 rather than resolved by a precedence rule.
 //!
 //! Unlike Go (which spills big parts to temp files with no upper bound),
 //! everything is held in memory under hard limits: total body size (413),
@@ -82,6 +83,30 @@ impl Form {
     }
 }
 
+impl Form {
+    /// Refuses a name given more than once, in the body (as values, files
+    /// or both) or in the body and the query string: Go's `FormValue` takes
+    /// the first and a proxy in front may take another, so a request whose
+    /// meaning depends on who reads it is refused rather than guessed at.
+    fn check_single_values(&self) -> ApiResult<()> {
+        let mut seen = std::collections::HashSet::new();
+        let names = self
+            .body
+            .iter()
+            .map(|(k, _)| k)
+            .chain(self.files.iter().map(|(k, _)| k))
+            .chain(self.query.iter().map(|(k, _)| k));
+        for name in names {
+            if !seen.insert(name.as_str()) {
+                return Err(ApiError::invalid_payload(format!(
+                    "the form field {name:?} has more than one value (in the body, the query string or both)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn too_large(details: String) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", details)
 }
@@ -124,29 +149,40 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut form = Form { query: parse_query(query), ..Default::default() };
-    let Some(ct) = content_type else { return Ok(form) };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let is_form = essence == "multipart/form-data" || essence == "application/x-www-form-urlencoded";
-    if !is_form {
-        return Ok(form);
-    }
-    // The whole body is read before it is parsed, so that every error below
-    // is answered with nothing left unread: a server that answers while the
-    // client is still sending closes a connection with unread data, the
-    // client gets a reset, and may never see the answer.
-    let bytes = read_body(body, content_length, limits.max_body).await?;
-    if essence == "application/x-www-form-urlencoded" {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|e| ApiError::invalid_payload(format!("malformed urlencoded form: {e}")))?;
-        if pairs.len() > limits.max_parts {
-            return Err(too_many_parts(limits.max_parts));
+    let essence = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    // Any other body is not read at all, as in Go.
+    if let (Some(ct), Some(e @ ("multipart/form-data" | "application/x-www-form-urlencoded"))) =
+        (content_type, essence.as_deref())
+    {
+        // The whole body is read before it is parsed, so that every error
+        // below is answered with nothing left unread: a server that answers
+        // while the client is still sending closes a connection with unread
+        // data, the client gets a reset, and may never see the answer.
+        let bytes = read_body(body, content_length, limits.max_body).await?;
+        if e == "application/x-www-form-urlencoded" {
+            form.body = parse_urlencoded(&bytes, limits)?;
+        } else {
+            parse_multipart(ct, bytes, limits, &mut form).await?;
         }
-        if let Some((k, _)) = pairs.iter().find(|(_, v)| v.len() > limits.max_value) {
-            return Err(too_large(format!("The form value {k:?} exceeds {} bytes", limits.max_value)));
-        }
-        form.body = pairs;
-        return Ok(form);
     }
+    form.check_single_values()?;
+    Ok(form)
+}
+
+fn parse_urlencoded(bytes: &[u8], limits: Limits) -> ApiResult<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| ApiError::invalid_payload(format!("malformed urlencoded form: {e}")))?;
+    if pairs.len() > limits.max_parts {
+        return Err(too_many_parts(limits.max_parts));
+    }
+    if let Some((k, _)) = pairs.iter().find(|(_, v)| v.len() > limits.max_value) {
+        return Err(too_large(format!("The form value {k:?} exceeds {} bytes", limits.max_value)));
+    }
+    Ok(pairs)
+}
+
+/// Adds the parts of a whole multipart body to `form`.
+async fn parse_multipart(ct: &str, bytes: Bytes, limits: Limits, form: &mut Form) -> ApiResult<()> {
     let boundary = multer::parse_boundary(ct)
         .map_err(|e| ApiError::invalid_payload(format!("invalid multipart Content-Type {ct:?}: {e}")))?;
     let constraints = multer::Constraints::new()
@@ -181,7 +217,7 @@ where
             }
         }
     }
-    Ok(form)
+    Ok(())
 }
 
 /// A body past the limit is still read (and discarded) up to this much more,
@@ -298,16 +334,11 @@ mod tests {
         ]);
         // Split mid-boundary to exercise multer's buffering.
         let (a, b) = body.split_at(17);
-        let f = read_from(
-            Some(MP),
-            Some(body.len() as u64),
-            Some("Name=fromquery&URL=unix%3A%2F%2F%2Fx"),
-            chunks(vec![a, b]),
-            limits(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(f.value("Name"), Some("test"), "the body wins over the query");
+        let f =
+            read_from(Some(MP), Some(body.len() as u64), Some("URL=unix%3A%2F%2F%2Fx"), chunks(vec![a, b]), limits())
+                .await
+                .unwrap();
+        assert_eq!(f.value("Name"), Some("test"));
         assert_eq!(f.value("URL"), Some("unix:///x"), "the query is read too");
         assert_eq!(f.value("TLS"), Some("true"));
         let file = f.file("TLSCACertFile").unwrap();
@@ -323,7 +354,7 @@ mod tests {
         let f = read_from(
             Some("application/x-www-form-urlencoded; charset=utf-8"),
             None,
-            Some("Name=q&Other=o"),
+            Some("Other=o"),
             chunks(vec![body]),
             limits(),
         )
@@ -334,6 +365,32 @@ mod tests {
         assert_eq!(f.value("TagIds"), Some("[1,2]"));
         assert_eq!(f.value("Other"), Some("o"));
         assert_eq!(f.value("Empty"), None);
+    }
+
+    #[tokio::test]
+    async fn a_field_given_twice_is_refused() {
+        let ue = "application/x-www-form-urlencoded";
+        let mp = multipart(&[("Name", None, b"a"), ("Name", None, b"b")]);
+        let mp_file = multipart(&[("TLSCACertFile", None, b"a"), ("TLSCACertFile", Some("ca.pem"), b"b")]);
+        let mp_one = multipart(&[("Name", None, b"a")]);
+        let cases: [(&str, Option<&str>, &[u8]); 6] = [
+            (ue, None, b"Name=a&Name=b"),
+            (ue, None, b"Name=&Name=b"),
+            (ue, Some("Name=q"), b"Name=a"),
+            (MP, None, &mp),
+            (MP, None, &mp_file),
+            (MP, Some("Name=q"), &mp_one),
+        ];
+        for (i, (ct, q, body)) in cases.into_iter().enumerate() {
+            let e = read_from(Some(ct), None, q, chunks(vec![body]), limits()).await.unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "case {i}");
+            assert!(e.details.contains("more than one value"), "case {i}: {}", e.details);
+        }
+        // Twice in the query string alone, on a body of another type.
+        let e = read_from(Some("application/json"), None, Some("a=1&a=2"), chunks(vec![b"{}"]), limits())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]

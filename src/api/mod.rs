@@ -3,6 +3,7 @@
 //! Portainer resource.
 
 pub mod auth;
+pub mod decode;
 pub mod endpoint_groups;
 pub mod endpoints;
 pub mod form;
@@ -28,6 +29,7 @@ use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+pub use decode::{decode_json, parse_id};
 
 /// Who may call a route (Portainer's "bouncer" levels). There is no default:
 /// a route without a declared policy cannot be registered.
@@ -77,10 +79,7 @@ impl ApiRequest {
 
     /// A numeric route variable; Portainer's 400 when it is not a number.
     pub fn id(&self, name: &str, thing: &str) -> ApiResult<u64> {
-        let raw = self.param(name).unwrap_or("");
-        raw.parse::<u64>().map_err(|e| {
-            ApiError::bad_request(format!("Invalid {thing} identifier route variable"), format!("{e}: {raw:?}"))
-        })
+        parse_id(self.param(name).unwrap_or(""), thing)
     }
 
     pub fn query_pairs(&self) -> Vec<(String, String)> {
@@ -106,31 +105,6 @@ impl ApiRequest {
         let limit = self.max_json_body;
         let bytes = self.bytes(limit).await?;
         decode_json(&bytes)
-    }
-}
-
-pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::invalid_payload("EOF"));
-    }
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
-    let v = match v {
-        serde_json::Value::Object(m) => {
-            serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect())
-        }
-        other => return Err(ApiError::invalid_payload(format!("expected a JSON object, got {}", kind(&other)))),
-    };
-    serde_json::from_value(v).map_err(|e| ApiError::invalid_payload(e.to_string()))
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -1,7 +1,9 @@
 //! Stacks (`/api/stacks`): create from a string, an uploaded file or a git
 //! repository, list, inspect, read the file, update, stop, start, git
-//! redeploy and delete. The deployers and their hardening live in
-//! [`crate::stacks`].
+//! redeploy and delete. These handlers decode the request, check access and
+//! encode the answer; the operations themselves (deployers, checks of the
+//! stack files, limits) live in [`crate::stacks::ops`] and
+//! [`crate::stacks::changes`].
 //!
 //! Every operation that deploys or removes runs in a task of its own, so a
 //! client that disconnects mid-deploy cannot leave a half-made stack
@@ -9,40 +11,29 @@
 //! one stack name of one endpoint hold that name's lock from the
 //! uniqueness check to the stored record, so two creates of one name give
 //! one stack and one 409.
-//!
-//! A failed create leaves nothing: the deployer's partial work is rolled
-//! back (`compose down` / `docker stack rm`), the project folder removed,
-//! no record stored. A failed update restores the previous file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::{Response, StatusCode};
+use http::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::form::{self, Limits};
-use super::{decode_json, no_content, ok_json, store_err, ApiRequest};
+use super::{decode_json, no_content, ok_json, ApiRequest};
 use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
-use crate::stacks::deploy::{DeployError, DeployOptions, Job, Login};
-use crate::stacks::git::{self, GitError};
-use crate::stacks::{self as st, deploy};
+use crate::stacks::deploy::DeployOptions;
+use crate::stacks::git;
+use crate::stacks::ops::{self, endpoint_not_found, stack_not_found, Draft, DraftSource, STACK_FILE};
+use crate::stacks::{self as st, changes};
 use crate::state::AppState;
-use crate::store::model::{
-    GitAuth, Id, Pair, Stack, StackGitConfig, STACK_ACTIVE, STACK_COMPOSE, STACK_INACTIVE, STACK_SWARM,
-};
-use crate::store::STACKS;
+use crate::store::model::{Id, Pair, Stack, STACK_COMPOSE, STACK_SWARM};
 
-/// File name of stacks created from a string or an upload (Portainer's).
-const STACK_FILE: &str = "docker-compose.yml";
 /// Room for the JSON or multipart framing around a stack file.
 const BODY_SLACK: usize = 64 * 1024;
-/// Bound on the Docker queries made before a deploy (`/info`, name checks).
-const DOCKER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Method {
@@ -61,14 +52,6 @@ impl Method {
     }
 }
 
-fn type_label(kind: u8) -> &'static str {
-    if kind == STACK_SWARM {
-        "swarm"
-    } else {
-        "compose"
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Checks shared by the routes
 // ---------------------------------------------------------------------------
@@ -81,14 +64,6 @@ fn bad_query(name: &str, details: impl AsRef<str>) -> ApiError {
 fn query_endpoint(req: &ApiRequest) -> ApiResult<Id> {
     let raw = req.query("endpointId").ok_or_else(|| bad_query("endpointId", "endpointId is required"))?;
     raw.trim().parse::<Id>().map_err(|e| bad_query("endpointId", format!("{e}: {raw:?}")))
-}
-
-fn endpoint_not_found() -> ApiError {
-    ApiError::not_found("an environment")
-}
-
-fn stack_not_found() -> ApiError {
-    ApiError::not_found("a stack")
 }
 
 fn access_denied() -> ApiError {
@@ -113,37 +88,6 @@ fn check_endpoint(state: &AppState, p: &Principal, entry: &EndpointEntry, creati
     Ok(teams)
 }
 
-/// Standard users deploy only where Berth need not enforce security
-/// settings inside stack files (see [`st::restricts_regular_users`]).
-fn check_may_deploy(p: &Principal, entry: &EndpointEntry) -> ApiResult<()> {
-    if !p.is_admin() && st::restricts_regular_users(&entry.record.security_settings) {
-        return Err(ApiError::forbidden(
-            "Stack deployment is disabled for non-admin users on this environment",
-            "This environment restricts bind mounts, privileged mode, host namespaces, devices, capabilities or \
-             sysctls for standard users, and Berth does not inspect stack files to enforce that",
-        ));
-    }
-    Ok(())
-}
-
-/// A standard user's stack file must not make the deployer read files on
-/// Berth's host.
-fn check_content(p: &Principal, file: &str, text: &str) -> ApiResult<()> {
-    if p.is_admin() {
-        return Ok(());
-    }
-    match st::host_file_reference(text) {
-        None => Ok(()),
-        Some(what) => Err(ApiError::forbidden(
-            "Permission denied to deploy this stack file",
-            format!(
-                "{file}: stack files of non-admin users may not use {what}, which make the deployer read files on \
-                 Berth's host"
-            ),
-        )),
-    }
-}
-
 /// A stack, its endpoint (none when orphaned) and the caller's teams.
 type Found = (Arc<Stack>, Option<Arc<EndpointEntry>>, Vec<Id>);
 
@@ -165,14 +109,11 @@ fn stack_for(state: &AppState, p: &Principal, id: Id) -> ApiResult<Found> {
 }
 
 /// For changes: the stack must live on `?endpointId=` and that endpoint
-/// must exist. `deploys`: the change runs the stack's file (update, start,
-/// redeploy), which standard users may not do on restricted endpoints;
-/// stopping and deleting stay open to them.
+/// must exist.
 fn stack_for_change(
     state: &AppState,
     req: &ApiRequest,
     p: &Principal,
-    deploys: bool,
 ) -> ApiResult<(Arc<Stack>, Arc<EndpointEntry>, Vec<Id>)> {
     let id = req.id("id", "stack")?;
     let eid = query_endpoint(req)?;
@@ -184,9 +125,6 @@ fn stack_for_change(
             format!("stack {} belongs to environment {}, not {eid}", stack.id, stack.endpoint_id),
         ));
     }
-    if deploys {
-        check_may_deploy(p, &entry)?;
-    }
     Ok((stack, entry, teams))
 }
 
@@ -196,196 +134,6 @@ async fn detached<T: Send + 'static>(
     f: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::spawn(f).await.unwrap_or_else(|e| Err(ApiError::internal("The stack operation failed", e)))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-}
-
-async fn remove_dir(p: PathBuf) {
-    let _ = tokio::task::spawn_blocking(move || deploy::remove_dir_logged(&p)).await;
-}
-
-/// Registry logins the caller may use on this endpoint, for the deploy's
-/// `config.json`.
-fn logins_for(state: &AppState, p: &Principal, endpoint: Id, teams: &[Id]) -> Vec<Login> {
-    state
-        .registries
-        .all()
-        .iter()
-        .filter(|r| r.authentication && crate::registries::may_use(r, p, endpoint, teams))
-        .filter_map(|r| {
-            let password = state.sealer.open(&r.sealed_password)?;
-            let hub = r.kind == 6 || matches!(r.url.as_str(), "docker.io" | "index.docker.io" | "registry-1.docker.io");
-            let server = if hub { "https://index.docker.io/v1/".to_string() } else { r.url.clone() };
-            Some(Login { server, username: r.username.clone(), password })
-        })
-        .collect()
-}
-
-fn job<'a>(
-    state: &'a AppState,
-    entry: &EndpointEntry,
-    stack_dir: PathBuf,
-    files: Vec<String>,
-    name: &str,
-    env: &Option<Vec<Pair>>,
-    logins: Vec<Login>,
-) -> Job<'a> {
-    Job {
-        tools: &state.stacks.tools,
-        target: deploy::Target::of(&entry.record),
-        scratch_root: &state.stacks.scratch_root,
-        project_dir: stack_dir,
-        files,
-        name: name.to_string(),
-        env: env.clone().unwrap_or_default(),
-        logins,
-        timeout: state.config.stack_deploy_timeout,
-    }
-}
-
-/// Runs a deployer operation and records its metrics.
-async fn timed<F>(state: &AppState, kind: u8, method: &str, f: F) -> Result<String, DeployError>
-where
-    F: std::future::Future<Output = Result<String, DeployError>>,
-{
-    let t = Instant::now();
-    let r = f.await;
-    let outcome = match &r {
-        Ok(_) => "ok",
-        Err(e) if e.timed_out => "timeout",
-        Err(_) => "error",
-    };
-    let ty = type_label(kind);
-    state.metrics.stack_deploys.with_label_values(&[ty, method, outcome]).inc();
-    state.metrics.stack_deploy_duration.with_label_values(&[ty, method]).observe(t.elapsed().as_secs_f64());
-    r
-}
-
-async fn deploy_job(
-    state: &AppState,
-    kind: u8,
-    method: &str,
-    job: &Job<'_>,
-    opts: DeployOptions,
-) -> Result<String, DeployError> {
-    if kind == STACK_SWARM {
-        timed(state, kind, method, job.swarm_deploy(opts)).await
-    } else {
-        timed(state, kind, method, job.compose_up(opts)).await
-    }
-}
-
-async fn remove_job(
-    state: &AppState,
-    entry: &EndpointEntry,
-    kind: u8,
-    method: &str,
-    job: &Job<'_>,
-) -> Result<String, DeployError> {
-    if kind == STACK_SWARM {
-        let out = timed(state, kind, method, job.swarm_remove()).await?;
-        let limit = state.config.stack_deploy_timeout.min(SWARM_SETTLE);
-        wait_swarm_removed(entry, &job.name, limit).await;
-        Ok(out)
-    } else {
-        timed(state, kind, method, job.compose_down()).await
-    }
-}
-
-/// Longest wait for a removed swarm stack's networks to go.
-const SWARM_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// `docker stack rm` returns before the swarm has removed the stack's
-/// networks; deploying the name again meanwhile fails ("network ... not
-/// found"), so a stop or delete waits, bounded, until they are gone.
-async fn wait_swarm_removed(entry: &EndpointEntry, name: &str, limit: std::time::Duration) {
-    let filters = json!({ "label": [format!("com.docker.stack.namespace={name}")] }).to_string();
-    let path = format!("/networks?{}", serde_urlencoded::to_string([("filters", filters)]).unwrap_or_default());
-    let deadline = Instant::now() + limit;
-    loop {
-        match entry.upstream.get_json(&path, DOCKER_QUERY_TIMEOUT).await {
-            Ok(Value::Array(a)) if a.is_empty() => return,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(stack = %name, error = %e, "checking the removed stack's networks failed");
-            }
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(stack = %name, "the swarm has not removed the stack's networks yet");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
-fn deploy_failed(message: &str, e: DeployError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message, e.details)
-}
-
-fn git_failed(e: GitError) -> ApiError {
-    let status = match e {
-        GitError::TooLarge(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, "Unable to clone git repository", e.to_string())
-}
-
-/// The endpoint's swarm, for swarm stacks: it must be a manager of the
-/// swarm the caller named.
-async fn check_swarm(entry: &EndpointEntry, swarm_id: &str) -> ApiResult<()> {
-    let info = entry.upstream.get_json("/info", DOCKER_QUERY_TIMEOUT).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unable to retrieve information from the environment",
-            e.to_string(),
-        )
-    })?;
-    let manager = info.pointer("/Swarm/ControlAvailable").and_then(Value::as_bool).unwrap_or(false);
-    if !manager {
-        return Err(ApiError::bad_request(
-            "Unable to deploy a swarm stack on this environment",
-            "The environment is not a Swarm manager: initialise or join a swarm, or deploy a standalone stack",
-        ));
-    }
-    let cluster = info.pointer("/Swarm/Cluster/ID").and_then(Value::as_str).unwrap_or("");
-    if !cluster.is_empty() && cluster != swarm_id {
-        return Err(ApiError::bad_request(
-            "Invalid Swarm ID",
-            format!("the environment is a manager of swarm {cluster}, not {swarm_id}"),
-        ));
-    }
-    Ok(())
-}
-
-fn name_taken(name: &str) -> ApiError {
-    let m = format!("A stack with the normalized name '{name}' already exists");
-    ApiError::conflict(m.clone(), m)
-}
-
-/// Something on the Docker host already answers to the name: containers
-/// of a Compose project of that name, or (swarm) services of a stack.
-async fn check_docker_names(entry: &EndpointEntry, name: &str, kind: u8) -> ApiResult<()> {
-    let failed =
-        |e: crate::connector::UpstreamError| ApiError::internal("Unable to check for name collision", e.to_string());
-    let query = |label: String| {
-        let filters = json!({ "label": [label] }).to_string();
-        serde_urlencoded::to_string([("filters", filters)]).unwrap_or_default()
-    };
-    let path = format!("/containers/json?all=1&{}", query(format!("com.docker.compose.project={name}")));
-    let containers = entry.upstream.get_json(&path, DOCKER_QUERY_TIMEOUT).await.map_err(failed)?;
-    if containers.as_array().is_some_and(|a| !a.is_empty()) {
-        return Err(name_taken(name));
-    }
-    if kind == STACK_SWARM {
-        let path = format!("/services?{}", query(format!("com.docker.stack.namespace={name}")));
-        let services = entry.upstream.get_json(&path, DOCKER_QUERY_TIMEOUT).await.map_err(failed)?;
-        if services.as_array().is_some_and(|a| !a.is_empty()) {
-            return Err(name_taken(name));
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -439,24 +187,6 @@ struct RepoPayload {
     tlsskipverify: Option<bool>,
 }
 
-enum Source {
-    Content(Vec<u8>),
-    Git { src: git::Source, compose_file: String, additional: Vec<String> },
-}
-
-/// A validated create request.
-struct Draft {
-    kind: u8,
-    method: Method,
-    entry: Arc<EndpointEntry>,
-    teams: Vec<Id>,
-    name: String,
-    swarm_id: String,
-    env: Option<Vec<Pair>>,
-    from_app_template: bool,
-    source: Source,
-}
-
 fn stack_name(raw: Option<&str>) -> ApiResult<String> {
     let name = st::normalize_name(raw.unwrap_or(""));
     st::check_name(&name).map_err(ApiError::invalid_payload)?;
@@ -493,11 +223,11 @@ async fn parse_draft(state: &AppState, req: &mut ApiRequest, kind: u8, method: M
     let entry = state.endpoints.get(eid).ok_or_else(endpoint_not_found)?;
     let p = req.principal().clone();
     let teams = check_endpoint(state, &p, &entry, true)?;
-    check_may_deploy(&p, &entry)?;
+    let rules = ops::rules(&p, p.is_admin(), &entry);
     let stack_limit = state.config.max_stack_file.saturating_add(BODY_SLACK);
     let draft = |name, swarm_id, env, from_app_template, source| Draft {
         kind,
-        method,
+        method: method.label(),
         entry: entry.clone(),
         teams: teams.clone(),
         name,
@@ -512,16 +242,16 @@ async fn parse_draft(state: &AppState, req: &mut ApiRequest, kind: u8, method: M
             let name = stack_name(b.name.as_deref())?;
             let swarm = swarm_id(kind, b.swarmid.as_deref())?;
             let text = content(state, b.stackfilecontent.map(String::into_bytes))?;
-            check_content(&p, STACK_FILE, &String::from_utf8_lossy(&text))?;
+            ops::check_content(rules.as_ref(), STACK_FILE, &text)?;
             let env = pairs(b.env)?;
-            Ok(draft(name, swarm, env, b.fromapptemplate.unwrap_or(false), Source::Content(text)))
+            Ok(draft(name, swarm, env, b.fromapptemplate.unwrap_or(false), DraftSource::Content(text)))
         }
         Method::File => {
             let f = form::read(req, Limits::upload(stack_limit)).await?;
             let name = stack_name(f.value("Name"))?;
             let swarm = swarm_id(kind, f.value("SwarmID"))?;
             let text = content(state, f.file("file").map(|f| f.bytes.to_vec()))?;
-            check_content(&p, STACK_FILE, &String::from_utf8_lossy(&text))?;
+            ops::check_content(rules.as_ref(), STACK_FILE, &text)?;
             let env: Option<Vec<PairIn>> = match f.value("Env") {
                 None => None,
                 Some(raw) => Some(
@@ -530,7 +260,7 @@ async fn parse_draft(state: &AppState, req: &mut ApiRequest, kind: u8, method: M
                 ),
             };
             let env = pairs(env)?;
-            Ok(draft(name, swarm, env, f.value("FromAppTemplate") == Some("true"), Source::Content(text)))
+            Ok(draft(name, swarm, env, f.value("FromAppTemplate") == Some("true"), DraftSource::Content(text)))
         }
         Method::Repository => {
             let limit = req.max_json_body;
@@ -586,7 +316,7 @@ async fn parse_draft(state: &AppState, req: &mut ApiRequest, kind: u8, method: M
                 swarm,
                 env,
                 b.fromapptemplate.unwrap_or(false),
-                Source::Git { src, compose_file, additional },
+                DraftSource::Git { src, compose_file, additional },
             ))
         }
     }
@@ -627,7 +357,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let method = parse_method(map.get("method").copied())?;
     let draft = parse_draft(&state, &mut req, kind, method).await?;
     let p = req.principal().clone();
-    ok_json(&detached(create_stack(state, p, draft)).await?)
+    ok_json(&detached(ops::create(state, p, draft)).await?)
 }
 
 /// The deprecated form: `type` 1 (swarm) or 2 (standalone) and `method` in
@@ -645,133 +375,7 @@ pub async fn create_legacy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResu
     let method = parse_method(req.query("method").as_deref())?;
     let draft = parse_draft(&state, &mut req, kind, method).await?;
     let p = req.principal().clone();
-    ok_json(&detached(create_stack(state, p, draft)).await?)
-}
-
-async fn create_stack(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult<Value> {
-    let eid = d.entry.record.id;
-    if d.kind == STACK_SWARM {
-        check_swarm(&d.entry, &d.swarm_id).await?;
-    }
-    let _lock = state.stacks.lock(eid, &d.name).await;
-    // The endpoint as it is now: it may have changed while this waited.
-    let mut d = d;
-    d.entry = state.endpoints.get(eid).ok_or_else(endpoint_not_found)?;
-    if state.stacks.find(eid, &d.name).is_some() {
-        return Err(name_taken(&d.name));
-    }
-    check_docker_names(&d.entry, &d.name, d.kind).await?;
-    let id = state.write(|tx| tx.next_id(STACKS)).await.map_err(store_err)?;
-    let dir = state.stacks.project_dir(id);
-    let r = create_in(&state, &p, &d, id, dir.clone()).await;
-    if let Err(e) = &r {
-        remove_dir(dir).await;
-        tracing::warn!(stack = %d.name, endpoint = eid, error = %e.details, "stack creation failed");
-    }
-    r
-}
-
-async fn create_in(state: &Arc<AppState>, p: &Principal, d: &Draft, id: Id, dir: PathBuf) -> ApiResult<Value> {
-    let eid = d.entry.record.id;
-    let (entry_point, additional, git_config) = match &d.source {
-        Source::Content(bytes) => {
-            let (dir2, bytes) = (dir.clone(), bytes.clone());
-            blocking(move || {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new().mode(0o700).create(&dir2)?;
-                crate::fsutil::write_atomic(&dir2.join(STACK_FILE), &bytes, 0o600)
-            })
-            .await
-            .map_err(|e| ApiError::internal("Unable to persist the stack file on disk", e))?;
-            (STACK_FILE.to_string(), Vec::new(), None)
-        }
-        Source::Git { src, compose_file, additional } => {
-            let commit = git::fetch(
-                &state.stacks.tools,
-                src,
-                &dir,
-                &state.stacks.scratch_root,
-                state.config.git_clone_timeout,
-                state.config.max_clone_size,
-            )
-            .await
-            .map_err(git_failed)?;
-            let mut files = vec![compose_file.clone()];
-            files.extend(additional.iter().cloned());
-            check_fetched(p, &dir, files).await?;
-            let authentication = src
-                .credentials
-                .as_ref()
-                .map(|(u, pw)| GitAuth { username: u.clone(), sealed_password: state.sealer.seal(pw) });
-            let git = StackGitConfig {
-                url: src.url.clone(),
-                reference_name: src.reference.clone(),
-                config_file_path: compose_file.clone(),
-                authentication,
-                config_hash: commit,
-                tls_skip_verify: src.skip_tls_verify,
-            };
-            (compose_file.clone(), additional.clone(), Some(git))
-        }
-    };
-    let mut files = vec![entry_point.clone()];
-    files.extend(additional.iter().cloned());
-    let logins = logins_for(state, p, eid, &d.teams);
-    let job = job(state, &d.entry, dir.clone(), files, &d.name, &d.env, logins);
-    if let Err(e) = deploy_job(state, d.kind, d.method.label(), &job, DeployOptions::default()).await {
-        // Whatever was half started goes; the name was free before.
-        if let Err(re) = remove_job(state, &d.entry, d.kind, "rollback", &job).await {
-            tracing::warn!(stack = %d.name, error = %re, "rolling back a failed deploy failed");
-        }
-        return Err(deploy_failed("Unable to deploy stack", e));
-    }
-    let stack = Stack {
-        id,
-        name: d.name.clone(),
-        kind: d.kind,
-        endpoint_id: eid,
-        swarm_id: d.swarm_id.clone(),
-        entry_point,
-        env: d.env.clone(),
-        status: STACK_ACTIVE,
-        project_path: dir.display().to_string(),
-        creation_date: crate::auth::now_secs() as i64,
-        created_by: p.user.username.clone(),
-        update_date: 0,
-        updated_by: String::new(),
-        additional_files: if additional.is_empty() { None } else { Some(additional) },
-        option: None,
-        git_config,
-        resource_control: st::resource_control(id, eid, &d.name, p),
-        from_app_template: d.from_app_template,
-    };
-    let s2 = stack.clone();
-    if let Err(e) = state.write(move |tx| tx.put(STACKS, id, &s2)).await {
-        let _ = remove_job(state, &d.entry, d.kind, "rollback", &job).await;
-        return Err(store_err(e));
-    }
-    state.stacks.put(stack.clone());
-    tracing::info!(stack = id, name = %stack.name, endpoint = eid, r#type = type_label(d.kind), "stack deployed");
-    Ok(st::view(&stack))
-}
-
-/// After a fetch: the named files exist inside the clone, no link leads
-/// out, and a standard user's files reference nothing on Berth's host.
-async fn check_fetched(p: &Principal, dir: &std::path::Path, files: Vec<String>) -> ApiResult<()> {
-    let (d, f) = (dir.to_path_buf(), files.clone());
-    tokio::task::spawn_blocking(move || git::check_tree(&d, &f))
-        .await
-        .map_err(|e| ApiError::internal("Unable to check the repository", e))?
-        .map_err(|e| ApiError::bad_request("Invalid repository content", e))?;
-    if !p.is_admin() {
-        for f in files {
-            let path = dir.join(&f);
-            let text =
-                tokio::fs::read(&path).await.map_err(|e| ApiError::internal("Unable to read the stack file", e))?;
-            check_content(p, &f, &String::from_utf8_lossy(&text))?;
-        }
-    }
-    Ok(())
+    ok_json(&detached(ops::create(state, p, draft)).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -877,66 +481,13 @@ struct UpdatePayload {
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
     let limit = state.config.max_stack_file.saturating_add(BODY_SLACK);
     let b: UpdatePayload = read_json(&mut req, limit).await?;
     let text = content(&state, b.stackfilecontent.map(String::into_bytes))?;
-    check_content(&p, &stack.entry_point, &String::from_utf8_lossy(&text))?;
     let env = pairs(b.env)?;
     let opts = DeployOptions { prune: b.prune.unwrap_or(false), pull: b.pullimage.unwrap_or(false) };
-    let v = detached(async move {
-        let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-        let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
-        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
-        let dir = PathBuf::from(&stack.project_path);
-        let path = dir.join(&stack.entry_point);
-        let p2 = path.clone();
-        let previous = blocking(move || match std::fs::read(&p2) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await
-        .map_err(|e| ApiError::internal("Unable to read the stack file", e))?;
-        let p2 = path.clone();
-        blocking(move || crate::fsutil::write_atomic(&p2, &text, 0o600))
-            .await
-            .map_err(|e| ApiError::internal("Unable to persist the stack file on disk", e))?;
-        let logins = logins_for(&state, &p, stack.endpoint_id, &teams);
-        let job = job(&state, &entry, dir, st::files_of(&stack), &stack.name, &env, logins);
-        if let Err(e) = deploy_job(&state, stack.kind, "update", &job, opts).await {
-            let p2 = path.clone();
-            let restored = blocking(move || match previous {
-                Some(b) => crate::fsutil::write_atomic(&p2, &b, 0o600),
-                None => std::fs::remove_file(&p2),
-            })
-            .await;
-            if let Err(re) = restored {
-                tracing::error!(stack = stack.id, error = %re, "restoring the previous stack file failed");
-            }
-            tracing::warn!(stack = stack.id, error = %e, "stack update failed; previous file restored");
-            return Err(deploy_failed("Unable to update stack", e));
-        }
-        let mut rec = (*stack).clone();
-        rec.env = env;
-        rec.git_config = None;
-        rec.status = STACK_ACTIVE;
-        rec.update_date = crate::auth::now_secs() as i64;
-        rec.updated_by = p.user.username.clone();
-        if rec.kind == STACK_SWARM {
-            rec.option = Some(json!({ "Prune": opts.prune }));
-        }
-        save(&state, rec).await
-    })
-    .await?;
-    ok_json(&v)
-}
-
-async fn save(state: &AppState, rec: Stack) -> ApiResult<Value> {
-    let r2 = rec.clone();
-    state.write(move |tx| tx.put(STACKS, r2.id, &r2)).await.map_err(store_err)?;
-    state.stacks.put(rec.clone());
-    Ok(st::view(&rec))
+    ok_json(&detached(changes::update(state, p, stack.id, teams, text, env, opts)).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -945,67 +496,14 @@ async fn save(state: &AppState, rec: Stack) -> ApiResult<Value> {
 
 pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, _, teams) = stack_for_change(&state, &req, &p, false)?;
-    let v = detached(async move {
-        let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-        let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
-        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
-        if stack.status != STACK_ACTIVE {
-            return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
-        }
-        let logins = logins_for(&state, &p, stack.endpoint_id, &teams);
-        let job = job(
-            &state,
-            &entry,
-            PathBuf::from(&stack.project_path),
-            st::files_of(&stack),
-            &stack.name,
-            &stack.env,
-            logins,
-        );
-        remove_job(&state, &entry, stack.kind, "stop", &job)
-            .await
-            .map_err(|e| deploy_failed("Unable to stop stack", e))?;
-        let mut rec = (*stack).clone();
-        rec.status = STACK_INACTIVE;
-        save(&state, rec).await
-    })
-    .await?;
-    ok_json(&v)
+    let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
+    ok_json(&detached(changes::stop(state, p, stack.id, teams)).await?)
 }
 
 pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
-    let v = detached(async move {
-        let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-        let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
-        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
-        if stack.status != STACK_INACTIVE {
-            return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
-        }
-        // While it was stopped, something else may have taken the name.
-        check_docker_names(&entry, &stack.name, stack.kind).await?;
-        let logins = logins_for(&state, &p, stack.endpoint_id, &teams);
-        let job = job(
-            &state,
-            &entry,
-            PathBuf::from(&stack.project_path),
-            st::files_of(&stack),
-            &stack.name,
-            &stack.env,
-            logins,
-        );
-        if let Err(e) = deploy_job(&state, stack.kind, "start", &job, DeployOptions::default()).await {
-            let _ = remove_job(&state, &entry, stack.kind, "rollback", &job).await;
-            return Err(deploy_failed("Unable to start stack", e));
-        }
-        let mut rec = (*stack).clone();
-        rec.status = STACK_ACTIVE;
-        save(&state, rec).await
-    })
-    .await?;
-    ok_json(&v)
+    let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
+    ok_json(&detached(changes::start(state, p, stack.id, teams)).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -1029,36 +527,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
             format!("stack {} belongs to environment {}, not {eid}", stack.id, stack.endpoint_id),
         ));
     }
-    detached(async move {
-        let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-        let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
-        let entry = if entry.is_some() { state.endpoints.get(stack.endpoint_id) } else { None };
-        // Orphaned stacks have no host to remove anything from.
-        if let Some(entry) = &entry {
-            if stack.status == STACK_ACTIVE {
-                let logins = logins_for(&state, &p, stack.endpoint_id, &teams);
-                let job = job(
-                    &state,
-                    entry,
-                    PathBuf::from(&stack.project_path),
-                    st::files_of(&stack),
-                    &stack.name,
-                    &stack.env,
-                    logins,
-                );
-                remove_job(&state, entry, stack.kind, "remove", &job)
-                    .await
-                    .map_err(|e| deploy_failed("Unable to remove stack", e))?;
-            }
-        }
-        let sid = stack.id;
-        state.write(move |tx| tx.delete(STACKS, sid)).await.map_err(store_err)?;
-        state.stacks.remove(sid);
-        remove_dir(PathBuf::from(&stack.project_path)).await;
-        tracing::info!(stack = sid, name = %stack.name, endpoint = stack.endpoint_id, "stack removed");
-        Ok(())
-    })
-    .await?;
+    detached(changes::delete(state, p, stack.id, teams, entry.is_none())).await?;
     no_content()
 }
 
@@ -1080,7 +549,7 @@ struct RedeployPayload {
 
 pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
-    let (stack, _, teams) = stack_for_change(&state, &req, &p, true)?;
+    let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
     let limit = req.max_json_body;
     let b: RedeployPayload = read_json(&mut req, limit).await?;
     let Some(git_config) = stack.git_config.clone() else {
@@ -1132,77 +601,5 @@ pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
         credentials,
         skip_tls_verify: git_config.tls_skip_verify,
     };
-    let v = detached(async move {
-        let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
-        let stack = state.stacks.get(stack.id).ok_or_else(stack_not_found)?;
-        let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
-        let t = Instant::now();
-        let fresh = state.stacks.scratch_root.join(format!("clone-{:016x}", rand::random::<u64>()));
-        let commit = git::fetch(
-            &state.stacks.tools,
-            &src,
-            &fresh,
-            &state.stacks.scratch_root,
-            state.config.git_clone_timeout,
-            state.config.max_clone_size,
-        )
-        .await
-        .map_err(git_failed)?;
-        tracing::debug!(stack = stack.id, elapsed = ?t.elapsed(), "repository fetched");
-        if let Err(e) = check_fetched(&p, &fresh, st::files_of(&stack)).await {
-            remove_dir(fresh).await;
-            return Err(e);
-        }
-        // Swap the new tree in; the old one comes back if the deploy fails.
-        let dir = PathBuf::from(&stack.project_path);
-        let old = state.stacks.compose_root.join(format!("{}.old-{:08x}", stack.id, rand::random::<u32>()));
-        let (d2, o2, f2) = (dir.clone(), old.clone(), fresh.clone());
-        if let Err(e) = blocking(move || {
-            std::fs::rename(&d2, &o2)?;
-            if let Err(e) = std::fs::rename(&f2, &d2) {
-                let _ = std::fs::rename(&o2, &d2);
-                return Err(e);
-            }
-            Ok(())
-        })
-        .await
-        {
-            remove_dir(fresh).await;
-            return Err(ApiError::internal("Unable to replace the stack's files", e));
-        }
-        let logins = logins_for(&state, &p, stack.endpoint_id, &teams);
-        let job = job(&state, &entry, dir.clone(), st::files_of(&stack), &stack.name, &env, logins);
-        if let Err(e) = deploy_job(&state, stack.kind, "redeploy", &job, opts).await {
-            let (d2, o2) = (dir.clone(), old.clone());
-            let back = blocking(move || {
-                deploy::remove_dir_logged(&d2);
-                std::fs::rename(&o2, &d2)
-            })
-            .await;
-            if let Err(re) = back {
-                tracing::error!(stack = stack.id, error = %re, "restoring the previous stack files failed");
-            }
-            return Err(deploy_failed("Unable to redeploy stack", e));
-        }
-        remove_dir(old).await;
-        let mut rec = (*stack).clone();
-        let mut g = git_config;
-        g.reference_name = src.reference.clone();
-        g.config_hash = commit;
-        g.authentication = src
-            .credentials
-            .as_ref()
-            .map(|(u, pw)| GitAuth { username: u.clone(), sealed_password: state.sealer.seal(pw) });
-        rec.git_config = Some(g);
-        rec.env = env;
-        rec.status = STACK_ACTIVE;
-        rec.update_date = crate::auth::now_secs() as i64;
-        rec.updated_by = p.user.username.clone();
-        if rec.kind == STACK_SWARM {
-            rec.option = Some(json!({ "Prune": opts.prune }));
-        }
-        save(&state, rec).await
-    })
-    .await?;
-    ok_json(&v)
+    ok_json(&detached(changes::redeploy(state, p, stack.id, teams, src, env, opts)).await?)
 }

@@ -9,21 +9,27 @@ use http::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::endpoint_groups::group_visible;
 use super::endpoints::check_name;
 use super::{no_content, ok_json, store_err, ApiRequest};
+use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::model::{Endpoint, EndpointGroup, Tag};
+use crate::store::model::{Endpoint, EndpointGroup, Id, Tag};
 use crate::store::{ENDPOINTS, ENDPOINT_GROUPS, TAGS};
 
-fn tag_view(state: &AppState, t: &Tag) -> Value {
+/// Which endpoints and groups carry `t`, limited to those `viewer` may
+/// see (`None`: an admin, who sees all). A standard user must not learn
+/// through a tag which endpoints exist beyond the ones granted to them.
+fn tag_view(state: &AppState, t: &Tag, viewer: Option<(&Principal, &[Id])>) -> Value {
     let endpoints: BTreeMap<String, bool> = state
         .endpoints
         .all()
         .iter()
         .filter(|e| e.record.tag_ids.contains(&t.id))
+        .filter(|e| viewer.is_none_or(|(p, teams)| state.endpoints.may_access(p, &e.record, teams)))
         .map(|e| (e.record.id.to_string(), true))
         .collect();
     let groups: BTreeMap<String, bool> = state
@@ -31,13 +37,17 @@ fn tag_view(state: &AppState, t: &Tag) -> Value {
         .groups()
         .iter()
         .filter(|g| g.tag_ids.contains(&t.id))
+        .filter(|g| viewer.is_none_or(|(p, teams)| group_visible(p, g, teams)))
         .map(|g| (g.id.to_string(), true))
         .collect();
     json!({"ID": t.id, "Name": t.name, "Endpoints": endpoints, "EndpointGroups": groups})
 }
 
-pub async fn list(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    let tags: Vec<Value> = state.endpoints.tags().iter().map(|t| tag_view(&state, t)).collect();
+pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let p = req.principal();
+    let teams = if p.is_admin() { Vec::new() } else { state.identity.teams_of(p.id()) };
+    let viewer = (!p.is_admin()).then_some((p, teams.as_slice()));
+    let tags: Vec<Value> = state.endpoints.tags().iter().map(|t| tag_view(&state, t, viewer)).collect();
     ok_json(&Value::Array(tags))
 }
 
@@ -66,7 +76,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         .await
         .map_err(store_err)?;
     state.endpoints.put_tag(tag.clone());
-    ok_json(&tag_view(&state, &tag))
+    ok_json(&tag_view(&state, &tag, None))
 }
 
 /// Removes the tag and its id from every endpoint and group, in one

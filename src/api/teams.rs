@@ -168,8 +168,18 @@ pub async fn memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Res
     ok_json(&serde_json::to_value(v).unwrap_or_default())
 }
 
-pub async fn list_memberships(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    ok_json(&serde_json::to_value(state.identity.memberships()).unwrap_or_default())
+/// Admins see every membership; a team leader only those of the teams they
+/// lead (Portainer shows leaders every team's, which tells them who is in
+/// teams they have no part in).
+pub async fn list_memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let p = req.principal();
+    let v: Vec<_> = state
+        .identity
+        .memberships()
+        .into_iter()
+        .filter(|m| p.is_admin() || state.identity.is_leader_of(p.id(), m.team_id))
+        .collect();
+    ok_json(&serde_json::to_value(v).unwrap_or_default())
 }
 
 /// `{"UserID", "TeamID", "Role"}`, field names matched ignoring case as Go

@@ -230,9 +230,12 @@ struct Theme {
 }
 
 /// Applies a change to one user inside a write transaction, refusing to
-/// leave the instance without an administrator.
-async fn save_user_change(state: &AppState, updated: User) -> ApiResult<User> {
+/// leave the instance without an administrator. `revoke_keys` are deleted
+/// in the same transaction, so a reset password and the keys it revoked
+/// are durable together.
+async fn save_user_change(state: &AppState, updated: User, revoke_keys: Vec<u64>) -> ApiResult<User> {
     let u2 = updated.clone();
+    let gone = revoke_keys.clone();
     let r = state
         .write(move |tx| {
             let users: Vec<User> = tx.all(USERS)?;
@@ -247,12 +250,18 @@ async fn save_user_change(state: &AppState, updated: User) -> ApiResult<User> {
             if tx.get::<User>(USERS, u2.id)?.is_none() {
                 return Err(StoreError::NotFound);
             }
+            for k in gone {
+                tx.delete(API_KEYS, k)?;
+            }
             tx.put(USERS, u2.id, &u2)
         })
         .await;
     match r {
         Ok(()) => {
             state.identity.put_user(updated.clone());
+            for k in revoke_keys {
+                state.identity.remove_api_key(k);
+            }
             Ok(updated)
         }
         Err(StoreError::Conflict(k)) if k == "name" => {
@@ -271,6 +280,25 @@ fn bump_tokens(u: &mut User) {
     u.token_generation += 1;
 }
 
+/// The API keys a password change revokes: all of the user's when someone
+/// else (an admin) set the password, since a reset is what is done to an
+/// account that is lost or taken over, and keys made by whoever held it
+/// must die with the old password. A user changing their own password keeps
+/// their keys, as in Portainer (they can delete them one by one).
+fn keys_revoked_by_reset(state: &AppState, actor: u64, target: u64) -> Vec<u64> {
+    if actor == target {
+        return Vec::new();
+    }
+    state.identity.api_keys_of(target).iter().map(|k| k.id).collect()
+}
+
+/// A wrong current password: counted like a failed login, so that guesses
+/// through the user routes show on the same metric as guesses at `/api/auth`.
+fn wrong_password(state: &AppState) -> ApiError {
+    state.metrics.auth_failures.with_label_values(&["bad_credentials"]).inc();
+    ApiError::forbidden("Current password doesn't match", "Unauthorized")
+}
+
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
     let p = req.principal().clone();
@@ -278,6 +306,12 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         return Err(denied("Permission denied to update user"));
     }
     let body: UpdateUser = req.json().await?;
+    let checks_password = body.newpassword.as_deref().is_some_and(|s| !s.is_empty()) && (!p.is_admin() || p.id() == id);
+    if checks_password {
+        // The current password is a guess to be limited like a login: same
+        // bucket per client, so the two routes cannot be alternated.
+        rate_limit(&state, &req, "/api/users/{id}")?;
+    }
     let _guard = state.identity.write_lock.lock().await;
     let current = target_user(&state, &req)?;
     let mut u = (*current).clone();
@@ -302,18 +336,20 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         validate_username(&name)?;
         u.username = name;
     }
+    let mut revoke = Vec::new();
     if let Some(newpw) = body.newpassword.filter(|s| !s.is_empty()) {
-        if !p.is_admin() || p.id() == id {
+        if checks_password {
             let Some(old) = body.password.filter(|s| !s.is_empty()) else {
                 return Err(ApiError::invalid_payload("Current password is required to set a new password"));
             };
             if !password::verify(old, u.password_hash.clone()).await {
-                return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+                return Err(wrong_password(&state));
             }
         }
         check_password_length(&state, &newpw)?;
         u.password_hash = password::hash(newpw, state.config.bcrypt_cost).await?;
         bump_tokens(&mut u);
+        revoke = keys_revoked_by_reset(&state, p.id(), id);
     } else if body.password.is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid_payload("NewPassword is required when Password is given"));
     }
@@ -323,7 +359,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     if let Some(t) = body.theme {
         u.theme_color = t.color;
     }
-    let saved = save_user_change(&state, u).await?;
+    let saved = save_user_change(&state, u, revoke).await?;
     ok_json(&saved.to_api())
 }
 
@@ -350,12 +386,13 @@ pub async fn update_password(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
     let _guard = state.identity.write_lock.lock().await;
     let mut u = (*target_user(&state, &req)?).clone();
     if !password::verify(body.password, u.password_hash.clone()).await {
-        return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+        return Err(wrong_password(&state));
     }
     check_password_length(&state, &body.newpassword)?;
     u.password_hash = password::hash(body.newpassword, state.config.bcrypt_cost).await?;
     bump_tokens(&mut u);
-    save_user_change(&state, u).await?;
+    let revoke = keys_revoked_by_reset(&state, p.id(), id);
+    save_user_change(&state, u, revoke).await?;
     no_content()
 }
 
@@ -462,12 +499,15 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
         return Err(ApiError::invalid_payload("Invalid password: cannot be empty"));
     }
     if !password::verify(body.password, p.user.password_hash.clone()).await {
-        return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
+        return Err(wrong_password(&state));
     }
     let raw = apikey::generate();
     let digest = apikey::digest_b64(&apikey::digest(&raw));
     let prefix = apikey::display_prefix(&raw);
     let description = body.description.clone();
+    // Key creation and password resets (which revoke a user's keys) are
+    // serialised, so a key created during a reset cannot outlive it.
+    let _guard = state.identity.write_lock.lock().await;
     let key = state
         .write(move |tx| {
             let kid = tx.next_id(API_KEYS)?;

@@ -52,6 +52,10 @@ pub enum AuthFailure {
     UserGone,
     BadApiKey,
     BothCredentials,
+    /// An `Authorization` header that is not `Bearer <token>` (or a bare
+    /// token, which Portainer accepts): another scheme, no token, extra
+    /// spaces or characters a token cannot hold.
+    MalformedAuthorization,
 }
 
 impl AuthFailure {
@@ -65,6 +69,7 @@ impl AuthFailure {
             AuthFailure::UserGone => "user_gone",
             AuthFailure::BadApiKey => "invalid_api_key",
             AuthFailure::BothCredentials => "both_credentials",
+            AuthFailure::MalformedAuthorization => "malformed_authorization",
         }
     }
 
@@ -80,6 +85,10 @@ impl AuthFailure {
             AuthFailure::BothCredentials => ApiError::forbidden(
                 "api key and auth header are not allowed at the same time",
                 "api key and auth header are not allowed at the same time",
+            ),
+            AuthFailure::MalformedAuthorization => ApiError::bad_request(
+                "Invalid Authorization header",
+                "expected \"Authorization: Bearer <token>\": the scheme Bearer, one space, then the token",
             ),
             AuthFailure::BadJwt | AuthFailure::Expired | AuthFailure::Revoked | AuthFailure::BadApiKey => {
                 ApiError::unauthorized("Invalid JWT token")
@@ -103,6 +112,26 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn query_has_token(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == "token" || kv.starts_with("token=")))
+}
+
+/// The token of an `Authorization` value: `Bearer <token>` with the scheme
+/// in any case and exactly one space (RFC 6750's form, as clients send it),
+/// or a bare JWT as Portainer also accepts. The token must be an RFC 6750
+/// `b64token`; anything else (another scheme, `Bearer` alone, two spaces,
+/// two tokens) is malformed and answered 400 rather than tried as a token.
+fn bearer_token(value: &[u8]) -> Option<&str> {
+    let token = match value.iter().position(|&b| b == b' ') {
+        Some(i) if value[..i].eq_ignore_ascii_case(b"bearer") => &value[i + 1..],
+        Some(_) => return None,
+        // Bare: only a JWT's shape (three dot-separated parts), so that a
+        // lone scheme name (`Bearer`, `Basic`) is not taken for a token.
+        None if value.iter().filter(|&&b| b == b'.').count() == 2 => value,
+        None => return None,
+    };
+    let body_len = token.iter().take_while(|&&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)).count();
+    let valid = body_len > 0 && token[body_len..].iter().all(|&b| b == b'=');
+    // Only ASCII bytes passed the check above.
+    valid.then(|| std::str::from_utf8(token).ok()).flatten()
 }
 
 /// Authenticates a request from its headers and query string alone: no
@@ -134,8 +163,7 @@ pub fn authenticate(
     let token = if let Some(c) = cookie {
         c
     } else if let Some(b) = bearer {
-        let s = b.to_str().map_err(|_| AuthFailure::BadJwt)?.trim();
-        s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")).unwrap_or(s).trim()
+        bearer_token(b.as_bytes()).ok_or(AuthFailure::MalformedAuthorization)?
     } else if query_has_token(query) {
         return Err(AuthFailure::QueryToken);
     } else {
@@ -175,6 +203,45 @@ mod tests {
         h.insert(http::header::COOKIE, "a=1; portainer_api_key=tok; b=2".parse().unwrap());
         assert_eq!(cookie_value(&h, COOKIE_NAME), Some("tok"));
         assert_eq!(cookie_value(&h, "c"), None);
+    }
+
+    #[test]
+    fn authorization_values_are_bearer_and_one_token() {
+        for (value, token) in [
+            ("Bearer abc.def-_~+/ghi==", "abc.def-_~+/ghi=="),
+            ("bearer abc", "abc"),
+            ("BEARER abc", "abc"),
+            ("abc.def.ghi", "abc.def.ghi"),
+        ] {
+            assert_eq!(bearer_token(value.as_bytes()), Some(token), "{value:?}");
+        }
+        for value in [
+            "",
+            "Bearer",
+            "bearer",
+            "abc",
+            "Bearer ",
+            "Bearer  abc",
+            "Bearer abc ",
+            "Bearer abc def",
+            "Bearer\tabc",
+            "Basic dXNlcjpwdw==",
+            "Token abc",
+            " Bearer abc",
+            "Bearer a=b",
+            "Bearer =",
+            "Bearer a\u{e9}",
+            "Bearer a,b",
+            "Bearer a\"b",
+        ] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "Bearer  x".parse().unwrap());
+        let (identity, keys) = (Identity::default(), JwtKeys::from_secret(&[7u8; 32]));
+        let e = authenticate(&h, None, &identity, &keys).unwrap_err();
+        assert_eq!(e, AuthFailure::MalformedAuthorization);
+        assert_eq!(e.to_error().status, http::StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -53,6 +53,42 @@ impl DockerUrl {
     }
 }
 
+impl DockerUrl {
+    /// For `unix://`, that the path names a socket now: a missing path, a
+    /// regular file or a directory would be stored as an endpoint that can
+    /// never answer (and a ping would only say "connection refused"). The
+    /// `Err` is a 400's details. `tcp://` is not dialled here. This touches
+    /// the file system: call it off the async workers.
+    pub fn check_socket(&self) -> Result<(), String> {
+        use std::os::unix::fs::FileTypeExt;
+        let DockerUrl::Unix(path) = self else { return Ok(()) };
+        let shown = path.display();
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("there is no unix socket at {shown}: the path does not exist"))
+            }
+            Err(e) => return Err(format!("the unix socket path {shown} cannot be checked: {e}")),
+        };
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            return Ok(());
+        }
+        let kind = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_file() {
+            "a regular file"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else {
+            "not a socket"
+        };
+        Err(format!("{shown} is {kind}, not a unix socket"))
+    }
+}
+
 fn parse_unix(rest: &str) -> Result<DockerUrl, String> {
     if rest.is_empty() {
         return Err("the unix socket path is empty".into());
@@ -195,6 +231,21 @@ mod tests {
                 Err(e) => assert!(e.contains(needle), "{input:?}: {e:?} lacks {needle:?}"),
             }
         }
+    }
+
+    #[test]
+    fn only_sockets_pass_the_socket_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let check = |p: &std::path::Path| DockerUrl::Unix(p.to_path_buf()).check_socket();
+        check(&sock).unwrap();
+        assert!(check(&dir.path().join("missing")).unwrap_err().contains("does not exist"));
+        assert!(check(&file).unwrap_err().contains("a regular file, not a unix socket"));
+        assert!(check(dir.path()).unwrap_err().contains("a directory, not a unix socket"));
+        tcp("10.0.7.10", 2375).check_socket().unwrap();
     }
 
     #[test]

@@ -133,10 +133,47 @@ pub fn read_files(tls: &EndpointTls) -> Result<TlsFiles, String> {
     })
 }
 
-/// Checks that one uploaded file is PEM of the kind its name says. Whether
-/// it fits with the endpoint's other files is decided when the connection
-/// is rebuilt, since a replacement arrives one file at a time.
+/// Refuses anything but whitespace after the last PEM block, and a block
+/// that is never closed. PEM parsers skip what follows, so a file with a
+/// second key or a script glued to its end would be stored, shown as valid
+/// and copied around with content nobody checked. Lines are read the way
+/// RFC 7468 writes them: a block opens with a `-----BEGIN ...-----` line and
+/// closes with an `-----END ...-----` line; text before a block is the RFC's
+/// explanatory text and stays allowed. A file with no block at all is left
+/// to the PEM parser, which refuses it.
+pub fn check_trailer(kind: TlsFileKind, bytes: &[u8]) -> Result<(), String> {
+    let what = kind.what();
+    let is_line = |t: &[u8], tag: &[u8]| t.starts_with(tag) && t.len() >= tag.len() + 5 && t.ends_with(b"-----");
+    let (mut open, mut end_of_last, mut offset) = (false, None, 0usize);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let t = line.trim_ascii();
+        if !open && is_line(t, b"-----BEGIN ") {
+            open = true;
+        } else if open && is_line(t, b"-----END ") {
+            open = false;
+            end_of_last = Some(offset + line.len());
+        }
+        offset += line.len();
+    }
+    if open {
+        return Err(format!("{what} is not valid PEM: its last block has no END line"));
+    }
+    let tail = end_of_last.map_or(&[][..], |e| &bytes[e..]);
+    match tail.iter().position(|b| !b.is_ascii_whitespace()) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "{what} is not valid PEM: {} bytes follow its last END line; only whitespace may",
+            tail.len() - i
+        )),
+    }
+}
+
+/// Checks that one uploaded file is PEM of the kind its name says, with
+/// nothing after its last block. Whether it fits with the endpoint's other
+/// files is decided when the connection is rebuilt, since a replacement
+/// arrives one file at a time.
 pub fn check_pem(kind: TlsFileKind, bytes: &[u8]) -> Result<(), String> {
+    check_trailer(kind, bytes)?;
     let what = kind.what();
     match kind {
         TlsFileKind::Ca | TlsFileKind::Cert => crate::connector::parse_certs(bytes, what).map(|_| ()),
@@ -186,5 +223,33 @@ mod tests {
         assert!(e.contains("private key"), "{e}");
         let e = check_pem(TlsFileKind::Ca, b"hello").unwrap_err();
         assert!(e.contains("CA certificate"), "{e}");
+    }
+
+    #[test]
+    fn nothing_but_whitespace_may_follow_the_last_pem_block() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (cert.pem(), key.serialize_pem());
+        for ok in [c.clone(), format!("{c}\n\r\n \t\n"), format!("explanatory text\n{c}"), format!("{c}{c}")] {
+            check_pem(TlsFileKind::Cert, ok.as_bytes()).unwrap();
+        }
+        check_pem(TlsFileKind::Key, format!("{k}\n\n").as_bytes()).unwrap();
+        for (kind, bad) in [
+            (TlsFileKind::Cert, format!("{c}garbage")),
+            (TlsFileKind::Ca, format!("{c}\n#!/bin/sh\n")),
+            (TlsFileKind::Key, format!("{k}x")),
+            (TlsFileKind::Key, format!("{k}\0")),
+        ] {
+            let e = check_pem(kind, bad.as_bytes()).unwrap_err();
+            assert!(e.contains("follow its last END line"), "{e}");
+        }
+        // A stray END line, or text on the END line itself, does not hide
+        // what follows.
+        for bad in [format!("{c}-----END X-----\n"), format!("{c}x-----END X-----\n")] {
+            let e = check_trailer(TlsFileKind::Cert, bad.as_bytes()).unwrap_err();
+            assert!(e.contains("follow its last END line"), "{e}");
+        }
+        let glued = c.trim_end().to_owned() + "garbage\n";
+        assert!(check_trailer(TlsFileKind::Cert, glued.as_bytes()).unwrap_err().contains("no END line"));
     }
 }

@@ -30,8 +30,10 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::deploy::{remove_dir_logged, Scratch, Tools};
+pub use super::git_guard::AddressGuard;
 use super::process::{self, Command, Failure};
+use super::scratch::{remove_dir_logged, Scratch};
+use super::tools::Tools;
 
 /// Longest repository URL accepted.
 const MAX_URL: usize = 2048;
@@ -156,14 +158,26 @@ pub enum GitError {
     Fetch(String),
     TimedOut(Duration),
     TooLarge(u64),
+    /// The URL leads where the caller may not fetch from.
+    Refused(String),
     /// Berth could not prepare or clean up (disk, spawn).
     Local(String),
+}
+
+/// How far one fetch may go.
+pub struct Limits {
+    /// All steps together.
+    pub timeout: Duration,
+    /// Bytes on disk.
+    pub max_size: u64,
+    /// For standard users: where the URL may lead.
+    pub guard: Option<AddressGuard>,
 }
 
 impl std::fmt::Display for GitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GitError::Fetch(s) | GitError::Local(s) => f.write_str(s),
+            GitError::Fetch(s) | GitError::Local(s) | GitError::Refused(s) => f.write_str(s),
             GitError::TimedOut(t) => {
                 write!(f, "the repository could not be fetched within {}", humantime::format_duration(*t))
             }
@@ -179,11 +193,14 @@ pub async fn fetch(
     src: &Source,
     dest: &Path,
     scratch_root: &Path,
-    timeout: Duration,
-    max_size: u64,
+    limits: &Limits,
 ) -> Result<String, GitError> {
+    let pinned = match &limits.guard {
+        Some(g) => g.check(&src.url).await?,
+        None => None,
+    };
     let scratch = Scratch::new(scratch_root).await.map_err(|e| GitError::Local(format!("scratch folder: {e}")))?;
-    let r = fetch_in(tools, src, dest, &scratch, timeout, max_size).await;
+    let r = fetch_in(tools, src, dest, &scratch, limits, pinned).await;
     scratch.remove().await;
     if r.is_err() {
         let d = dest.to_path_buf();
@@ -197,10 +214,24 @@ async fn fetch_in(
     src: &Source,
     dest: &Path,
     scratch: &Scratch,
-    timeout: Duration,
-    max_size: u64,
+    limits: &Limits,
+    pinned: Option<super::git_guard::Pinned>,
 ) -> Result<String, GitError> {
+    let (timeout, max_size) = (limits.timeout, limits.max_size);
     let deadline = Instant::now() + timeout;
+    // Standard users: no redirect (it could lead anywhere), the checked
+    // address only.
+    let mut extra: Vec<String> = Vec::new();
+    if limits.guard.is_some() {
+        extra.push("http.followRedirects=false".into());
+    }
+    let url = match pinned {
+        Some(p) => {
+            extra.extend(p.config);
+            p.url
+        }
+        None => src.url.clone(),
+    };
     let askpass = match &src.credentials {
         Some(_) => Some(
             scratch
@@ -214,10 +245,8 @@ async fn fetch_in(
     let git = |args: &[&str], cwd: &Path| -> Command {
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let mut c = Command::new(tools.git.clone(), cwd, left);
-        c.env("PATH", tools.path.clone())
-            .env("HOME", scratch.path().join("home"))
-            .env("LC_ALL", "C")
-            .env("GIT_TERMINAL_PROMPT", "0")
+        scratch.base_env(&mut c);
+        c.env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_PROTOCOL_FROM_USER", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -256,6 +285,9 @@ async fn fetch_in(
         if src.skip_tls_verify {
             c.args(["-c", "http.sslVerify=false"]);
         }
+        for e in &extra {
+            c.arg("-c").arg(e);
+        }
         c.args(args.iter().copied());
         c
     };
@@ -273,10 +305,8 @@ async fn fetch_in(
         .await
         .map_err(|e| fail("init", e))?;
     let reference = if src.reference.is_empty() { "HEAD" } else { src.reference.as_str() };
-    let mut fetch = git(
-        &["fetch", "--quiet", "--depth=1", "--no-tags", "--no-recurse-submodules", "--", &src.url, reference],
-        dest,
-    );
+    let mut fetch =
+        git(&["fetch", "--quiet", "--depth=1", "--no-tags", "--no-recurse-submodules", "--", &url, reference], dest);
     fetch.watch = Some((dest.to_path_buf(), max_size));
     process::run(fetch).await.map_err(|e| fail("fetch", e))?;
     let mut checkout = git(&["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"], dest);

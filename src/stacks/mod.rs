@@ -7,8 +7,14 @@
 //!   name): operations on one stack are serialised, while deploys on other
 //!   stacks or endpoints never wait on each other (Portainer serialises all
 //!   deploys behind one global lock).
-//! - [`deploy`] runs the deployers, [`process`] the child processes,
-//!   [`git`] the repository fetches.
+//! - [`ops`] and [`changes`] carry out the API's operations; [`deploy`]
+//!   runs the deployers, [`process`] the child processes (environment from
+//!   an allow list), [`git`] the repository fetches ([`git_guard`]: where a
+//!   standard user's URL may lead), [`quota`] the per-user limits.
+//! - [`yaml`] reads stack files as the deployers do and [`policy`] decides
+//!   what a standard user's file may ask for; [`env`] carries a stack's
+//!   variables to Compose in an env file, [`render`] substitutes them into
+//!   swarm files.
 //! - Project files live in `<data>/compose/<stackId>/`; runs get private
 //!   scratch folders under `<data>/tmp/`, emptied at start-up.
 //!
@@ -17,9 +23,19 @@
 //! admin may delete one, which removes the record and files without
 //! contacting any host.
 
+pub mod changes;
 pub mod deploy;
+pub mod env;
 pub mod git;
+pub mod git_guard;
+pub mod ops;
+pub mod policy;
 pub mod process;
+pub mod quota;
+pub mod render;
+pub mod scratch;
+pub mod tools;
+pub mod yaml;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +44,7 @@ use dashmap::DashMap;
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
-use crate::store::model::{Id, Pair, ResourceControl, SecuritySettings, Stack};
+use crate::store::model::{Id, ResourceControl, Stack};
 
 type LockKey = (Id, String);
 
@@ -40,6 +56,8 @@ pub struct Stacks {
     pub compose_root: PathBuf,
     /// `<data>/tmp`, absolute: scratch folders of runs and clones.
     pub scratch_root: PathBuf,
+    /// Per-user limits on stacks, clones and deployer runs.
+    pub quota: quota::Quota,
 }
 
 /// Held while one stack (endpoint, name) is being changed.
@@ -114,7 +132,7 @@ impl Stacks {
         tokio::spawn(async move {
             t.compose().await;
         });
-        Ok(Stacks { map, locks: Arc::default(), tools, compose_root, scratch_root })
+        Ok(Stacks { map, locks: Arc::default(), tools, compose_root, scratch_root, quota: Default::default() })
     }
 
     pub fn get(&self, id: Id) -> Option<Arc<Stack>> {
@@ -175,6 +193,7 @@ impl Stacks {
             )),
             compose_root: PathBuf::from("/nonexistent"),
             scratch_root: PathBuf::from("/nonexistent"),
+            quota: Default::default(),
         }
     }
 }
@@ -204,121 +223,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Variables the deployers themselves obey: letting a stack set them would
-/// let its author choose which host is deployed to, which code the
-/// deployer loads (`LD_PRELOAD` of a file from a repository) or where it
-/// reads its configuration.
-fn reserved(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "LOCPATH",
-        "NLSPATH",
-        "HOSTALIASES",
-        "RESOLV_HOST_CONF",
-        "BASH_ENV",
-        "ENV",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "LC_ALL",
-    ];
-    const PREFIXES: &[&str] = &["LD_", "DYLD_", "PYTHON", "DOCKER_", "COMPOSE_", "GCONV_", "GLIBC_", "MALLOC_", "GIT_"];
-    let upper = name.to_ascii_uppercase();
-    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
-}
-
-/// Most variables in a stack's `Env`.
-const MAX_ENV: usize = 1000;
-/// Longest variable value.
-const MAX_ENV_VALUE: usize = 64 * 1024;
-
-/// `^[A-Za-z_][A-Za-z0-9_]*$`, not reserved, no NUL in values.
-pub fn check_env(env: &[Pair]) -> Result<(), String> {
-    if env.len() > MAX_ENV {
-        return Err(format!("Invalid environment: more than {MAX_ENV} variables"));
-    }
-    for p in env {
-        let n = &p.name;
-        let valid = n.len() <= 256
-            && n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!("Invalid environment variable name {n:?}: must match ^[A-Za-z_][A-Za-z0-9_]*$"));
-        }
-        if reserved(n) {
-            return Err(format!("Invalid environment variable name {n:?}: it configures the deployer itself"));
-        }
-        if p.value.contains('\0') || p.value.len() > MAX_ENV_VALUE {
-            return Err(format!("Invalid value for environment variable {n:?}"));
-        }
-    }
-    Ok(())
-}
-
-/// Berth reads no YAML, so it cannot check a standard user's stack file
-/// against an endpoint that forbids bind mounts, privileged mode and the
-/// like (Portainer parses the file). Such endpoints refuse stacks from
-/// standard users altogether rather than let them bypass the proxy's rules.
-pub fn restricts_regular_users(s: &SecuritySettings) -> bool {
-    !(s.allow_bind_mounts_for_regular_users
-        && s.allow_privileged_mode_for_regular_users
-        && s.allow_host_namespace_for_regular_users
-        && s.allow_device_mapping_for_regular_users
-        && s.allow_container_capabilities_for_regular_users
-        && s.allow_sysctl_setting_for_regular_users)
-}
-
-/// Compose keys that make the *deployer* read a file on Berth's host and
-/// ship its content to the Docker host, where a standard user could read
-/// it back: `env_file`, `build` contexts, `extends`/`include`, and `file:`
-/// sources of secrets and configs. Refused in standard users' stack files
-/// (a conservative word scan, since Berth reads no YAML; YAML escapes and
-/// explicit keys, which could spell a key without its letters, are refused
-/// too). Admins are trusted with their host.
-pub fn host_file_reference(text: &str) -> Option<String> {
-    const WORDS: &[&str] = &["env_file", "build", "extends", "include", "label_file"];
-    let bytes = text.as_bytes();
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    for w in WORDS {
-        let mut from = 0;
-        while let Some(i) = text[from..].find(w) {
-            let start = from + i;
-            let end = start + w.len();
-            let before_ok = start == 0 || !is_word(bytes[start - 1]);
-            let after_ok = end == bytes.len() || !is_word(bytes[end]);
-            if before_ok && after_ok {
-                return Some(format!("{w:?}"));
-            }
-            from = end;
-        }
-    }
-    // `file` only as a key: followed by an optional quote and a colon.
-    let mut from = 0;
-    while let Some(i) = text[from..].find("file") {
-        let start = from + i;
-        let end = start + 4;
-        let before_ok = start == 0 || !is_word(bytes[start - 1]);
-        let rest = text[end..].trim_start_matches(['"', '\'']).trim_start_matches([' ', '\t']);
-        if before_ok && rest.starts_with(':') {
-            return Some("\"file\" sources".into());
-        }
-        from = end;
-    }
-    if text.contains("\\x") || text.contains("\\u") || text.contains("\\U") || text.contains("\\N") {
-        return Some("YAML escape sequences".into());
-    }
-    if text.lines().any(|l| l.trim_start().trim_start_matches("- ").starts_with("? ") || l.trim() == "?") {
-        return Some("explicit YAML keys (\"? \")".into());
-    }
-    None
-}
+pub use env::check_env;
 
 /// The resource control stored with a new stack: its creator's, and
 /// administrators-only when the creator is an admin.
@@ -404,48 +309,6 @@ pub fn files_of(s: &Stack) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pair(n: &str) -> Pair {
-        Pair { name: n.into(), value: "v".into() }
-    }
-
-    #[test]
-    fn names_normalise_like_portainer() {
-        assert_eq!(normalize_name("myTestStack"), "myteststack");
-        assert_eq!(normalize_name("My Stack!_v-2.0"), "mystack_v-20");
-        assert_eq!(normalize_name("!!!"), "");
-        assert!(check_name("").is_err());
-        assert!(check_name("-x").is_err());
-        assert!(check_name("_x").is_err());
-        assert!(check_name(&"a".repeat(64)).is_err());
-        assert!(check_name("web-1").is_ok());
-    }
-
-    #[test]
-    fn env_names() {
-        assert!(check_env(&[pair("A"), pair("_b1"), pair("Foo_BAR")]).is_ok());
-        for bad in ["1A", "A-B", "", "A B", "é", "PATH", "LD_PRELOAD", "DOCKER_HOST", "PYTHONPATH", "http_proxy"] {
-            assert!(check_env(&[pair(bad)]).is_err(), "{bad}");
-        }
-        assert!(check_env(&[Pair { name: "A".into(), value: "x\0y".into() }]).is_err());
-    }
-
-    #[test]
-    fn host_file_references_are_found() {
-        let ok = "services:\n  web:\n    image: x\n    command: [\"cat\", \"file\"]\n    labels: [rebuild=1]\n";
-        assert_eq!(host_file_reference(ok), None);
-        for bad in [
-            "services:\n  a:\n    env_file: /etc/shadow\n",
-            "services: {a: {build: /}}\n",
-            "secrets:\n  s:\n    file: /etc/shadow\n",
-            "secrets:\n  s:\n    \"file\" : /etc/shadow\n",
-            "x:\n  \"fi\\x6ce\": /etc/shadow\n",
-            "x:\n  ? file\n  : /etc/shadow\n",
-            "include:\n  - /etc/x.yml\n",
-        ] {
-            assert!(host_file_reference(bad).is_some(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn name_locks_serialise_one_name_only_and_are_forgotten() {

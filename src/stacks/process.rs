@@ -95,8 +95,36 @@ pub enum Failure {
     TooLarge { limit: u64 },
 }
 
+/// Whether a child may be given this variable: the allow list of what
+/// Berth itself sets (see [`super::scratch::Scratch::base_env`], the
+/// endpoint transport of Compose v2, git's settings and askpass). A
+/// stack's variables are never among them: they reach Compose through an
+/// env file.
+pub fn allowed_env(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "HOME"
+            | "TMPDIR"
+            | "LANG"
+            | "DOCKER_CONFIG"
+            | "DOCKER_HOST"
+            | "DOCKER_TLS"
+            | "DOCKER_TLS_VERIFY"
+            | "DOCKER_CERT_PATH"
+            | "BERTH_GIT_USERNAME"
+            | "BERTH_GIT_PASSWORD"
+    ) || name.starts_with("GIT_")
+}
+
 /// Runs `cmd` to completion; `Ok` only for exit status 0.
 pub async fn run(cmd: Command) -> Result<Finished, Failure> {
+    if let Some((k, _)) = cmd.env.iter().find(|(k, _)| !k.to_str().is_some_and(allowed_env)) {
+        return Err(Failure::Spawn(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("refusing to give the variable {} to a child process", k.to_string_lossy()),
+        )));
+    }
     let mut c = tokio::process::Command::new(&cmd.program);
     c.args(&cmd.args)
         .env_clear()
@@ -292,11 +320,16 @@ mod tests {
     #[tokio::test]
     async fn environment_is_only_what_is_given() {
         let mut c = sh("env", Duration::from_secs(5));
-        c.env("ONLY", "this");
+        c.env("LANG", "C.UTF-8");
         let f = run(c).await.unwrap();
         let mut vars: Vec<&str> = f.stdout.lines().filter(|l| !l.starts_with("PWD=")).collect();
         vars.sort();
-        assert_eq!(vars, vec!["ONLY=this", "PATH=/usr/bin:/bin"], "{}", f.stdout);
+        assert_eq!(vars, vec!["LANG=C.UTF-8", "PATH=/usr/bin:/bin"], "{}", f.stdout);
+        for name in ["LD_PRELOAD", "OPENSSL_CONF", "PYTHONPATH", "FOO", "DOCKER_CONTENT_TRUST"] {
+            let mut c = sh("true", Duration::from_secs(5));
+            c.env(name, "x");
+            assert!(matches!(run(c).await, Err(Failure::Spawn(_))), "{name} reached a child");
+        }
     }
 
     #[tokio::test]

@@ -27,6 +27,15 @@ pub fn compose_file(image: &str, extra_env: &str) -> String {
     )
 }
 
+/// Writes an executable shell script `dir/name` (a stand-in deployer).
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 /// Runs a command to completion, bounded; for setup steps (git, docker).
 pub fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> String {
     let mut c = Command::new(program);
@@ -399,6 +408,25 @@ impl Drop for SwarmGuard {
 }
 
 // ---------------------------------------------------------------- API
+
+/// Portainer's settings for standard users on an endpoint (Berth's new
+/// endpoints deny them everything).
+pub async fn portainer_defaults(d: &Daemon, admin: &str, endpoint: u64) {
+    let all: serde_json::Map<String, Value> = [
+        "StackManagement",
+        "BindMounts",
+        "PrivilegedMode",
+        "HostNamespace",
+        "DeviceMapping",
+        "ContainerCapabilities",
+        "SysctlSetting",
+    ]
+    .iter()
+    .map(|f| (format!("allow{f}ForRegularUsers"), json!(true)))
+    .collect();
+    let (s, v) = d.put_json(&format!("/api/endpoints/{endpoint}/settings"), Some(admin), &Value::Object(all)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
 
 pub async fn create_string(d: &Daemon, token: &str, kind: &str, endpoint: u64, body: &Value) -> (StatusCode, Value) {
     d.post_json(&format!("/api/stacks/create/{kind}/string?endpointId={endpoint}"), Some(token), body).await

@@ -1,0 +1,216 @@
+//! Request decoding that refuses ambiguity: identifiers in paths have one
+//! spelling, and JSON request bodies are decoded the way Go decodes them
+//! for Portainer's handlers (top-level field names match ignoring case, unknown fields are
+//! ignored), except that an ambiguous body is refused: a key that appears
+//! twice in one object, at any depth, and two top-level keys that differ
+//! only by case (Go would fill the same field from both, keeping whichever
+//! came last) are a 400. Two parsers that disagree about which value wins
+//! are how a checked value and a used value come apart.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+/// An identifier in a path, in its one canonical spelling: decimal digits
+/// without sign, leading zeros or spaces, within `u64`. `01`, `+1` and `1.0`
+/// are refused rather than read as 1, so that every layer (access checks,
+/// logs, metrics labels, a proxy in front) agrees on which object a path
+/// names.
+pub fn parse_id(raw: &str, thing: &str) -> ApiResult<u64> {
+    let bad = |why: String| ApiError::bad_request(format!("Invalid {thing} identifier route variable"), why);
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (raw.len() > 1 && raw.starts_with('0')) {
+        return Err(bad(format!(
+            "{raw:?} is not an identifier: expected decimal digits without sign, leading zeros or spaces"
+        )));
+    }
+    raw.parse::<u64>().map_err(|e| bad(format!("{e}: {raw:?}")))
+}
+
+/// Decodes a management route's JSON body into `T`, whose fields use
+/// `#[serde(rename_all = "lowercase")]` (top-level keys are lower-cased).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::invalid_payload("EOF"));
+    }
+    let v = parse_strict(bytes).map_err(|e| ApiError::invalid_payload(e.to_string()))?;
+    let map = match v {
+        Value::Object(m) => m,
+        other => return Err(ApiError::invalid_payload(format!("expected a JSON object, got {}", kind(&other)))),
+    };
+    let mut lowered = Map::with_capacity(map.len());
+    for (k, v) in map {
+        let lower = k.to_lowercase();
+        if lowered.contains_key(&lower) {
+            return Err(ApiError::invalid_payload(format!(
+                "the key {k:?} appears twice (keys are matched ignoring case)"
+            )));
+        }
+        lowered.insert(lower, v);
+    }
+    serde_json::from_value(Value::Object(lowered)).map_err(|e| ApiError::invalid_payload(e.to_string()))
+}
+
+/// Parses any JSON document into a [`Value`], refusing an object that
+/// carries the same key twice, at any depth. serde_json's own parser keeps
+/// the last one silently. Its recursion limit (128) still applies.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = StrictValue.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A [`Value`] seed whose objects refuse repeated keys.
+#[derive(Clone, Copy)]
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text cannot spell a non-finite number, so this never yields null.
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format_args!("the key {k:?} appears twice in one object")));
+            }
+            let v = map.next_value_seed(StrictValue)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "lowercase")]
+    struct Body {
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        nested: Option<Value>,
+    }
+
+    #[test]
+    fn ordinary_bodies_decode_with_go_case_rules() {
+        let b: Body = decode_json(br#"{"UserName":"a","other":[1,2.5,-3,null,true,{"x":"y"}]}"#).unwrap();
+        assert_eq!(b.username, "a");
+        let v = parse_strict(br#"{"a":[1,2.5,-3,null,true,{"x":"y"}],"b":{"c":{}}}"#).unwrap();
+        assert_eq!(v, serde_json::json!({"a":[1,2.5,-3,null,true,{"x":"y"}],"b":{"c":{}}}));
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_every_depth() {
+        for body in [
+            &br#"{"Username":"a","Username":"b"}"#[..],
+            br#"{"Username":"a","username":"b"}"#,
+            br#"{"USERNAME":"a","UserName":"b"}"#,
+            br#"{"nested":{"k":1,"k":2}}"#,
+            br#"{"nested":[{"deep":{"k":1,"k":1}}]}"#,
+            br#"{"unknown":"x","Unknown":"y"}"#,
+        ] {
+            let e = decode_json::<Body>(body).unwrap_err();
+            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+            assert!(e.details.contains("appears twice"), "{}: {}", String::from_utf8_lossy(body), e.details);
+        }
+        // Nested keys that differ by case are distinct keys (maps of names).
+        let b: Body = decode_json(br#"{"nested":{"k":1,"K":2}}"#).unwrap();
+        assert_eq!(b.nested.unwrap()["K"], 2);
+    }
+
+    #[test]
+    fn identifiers_have_one_spelling() {
+        assert_eq!(parse_id("0", "environment").unwrap(), 0);
+        assert_eq!(parse_id("1", "environment").unwrap(), 1);
+        assert_eq!(parse_id("18446744073709551615", "environment").unwrap(), u64::MAX);
+        for raw in ["", "01", "00", "+1", "-1", " 1", "1 ", "1.0", "1e3", "0x1", "１", "18446744073709551616", "abc"] {
+            let e = parse_id(raw, "environment").unwrap_err();
+            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{raw:?}");
+            assert_eq!(e.message, "Invalid environment identifier route variable", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn other_malformed_bodies_are_still_400() {
+        for body in [&b""[..], b"  ", b"[]", b"{", br#"{"a":1} x"#, br#"{"a":1}{"a":2}"#] {
+            let e = decode_json::<Body>(body).unwrap_err();
+            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+        }
+    }
+}
