@@ -111,7 +111,7 @@ async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<
         status: ENDPOINT_UP,
         user_access_policies: Default::default(),
         team_access_policies: Default::default(),
-        security_settings: SecuritySettings::default(),
+        security_settings: SecuritySettings::for_new_endpoint(&state.settings()),
     };
     if record.tls.tls {
         let data = state.config.data.clone();
@@ -312,6 +312,8 @@ pub struct SecurityChanges {
     capabilities: Option<bool>,
     #[serde(rename = "allowsysctlsettingforregularusers")]
     sysctl: Option<bool>,
+    #[serde(rename = "allowsecurityoptionsforregularusers")]
+    security_options: Option<bool>,
     #[serde(rename = "enablehostmanagementfeatures")]
     host_management: Option<bool>,
 }
@@ -330,6 +332,7 @@ pub async fn update_settings(state: &AppState, id: Id, b: SecurityChanges) -> Ap
         (b.stack_management, &mut s.allow_stack_management_for_regular_users),
         (b.capabilities, &mut s.allow_container_capabilities_for_regular_users),
         (b.sysctl, &mut s.allow_sysctl_setting_for_regular_users),
+        (b.security_options, &mut s.allow_security_options_for_regular_users),
         (b.host_management, &mut s.enable_host_management_features),
     ];
     for (v, slot) in pairs {
