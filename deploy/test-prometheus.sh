@@ -43,8 +43,9 @@ done
 BERTH="${BERTH_BIN:-}"
 MOCK="${BERTH_MOCK_DOCKER_BIN:-}"
 if [[ -z $BERTH || -z $MOCK ]]; then
-    # A no-op after `cargo test`, which builds both.
-    cargo build --locked --quiet --bin berth --bin berth-mock-docker
+    # A no-op after `cargo test --workspace`, which builds both (the mock is
+    # a binary of the berth-testkit crate).
+    cargo build --locked --quiet -p berth -p berth-testkit --bin berth --bin berth-mock-docker
     BERTH="${BERTH:-$REPO_DIR/target/debug/berth}"
     MOCK="${MOCK:-$REPO_DIR/target/debug/berth-mock-docker}"
 fi

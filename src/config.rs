@@ -130,9 +130,12 @@ pub struct Cli {
     /// How long start-up waits for a store locked by another process
     #[arg(long = "store-lock-timeout", env = "BERTH_STORE_LOCK_TIMEOUT", value_name = "DURATION")]
     pub store_lock_timeout: Option<String>,
-    /// Whether GET /metrics needs an admin credential
+    /// Whether GET /metrics on the public ports needs an admin credential (default true)
     #[arg(long = "metrics-auth", env = "BERTH_METRICS_AUTH", value_name = "BOOL")]
     pub metrics_auth: Option<String>,
+    /// Origins besides Berth's own whose pages may send state-changing requests with the session cookie (comma separated, e.g. https://berth.example behind a TLS proxy)
+    #[arg(long = "allowed-origins", env = "BERTH_ALLOWED_ORIGINS", value_name = "ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     /// Extra listen address that serves only /metrics (no auth)
     #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<String>,
@@ -263,6 +266,7 @@ pub struct FileServer {
     pub store_lock_timeout: Option<String>,
     pub metrics_auth: Option<bool>,
     pub metrics_bind: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub workers: Option<usize>,
 }
@@ -347,6 +351,8 @@ pub struct Config {
     pub store_lock_timeout: Duration,
     pub metrics_auth: bool,
     pub metrics_bind: Option<SocketAddr>,
+    /// Normalised `scheme://host:port` (see `server::csrf::normalize_origin`).
+    pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
@@ -532,8 +538,22 @@ impl Config {
             "store_lock_timeout",
             &cli.store_lock_timeout.or(s.store_lock_timeout).unwrap_or_else(|| d::STORE_LOCK_TIMEOUT.into()),
         );
-        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(false);
+        // Secure by default: series names, endpoint ids and traffic are not for
+        // anyone who can reach the port; `--metrics-auth false` opens it, and
+        // the `--metrics-bind` listener is open anyway.
+        let metrics_auth = p.parse("metrics_auth", cli.metrics_auth).or(s.metrics_auth).unwrap_or(true);
         let metrics_bind = cli.metrics_bind.or(s.metrics_bind).map(|v| p.addr("metrics_bind", &v));
+        let mut allowed_origins = Vec::new();
+        for o in cli.allowed_origins.or(s.allowed_origins).unwrap_or_default() {
+            let o = o.trim();
+            if o.is_empty() {
+                continue;
+            }
+            match crate::server::csrf::normalize_origin(o) {
+                Some(v) => allowed_origins.push(v),
+                None => p.0.push(format!("allowed_origins: {o:?} is not an origin (scheme://host[:port])")),
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -695,6 +715,7 @@ impl Config {
             store_lock_timeout,
             metrics_auth,
             metrics_bind,
+            allowed_origins,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,

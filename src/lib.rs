@@ -15,7 +15,7 @@
 //! - [`store`]: the durable redb store and its records ([`store::model`]).
 //! - [`metrics`]: the app-owned Prometheus registry. [`error`]: Portainer-shaped errors.
 //! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
-//! - [`testkit`]: the mock Docker engine shared by tests and benchmarks.
+//! - [`sys`]: the system calls std lacks (thread priority, process groups); the only `unsafe`.
 
 pub mod access;
 pub mod api;
@@ -36,7 +36,7 @@ pub mod server;
 pub mod stacks;
 pub mod state;
 pub mod store;
-pub mod testkit;
+pub mod sys;
 
 use std::sync::Arc;
 use std::time::Instant;

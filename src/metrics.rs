@@ -1,8 +1,10 @@
 //! Prometheus metrics on a registry owned by the app (never the global
 //! one), so that tests can run several daemons in one process.
 //!
-//! Labels stay bounded: route *templates* (ids replaced by `{id}`), method,
-//! status or status class, endpoint id. Never a raw path, never a token.
+//! Labels stay bounded: route *templates* (ids replaced by `{id}`, unknown
+//! segments by `{other}`), the known methods (`other` for the rest), status
+//! or status class, endpoint id. Never a raw path, never a token, never a
+//! string the client chose.
 
 use std::sync::{Arc, OnceLock};
 
@@ -451,13 +453,57 @@ pub fn docker_route_template(path: &str) -> String {
         _ => {
             out.push_str("/{id}");
             if let Some(rest) = third {
-                let action = if rest.chars().all(|c| c.is_ascii_lowercase() || c == '_') { rest } else { "{sub}" };
+                // Only Docker's own actions name a series: any other
+                // segment is the client's to choose, so it is `{other}`.
+                let action = if ID_ACTIONS.contains(&rest) { rest } else { "{other}" };
                 out.push('/');
                 out.push_str(action);
             }
         }
     }
     out
+}
+
+/// The actions and sub-resources of `/{kind}/{id}/...` in the Docker API
+/// (containers, exec, networks, services, tasks, nodes, secrets, configs).
+const ID_ACTIONS: &[&str] = &[
+    "archive",
+    "attach",
+    "changes",
+    "connect",
+    "disconnect",
+    "export",
+    "exec",
+    "json",
+    "kill",
+    "logs",
+    "pause",
+    "rename",
+    "resize",
+    "restart",
+    "start",
+    "stats",
+    "stop",
+    "top",
+    "unpause",
+    "update",
+    "wait",
+];
+
+/// The `method` label: the methods of HTTP and WebDAV that Berth's clients
+/// use, `other` for anything else, so that a client inventing methods
+/// cannot create series.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
 fn is_version(s: &str) -> bool {
@@ -483,9 +529,23 @@ mod tests {
         assert_eq!(docker_route_template("/images/a/b/c/tag?repo=x"), "/images/{name}/tag");
         assert_eq!(docker_route_template("/plugins/x/y/z"), "/plugins/{name}");
         assert_eq!(docker_route_template("/containers/abc"), "/containers/{id}");
-        assert_eq!(docker_route_template("/containers/abc/LOGS"), "/containers/{id}/{sub}");
+        assert_eq!(docker_route_template("/containers/abc/LOGS"), "/containers/{id}/{other}");
         assert_eq!(docker_route_template("/containers/abc/json/extra"), "/containers/{id}/json");
-        assert_eq!(docker_route_template("/containers/json/x"), "/containers/{id}/x");
+        assert_eq!(docker_route_template("/containers/json/x"), "/containers/{id}/{other}");
+        assert_eq!(docker_route_template("/containers/abc/qwertzuiop"), "/containers/{id}/{other}");
+        assert_eq!(docker_route_template("/exec/abc/resize"), "/exec/{id}/resize");
+        assert_eq!(docker_route_template("/networks/n/connect"), "/networks/{id}/connect");
+    }
+
+    #[test]
+    fn methods_are_bounded() {
+        use http::Method;
+        for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), m);
+        }
+        for m in ["get", "PROPFIND", "BREW", &"X".repeat(8000)] {
+            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), "other", "{}", &m[..m.len().min(9)]);
+        }
     }
 
     #[test]

@@ -62,19 +62,10 @@ async fn proxied(
         }
         restricted_teams = Some(teams);
     }
-    if req.headers().contains_key(crate::registries::HEADER) {
-        let translated = crate::registries::translate(
-            req.headers_mut(),
-            &state.registries,
-            |r| state.sealer.open(&r.sealed_password),
-            principal,
-            id,
-            || state.identity.teams_of(principal.id()),
-        );
-        if let Err(e) = translated {
-            return e.into_response();
-        }
-    }
+    let read_body = match crate::proxy::registry_auth::apply(state, &mut req, principal, id, docker_path).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let path_and_query: Cow<'_, str> = match req.uri().query().map(without_token) {
         None => Cow::Borrowed(docker_path),
         // Only `token` was there: no query at all, not a bare '?'.
@@ -93,6 +84,7 @@ async fn proxied(
         tunnels: &state.tunnels,
         bytes_in: Some(series.bytes_in.clone()),
         body_read_timeout: state.config.body_read_timeout,
+        read_body,
     };
     let resp = match restricted_teams {
         // Standard users: the access policy decides before Docker sees anything.

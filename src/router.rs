@@ -31,7 +31,7 @@ pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    _tls: bool,
+    tls: bool,
     surface: Surface,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
@@ -52,6 +52,8 @@ pub async fn handle(
         let mut r = e.into_response();
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         (r, "unmatched")
+    } else if let Some(refused) = crate::server::csrf::refuse(&state, &req, tls) {
+        refused
     } else {
         route(&state, req, client_ip, surface).await
     };
@@ -61,11 +63,12 @@ pub async fn handle(
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
-    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    crate::server::csrf::security_headers(resp.headers_mut());
     let elapsed = start.elapsed();
     if route != "/api/endpoints/{id}/docker/*" {
-        state.metrics.http_requests.with_label_values(&[route, method.as_str(), &status.to_string()]).inc();
-        state.metrics.http_duration.with_label_values(&[route, method.as_str()]).observe(elapsed.as_secs_f64());
+        let m = crate::metrics::method_label(&method);
+        state.metrics.http_requests.with_label_values(&[route, m, &status.to_string()]).inc();
+        state.metrics.http_duration.with_label_values(&[route, m]).observe(elapsed.as_secs_f64());
     }
     // The access log is built only when it is enabled: with
     // `--log-level ...,berth::access=off` a request pays one cached check.

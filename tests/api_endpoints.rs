@@ -3,14 +3,11 @@
 //! run against the real Docker engine; everything else uses the mock engine
 //! so it runs anywhere.
 
-mod common;
-mod endpoints_support;
-
 use std::time::Duration;
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -823,7 +820,11 @@ async fn the_health_checker_marks_dead_endpoints_down_and_revived_ones_up() {
     let dir = tempfile::tempdir().unwrap();
     let mock = mock_in(dir.path(), "docker.sock").await;
     let url = mock.unix_url().unwrap();
-    let d = Daemon::builder().args(["--health-interval", "1s", "--health-timeout", "1s"]).start().await;
+    // `/metrics` opened on the public port, as `--metrics-auth false` allows.
+    let d = Daemon::builder()
+        .args(["--health-interval", "1s", "--health-timeout", "1s", "--metrics-auth", "false"])
+        .start()
+        .await;
     let token = d.admin_token().await;
     let (s, v) = create_urlencoded(&d, &token, &[("Name", "flaky"), ("URL", &url)]).await;
     assert_eq!(s, StatusCode::OK, "{v}");

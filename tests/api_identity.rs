@@ -5,13 +5,11 @@
 //! (shared/reference/portainer-api.md §1–5, §12.1–12.2), except where
 //! Berth deliberately differs (berth-vs-portainer.md).
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine;
 use berth::auth::jwt::{Claims, JwtKeys};
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -743,7 +741,7 @@ async fn eleventh_rapid_login_is_429_and_forwarded_for_does_not_bypass() {
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     // Other routes are not limited.
     assert_eq!(d.get_json("/api/users/me", Some(&admin)).await.0, StatusCode::OK);
-    let m = d.http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = d.http().get(d.url("/metrics")).bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
     assert!(m.lines().any(|l| l.starts_with("berth_rate_limited_total{route=\"/api/auth\"}")), "{m}");
 }
 
@@ -1276,13 +1274,13 @@ async fn api_key_creation_rules() {
     // Unauthenticated: 401.
     let (s, v) = d.post_json(&path, None, &json!({"password": "bobpassword12", "description": "x"})).await;
     assert_eq!((s, v), (StatusCode::UNAUTHORIZED, unauthorized_missing()));
-    // A session cookie is a JWT too.
+    // A session cookie is a JWT too (from Berth's own pages, as a browser says).
     let cookie = format!("portainer_api_key={bob}");
     let (s, _, v) = send(
         &d,
         Method::POST,
         &path,
-        &[("Cookie", &cookie)],
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
         Some(&json!({"password": "bobpassword12", "description": "from the cookie"})),
     )
     .await;

@@ -2,15 +2,13 @@
 //! connection and request limits, the durable store, logs, metrics and
 //! graceful shutdown. Every test runs the real `berth` binary.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use berth_testkit::harness::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -901,7 +899,7 @@ async fn metrics_are_public_prometheus_text_with_route_templates() {
     }
     assert!(limited);
 
-    let (s, ct, text) = scrape(d.http(), d.url("/metrics"), None).await;
+    let (s, ct, text) = scrape(d.http(), d.url("/metrics"), Some(&admin)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(ct.starts_with("text/plain") && ct.contains("version=0.0.4"), "{ct}");
     let user_route =

@@ -8,15 +8,11 @@
 //! Everything a test creates is named `berth-dcli-<pid>-<test>-...` and is
 //! removed through the engine's own socket when the test ends, pass or fail.
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use berth_testkit::harness::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -271,7 +267,7 @@ async fn unix_socket_endpoint_basics() {
 async fn tcp_endpoint_basics() {
     bounded(async {
         let Some(env) = local().await else { return };
-        let (port, accepted) = endpoints_support::tcp_relay(PathBuf::from(DOCKER_SOCKET)).await;
+        let (port, accepted) = berth_testkit::endpoints::tcp_relay(PathBuf::from(DOCKER_SOCKET)).await;
         let id = env.daemon.create_endpoint(&env.token, "over-tcp", &format!("tcp://127.0.0.1:{port}")).await;
         let cli = DockerCli::new(&env.daemon, id, &env.token).timeout(Duration::from_secs(120));
         basics(&cli, "tcp", 3).await;
@@ -284,10 +280,10 @@ async fn tcp_endpoint_basics() {
 async fn mutual_tls_endpoint_basics() {
     bounded(async {
         let Some(env) = local().await else { return };
-        let pki = endpoints_support::Pki::new();
-        let (port, handshakes) = endpoints_support::tls_relay(PathBuf::from(DOCKER_SOCKET), &pki).await;
+        let pki = berth_testkit::endpoints::Pki::new();
+        let (port, handshakes) = berth_testkit::endpoints::tls_relay(PathBuf::from(DOCKER_SOCKET), &pki).await;
         let url = format!("tcp://127.0.0.1:{port}");
-        let (s, v) = endpoints_support::create_multipart(
+        let (s, v) = berth_testkit::endpoints::create_multipart(
             &env.daemon,
             &env.token,
             &[("Name", "over-mtls"), ("EndpointCreationType", "1"), ("URL", &url), ("TLS", "true")],

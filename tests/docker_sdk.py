@@ -5,6 +5,8 @@ Run by `python_docker_sdk` in tests/docker_cli.rs, which passes:
   BERTH_SDK_TOKEN      a JWT for Berth
   BERTH_SDK_IMAGE      an image present on the engine
   BERTH_SDK_CONTAINER  a container name to use (removed by the caller too)
+  BERTH_SDK_RESTRICTED "1" when the token is a standard user's on an
+                       endpoint with Berth's secure default settings
 Prints "SDK OK" and exits 0 when every check passed; any failure raises.
 """
 
@@ -18,6 +20,7 @@ URL = os.environ["BERTH_SDK_URL"]
 TOKEN = os.environ["BERTH_SDK_TOKEN"]
 IMAGE = os.environ["BERTH_SDK_IMAGE"]
 NAME = os.environ["BERTH_SDK_CONTAINER"]
+RESTRICTED = os.environ.get("BERTH_SDK_RESTRICTED") == "1"
 AUTH = "Bearer " + TOKEN
 
 
@@ -57,10 +60,21 @@ try:
     check(code == 0 and output == b"42\n", "exec_run: %r %r" % (code, output))
     logs = c.logs()
     check(b"started" in logs, "logs: %r" % (logs,))
+    names = [x.name for x in client.containers.list()]
+    check(NAME in names, "containers.list: %r" % (names,))
     c.kill()
     c.wait(timeout=30)
 finally:
     c.remove(force=True)
+
+if RESTRICTED:
+    # The endpoint's secure default refuses privileged mode, readably.
+    try:
+        client.containers.run(IMAGE, ["true"], privileged=True, remove=True)
+        raise AssertionError("a privileged container was created")
+    except APIError as e:
+        check(e.response.status_code == 403, "privileged: %r" % (e,))
+        check("privileged" in str(e), "privileged: %r" % (e,))
 
 print("SDK OK")
 sys.exit(0)

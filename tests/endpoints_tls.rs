@@ -2,16 +2,13 @@
 //! (the seeds' HTTPie walkthrough against the real engine), files on disk,
 //! restarts, replacement uploads and TLS changes through `PUT`.
 
-mod common;
-mod endpoints_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use berth::testkit::MockDocker;
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::MockDocker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -8,12 +8,9 @@
 //! `PUT /api/users/{id}`, API keys surviving a password reset, the login
 //! limiter per IPv6 /64).
 
-mod common;
-mod endpoints_support;
-
-use berth::testkit::{FailMode, MockDocker, Pki};
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker, Pki};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

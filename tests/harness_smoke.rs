@@ -1,13 +1,11 @@
-//! Tests of the test harness itself (tests/common, the mock engine, the test
+//! Tests of the test harness itself (`berth_testkit::harness`, the mock engine, the test
 //! image), using only what exists without Berth's API: a stand-in process
 //! plays the daemon, and the mock or the real engine plays Docker.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 
 /// Plays `berth` for the harness: serves `GET /api/status` on `--bind`,
 /// counts its runs in `--data`, echoes its arguments and one env var, exits

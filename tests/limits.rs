@@ -4,15 +4,13 @@
 //! protocol violations, the store's lock and modes, and a second signal
 //! during the drain. Every wait is bounded; faults stay on loopback.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,7 +210,10 @@ async fn stalled_proxied_upload_is_cut_and_the_engine_connection_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_address_cap_keeps_the_daemon_answering_others() {
     bounded(async {
-        let daemon = Daemon::builder().args(["--max-connections", "6", "--max-connections-per-ip", "3"]).start().await;
+        let daemon = Daemon::builder()
+            .args(["--max-connections", "6", "--max-connections-per-ip", "3", "--metrics-auth", "false"])
+            .start()
+            .await;
         let addr = daemon.addr();
         // Not 127.0.0.1: the harness's own client may hold a connection.
         let greedy: IpAddr = "127.0.0.3".parse().unwrap();

@@ -5,13 +5,11 @@
 //! connection and tunnel gauges, and the mock's open connections are back to
 //! where they were (pooled idle connections allowed).
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use berth::testkit::{FailMode, MockDocker};
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{FailMode, MockDocker};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -10,15 +10,11 @@
 //! (no registry access) the local test image is tagged as such for the
 //! duration of the test.
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
-use endpoints_support::{httpie, httpie_response};
+use berth_testkit::endpoints::{httpie, httpie_response};
+use berth_testkit::harness::*;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(180);

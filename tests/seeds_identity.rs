@@ -3,11 +3,9 @@
 //! initialise the admin, log in, then call the API with
 //! `Authorization: Bearer <jwt>`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use berth_testkit::harness::*;
 use serde_json::Value;
 
 /// What a command-line client printed and how it exited.

@@ -5,20 +5,14 @@
 //! deployer's timeout, environment and registry logins; name locking and
 //! collisions; standard users' ownership.
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::stacks::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use stacks_support::*;
 
 /// Names unique to this run, so leftovers of an aborted run never clash.
 fn unique(prefix: &str) -> String {
@@ -153,7 +147,7 @@ async fn compose_string_lifecycle() {
     let (s, _) = d.put_json(&format!("/api/stacks/{id}?endpointId={eid}"), t, &json!({"Env": []})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "StackFileContent is required");
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", t).await;
     let m = m.as_str().unwrap_or_default().to_string();
     for line in [
         r#"berth_stack_deploys_total{method="string",outcome="ok",type="compose"} 1"#,
@@ -181,7 +175,7 @@ async fn compose_string_lifecycle() {
     assert!(!project.exists());
     assert_nothing_left(&d, &token).await;
 
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let line = r#"berth_stack_deploys_total{method="remove",outcome="ok",type="compose"} 1"#;
     assert!(m.as_str().unwrap_or_default().contains(line), "{line} missing from\n{m}");
 }
@@ -415,7 +409,7 @@ async fn bad_inputs_get_clear_errors_and_leave_nothing() {
         .collect();
     git.repo("huge", &[("docker-compose.yml", &good), ("noise.txt", &noise)]);
     let mock_dir = tempfile::tempdir().unwrap();
-    let mock = berth::testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
+    let mock = berth_testkit::MockDocker::start_unix(mock_dir.path().join("docker.sock")).await.unwrap();
     let (d, token, eid) = daemon_with_local(&["--max-stack-file", "1048576", "--max-clone-size", "300000"]).await;
     let mock_id = d.create_endpoint(&token, "mock", &mock.unix_url().unwrap()).await;
     let t = Some(token.as_str());
@@ -626,7 +620,7 @@ async fn a_hanging_deploy_times_out_alone() {
     wait_until(Duration::from_secs(3), "the deployer's processes to die", || async { pids.iter().all(|p| !alive(*p)) })
         .await;
     assert!(project_containers(&slow).await.is_empty());
-    let (_, m) = d.get_json("/metrics", None).await;
+    let (_, m) = d.get_json("/metrics", Some(&token)).await;
     let m = m.as_str().unwrap_or_default().to_string();
     assert!(m.contains(r#"berth_stack_deploys_total{method="string",outcome="timeout",type="compose"} 1"#), "{m}");
     assert!(m.contains("berth_stack_deploy_duration_seconds_bucket"), "{m}");

@@ -6,16 +6,12 @@
 //! spelling; their repository URLs stay off Berth's host and private
 //! networks; and per-user limits.
 
-mod common;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
-
 use std::path::Path;
 
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::stacks::*;
 use reqwest::StatusCode;
 use serde_json::json;
-use stacks_support::*;
 
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

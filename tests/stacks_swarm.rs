@@ -7,19 +7,13 @@
 //! The engine's swarm state is restored at the end, even on failure: a
 //! swarm initialised here is left (`docker swarm leave --force`).
 
-mod common;
-#[path = "endpoints_support/mod.rs"]
-mod endpoints_support;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
-
 use std::time::Duration;
 
-use common::*;
-use endpoints_support::*;
+use berth_testkit::endpoints::*;
+use berth_testkit::harness::*;
+use berth_testkit::stacks::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use stacks_support::*;
 
 fn stack_file(image: &str, services: &[&str]) -> String {
     let mut s = String::from("version: \"3.7\"\nservices:\n");

@@ -76,14 +76,15 @@ if have taskset; then
   [ -n "$CLIENT_CPUS" ] && PIN_CLIENT=(taskset -c "$CLIENT_CPUS")
 fi
 
-# Builds berth and berth-mock-docker (release) and copies them to $BIN, so
+# Builds berth and berth-mock-docker (release; the mock is a binary of the
+# crates/berth-testkit crate) and copies them to $BIN, so
 # that another engineer's rebuild cannot swap a binary under a running
 # measurement. SKIP_BUILD=1 reuses the copies; BERTH_BIN=/path measures
 # that berth binary instead (A/B of a change).
 build_berth() {
   if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/berth-mock-docker" ] || [ ! -x "$BIN/berth" ]; then
-    note "cargo build --release --bins (Berth and its mock backend) ..."
-    (cd "$BENCH_REPO" && cargo build --release --bins -q)
+    note "cargo build --release (berth, and berth-mock-docker of berth-testkit) ..."
+    (cd "$BENCH_REPO" && cargo build --release -q -p berth -p berth-testkit --bin berth --bin berth-mock-docker)
     local target=${CARGO_TARGET_DIR:-$BENCH_REPO/target}
     cp -f "$target/release/berth" "$target/release/berth-mock-docker" "$BIN/"
   fi
@@ -91,20 +92,14 @@ build_berth() {
   if [ -n "${BERTH_BIN:-}" ]; then cp -f "$BERTH_BIN" "$BIN/berth"; fi
 }
 
-# Builds the loadgen helper (benches/loadgen.rs) and copies it to $BIN.
+# Builds the load generator (crates/berth-testkit/src/bin/loadgen.rs,
+# release) and copies it to $BIN.
 build_loadgen() {
   if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -x "$BIN/loadgen" ]; then
-    note "cargo bench --bench loadgen --no-run ..."
-    local exe
-    exe=$(cd "$BENCH_REPO" && cargo bench --bench loadgen --no-run --message-format=json 2>/dev/null |
-      python3 -c 'import json,sys
-for l in sys.stdin:
-    try: m = json.loads(l)
-    except Exception: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "loadgen" and m.get("executable"):
-        print(m["executable"])')
-    [ -n "$exe" ] || die "benches/loadgen.rs did not build"
-    cp -f "$exe" "$BIN/loadgen"
+    note "cargo build --release -p berth-testkit --bin loadgen ..."
+    (cd "$BENCH_REPO" && cargo build --release -q -p berth-testkit --bin loadgen)
+    local target=${CARGO_TARGET_DIR:-$BENCH_REPO/target}
+    cp -f "$target/release/loadgen" "$BIN/loadgen"
   fi
 }
 

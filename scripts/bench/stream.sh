@@ -2,7 +2,7 @@
 # Streaming benchmark: a multi-GB download (`docker logs`/`export`/`save`
 # shape) and a multi-GB upload (build context / `docker load` shape)
 # through Berth, against the same transfer straight from the backend, with
-# the same client (benches/loadgen.rs), rounds interleaved:
+# the same client (crates/berth-testkit/src/bin/loadgen.rs), rounds interleaved:
 #   direct      the backend's unix socket (what the proxies forward to)
 #   direct-tcp  the backend's TCP port: the same transport as a client of a
 #               proxy, so the cost of TCP on loopback shows apart from Berth's

@@ -242,6 +242,11 @@ impl Checker<'_> {
         if net.eq_ignore_ascii_case("host") {
             return self.host_ns(at);
         }
+        // dockerd's name for the default bridge (the CLI's `EndpointsConfig`
+        // key when no `--network` is given): no network object has it.
+        if net == "default" {
+            return Ok(());
+        }
         match container_mode(net) {
             Some(id) => self.refer(ResourceKind::Container, id, at.to_string()),
             None => self.refer(ResourceKind::Network, net, at.to_string()),

@@ -353,3 +353,15 @@ fn access_labels_are_read_from_create_bodies() {
     let f = check(BodyKind::ExecCreate, json!({"Labels": {"io.portainer.accesscontrol.public": "1"}})).unwrap();
     assert!(f.labels.is_empty(), "only creates carry labels");
 }
+
+#[test]
+fn the_default_network_alias_is_no_reference() {
+    // What `docker run` (20.10) sends without `--network`.
+    let f = check(
+        BodyKind::ContainerCreate,
+        json!({"Image": "busybox", "HostConfig": {"NetworkMode": "default", "MaskedPaths": null, "ReadonlyPaths": null},
+               "NetworkingConfig": {"EndpointsConfig": {"default": {}}}}),
+    )
+    .unwrap();
+    assert!(f.references.is_empty(), "{:?}", f.references);
+}

@@ -56,20 +56,12 @@ fn queue() -> &'static mpsc::Sender<Job> {
 /// the thread is niced to [`HASH_NICE`] instead. On Linux both are per
 /// thread (`0` names the caller). Neither needs a privilege; if both fail,
 /// hashing competes at normal priority, which is logged, not fatal.
-#[allow(unsafe_code)]
 fn lower_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler(2) reads the sched_param we pass by
-    // reference for the duration of the call and keeps no pointer to it.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-        return;
-    }
-    let idle_err = std::io::Error::last_os_error();
-    // SAFETY: setpriority(2) takes three integers and touches no memory of ours.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASH_NICE) } != 0 {
+    let Err(idle_err) = crate::sys::set_current_thread_idle() else { return };
+    if let Err(nice_err) = crate::sys::set_current_thread_nice(HASH_NICE) {
         tracing::warn!(
             sched_idle = %idle_err,
-            nice = %std::io::Error::last_os_error(),
+            nice = %nice_err,
             "cannot lower the priority of password hashing"
         );
     }
@@ -129,9 +121,7 @@ mod tests {
         assert!(verify("correct horse".into(), h.clone()).await);
         assert!(!verify("wrong horse".into(), h).await);
         let (tid, name) = on_pool(|| {
-            #[allow(unsafe_code)]
-            // SAFETY: gettid(2) has no arguments and cannot fail.
-            let tid = unsafe { libc::gettid() };
+            let tid = crate::sys::current_thread_id();
             (tid, std::thread::current().name().map(str::to_owned))
         })
         .await

@@ -7,8 +7,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use super::test_support::{spawn_tcp, spawn_tls, spawn_unix, Pki};
 use super::*;
+use berth_testkit::servers::{spawn_tcp, spawn_tls, spawn_unix};
+use berth_testkit::Pki;
 
 /// Every test is bounded: a hang is a failure, not a stuck CI job.
 const LIMIT: Duration = Duration::from_secs(10);

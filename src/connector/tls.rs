@@ -228,7 +228,7 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connector::test_support::Pki;
+    use berth_testkit::Pki;
 
     fn files(ca: &str, cert: &str, key: &str) -> TlsFiles {
         TlsFiles {

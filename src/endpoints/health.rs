@@ -325,7 +325,7 @@ mod tests {
     use super::*;
     use crate::endpoints::registry::build_upstream;
     use crate::store::model::{EndpointTls, SecuritySettings};
-    use crate::testkit::{FailMode, MockDocker};
+    use berth_testkit::{FailMode, MockDocker};
     use serde_json::json;
 
     fn record(id: Id, url: String) -> Endpoint {

@@ -1,6 +1,6 @@
 //! Header rewriting for the transparent Docker proxy. Everything is done in
 //! place on the client's own `HeaderMap`: the common request (no Connection
-//! header, no Berth cookie) costs a handful of hash lookups and no allocation.
+//! header) costs a handful of hash lookups and no allocation.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -92,48 +92,50 @@ fn remove_tokens(headers: &mut HeaderMap, value: &HeaderValue) {
     }
 }
 
-/// Berth authenticates the client itself; its credentials must never reach a
-/// Docker host (which may be shared with, or operated by, someone else).
+/// Request headers that never reach a Docker host:
+/// - Berth's own credentials (`Authorization`, `X-API-Key`): Berth
+///   authenticated the client itself, and the host may be shared with, or
+///   operated by, someone else;
+/// - `Cookie`, all of it: the session cookie is a Berth credential, and no
+///   other cookie has a meaning for the Docker API, so none is passed on
+///   (a block list of cookie names would miss the next one);
+/// - the method-override headers some frameworks honour: the method Berth
+///   checked (and counted, and logged) is the method the host must run.
+const NEVER_FORWARDED: [HeaderName; 6] = [
+    header::AUTHORIZATION,
+    X_API_KEY,
+    header::COOKIE,
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Removes what must not leave Berth towards a Docker host (see
+/// [`NEVER_FORWARDED`]).
 pub(crate) fn strip_credentials(headers: &mut HeaderMap) {
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(X_API_KEY);
-    strip_session_cookie(headers);
-}
-
-fn strip_session_cookie(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::COOKIE).iter().any(|v| contains(v.as_bytes(), SESSION_COOKIE.as_bytes()));
-    if !present {
-        return;
-    }
-    let mut kept: Vec<u8> = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            if pair.is_empty() {
-                continue;
-            }
-            let name = pair.split(|&b| b == b'=').next().unwrap_or(pair).trim_ascii();
-            if name == SESSION_COOKIE.as_bytes() {
-                continue;
-            }
-            if !kept.is_empty() {
-                kept.extend_from_slice(b"; ");
-            }
-            kept.extend_from_slice(pair);
-        }
-    }
-    headers.remove(header::COOKIE);
-    if kept.is_empty() {
-        return;
-    }
-    // Only bytes that were already part of a valid header value, plus "; ".
-    if let Ok(v) = HeaderValue::from_bytes(&kept) {
-        headers.insert(header::COOKIE, v);
+    for name in NEVER_FORWARDED {
+        headers.remove(name);
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Removes every `Access-Control-*` header from a Docker host's answer. A
+/// host started with `--api-cors-header` would otherwise let any web page
+/// read (through a victim's browser and cookie) what Berth serves; Berth's
+/// own API sends no CORS headers, so the proxied part must not either.
+pub(crate) fn strip_response(headers: &mut HeaderMap) {
+    // The common answer has none: look before allocating the name list.
+    if !headers.keys().any(is_cors) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|k| is_cors(k)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+fn is_cors(name: &HeaderName) -> bool {
+    // Header names are stored lower-case.
+    name.as_str().starts_with("access-control-")
 }
 
 #[cfg(test)]
@@ -195,24 +197,38 @@ mod tests {
     }
 
     #[test]
-    fn credentials_go_other_cookies_stay() {
+    fn credentials_cookies_and_method_overrides_go() {
         let mut h = map(&[
             ("authorization", "Bearer x"),
             ("x-api-key", "ptr_x"),
             ("cookie", "a=1; portainer_api_key=secret;b=2"),
-            ("cookie", "portainer_api_key_other=3"),
+            ("cookie", "other=3"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("content-type", "application/json"),
+            ("x-registry-auth", "abc"),
         ]);
         strip_credentials(&mut h);
-        assert!(h.get("authorization").is_none());
-        assert!(h.get("x-api-key").is_none());
-        assert_eq!(h["cookie"], "a=1; b=2; portainer_api_key_other=3");
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-registry-auth"]);
+    }
 
-        let mut h = map(&[("cookie", "portainer_api_key=secret")]);
-        strip_credentials(&mut h);
-        assert!(h.get("cookie").is_none());
-
-        let mut h = map(&[("cookie", "a=1;b=2")]);
-        strip_credentials(&mut h);
-        assert_eq!(h["cookie"], "a=1;b=2", "untouched when the session cookie is absent");
+    #[test]
+    fn cors_headers_of_the_host_go() {
+        let mut h = map(&[
+            ("access-control-allow-origin", "*"),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("access-control-allow-headers", "a"),
+            ("access-control-allow-headers", "b"),
+            ("access-control-expose-headers", "x"),
+            ("api-version", "1.41"),
+            ("x-access-control", "kept: not a CORS header"),
+        ]);
+        strip_response(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["api-version", "x-access-control"]);
     }
 }

@@ -35,6 +35,8 @@
 //! stream, which hyper turns into an aborted response body.
 
 mod headers;
+pub mod image_ref;
+pub mod registry_auth;
 pub mod restrict;
 mod splice;
 mod tunnel;
@@ -115,6 +117,10 @@ pub struct ProxyTarget<'a> {
     pub bytes_in: Option<prometheus::IntCounter>,
     /// Longest pause allowed between two reads of the client's body.
     pub body_read_timeout: Duration,
+    /// The request body, when Berth had to read it before forwarding (a
+    /// service spec whose image decides the registry credentials); sent in
+    /// place of the consumed stream.
+    pub read_body: Option<Bytes>,
 }
 
 /// `docker_path_and_query` is what remains of the request target after
@@ -126,19 +132,23 @@ pub async fn forward(
     docker_path_and_query: &str,
 ) -> Response<ResponseBody> {
     let (timeout, counter) = (target.body_read_timeout, target.bytes_in.clone());
-    let req = req.map(|body| {
-        let body = ClientBody::new(body, timeout);
-        match counter {
-            Some(counter) => UpstreamBody::Counted(body, counter),
-            None => UpstreamBody::Stream(body),
+    let read = target.read_body.clone();
+    let req = req.map(|body| match (read, counter) {
+        (Some(read), counter) => {
+            if let Some(c) = counter {
+                c.inc_by(read.len() as u64);
+            }
+            UpstreamBody::Full((!read.is_empty()).then_some(read))
         }
+        (None, Some(counter)) => UpstreamBody::Counted(ClientBody::new(body, timeout), counter),
+        (None, None) => UpstreamBody::Stream(ClientBody::new(body, timeout)),
     });
     forward_body(target, req, docker_path_and_query).await
 }
 
 /// [`forward`] of a request whose body is already an [`UpstreamBody`] (the
 /// restricted proxy forwards the bytes it inspected; counting them is its
-/// part).
+/// part; `target.read_body` is not consulted).
 pub async fn forward_body(
     target: ProxyTarget<'_>,
     mut req: Request<UpstreamBody>,
@@ -212,6 +222,7 @@ pub async fn forward_body(
         target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
         let (mut parts, _empty) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
+        headers::strip_response(&mut parts.headers);
         return Response::from_parts(parts, ResponseBody::empty());
     }
 
@@ -219,6 +230,7 @@ pub async fn forward_body(
     // the client connection stays an ordinary HTTP connection.
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
+    headers::strip_response(&mut parts.headers);
     Response::from_parts(parts, ResponseBody::Stream(body))
 }
 

@@ -278,19 +278,11 @@ impl Drop for GroupGuard {
     }
 }
 
-#[allow(unsafe_code)]
 fn kill_group(pgid: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else { return };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: killpg(2) takes two integers and touches no memory of ours.
     // The group is led by our own child, signalled only before that child
     // is reaped or while a member is known to be alive, so the id cannot
     // have been recycled for an unrelated group.
-    unsafe {
-        libc::killpg(pgid, libc::SIGKILL);
-    }
+    crate::sys::kill_process_group(pgid);
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::Daemon;
+use berth_testkit::harness::Daemon;
 
 pub fn password(name: &str) -> String {
     format!("{name}-password-12")

@@ -52,14 +52,8 @@ impl ListFilter {
     /// engine id volumes need cannot be learnt (the answer then goes
     /// undecorated).
     pub async fn admin(state: &Arc<AppState>, entry: &EndpointEntry, kind: ResourceKind) -> Option<ListFilter> {
-        let docker_id = match (kind, state.controls.engine_id(entry.record.id)) {
-            (ResourceKind::Volume, Some(id)) => id,
-            (ResourceKind::Volume, None) => {
-                let info = entry.upstream.get_json("/info", std::time::Duration::from_secs(10)).await.ok()?;
-                let cluster = info.pointer("/Swarm/Cluster/ID").and_then(Value::as_str).unwrap_or("");
-                let engine = info.get("ID").and_then(Value::as_str).unwrap_or("");
-                state.controls.set_engine_id(entry.record.id, if cluster.is_empty() { engine } else { cluster })
-            }
+        let docker_id = match kind {
+            ResourceKind::Volume => super::objects::engine_id(state, entry).await.ok()?,
             _ => Arc::from(""),
         };
         Some(ListFilter {

@@ -71,6 +71,16 @@ impl Directory for Names<'_> {
     }
 }
 
+/// What an owner-only route names and does.
+#[derive(Clone, Copy)]
+struct OwnerRequest<'q> {
+    raw_query: Option<&'q str>,
+    d: &'q Decision,
+    kind: ResourceKind,
+    id: &'q str,
+    op: OwnerOp,
+}
+
 /// One standard user's request on one endpoint.
 pub struct Restricted<'a> {
     pub state: &'a Arc<AppState>,
@@ -122,7 +132,9 @@ impl<'a> Restricted<'a> {
                 Ok(forward(self.target, req, path_and_query).await)
             }
             Action::InspectBody(kind) => self.create(req, path_and_query, kind).await,
-            Action::Owner { kind, id, op } => self.owner(req, raw_query, &decision, kind, &id, op).await,
+            Action::Owner { kind, id, op } => {
+                self.owner(req, OwnerRequest { raw_query, d: &decision, kind, id: &id, op }).await
+            }
         }
     }
 
@@ -188,21 +200,12 @@ impl<'a> Restricted<'a> {
     }
 
     /// An owner-only route: the object must be visible to the caller.
-    async fn owner(
-        self,
-        req: Request<Incoming>,
-        raw_query: Option<&str>,
-        d: &Decision,
-        kind: ResourceKind,
-        id: &str,
-        op: OwnerOp,
-    ) -> Flow<Response<ResponseBody>> {
+    async fn owner(self, req: Request<Incoming>, o: OwnerRequest<'_>) -> Flow<Response<ResponseBody>> {
+        let OwnerRequest { raw_query, d, kind, id, op } = o;
         let body_kind = match op {
             OwnerOp::WithBody(k) => k,
             OwnerOp::ServiceRollback => BodyKind::ServiceUpdate,
-            OwnerOp::Read | OwnerOp::Act | OwnerOp::Delete => {
-                return self.owner_streamed(req, raw_query, d, kind, id, op).await
-            }
+            OwnerOp::Read | OwnerOp::Act | OwnerOp::Delete => return self.owner_streamed(req, o).await,
         };
         // The body is judged first: a refused one never costs a call to Docker.
         let (parts, bytes) = self.read_body(req).await?;
@@ -225,15 +228,8 @@ impl<'a> Restricted<'a> {
 
     /// Owner-only routes whose body (if any) streams through: inspect, any
     /// use (logs, attach, start, ...) and delete.
-    async fn owner_streamed(
-        self,
-        req: Request<Incoming>,
-        raw_query: Option<&str>,
-        d: &Decision,
-        kind: ResourceKind,
-        id: &str,
-        op: OwnerOp,
-    ) -> Flow<Response<ResponseBody>> {
+    async fn owner_streamed(self, req: Request<Incoming>, o: OwnerRequest<'_>) -> Flow<Response<ResponseBody>> {
+        let OwnerRequest { raw_query, d, kind, id, op } = o;
         let (full_id, governed_kind, object) = self.resolve(kind, id).await?;
         let rc = self.visible(governed_kind, &object).await?;
         let pq = objects::rewritten_target(d, &full_id, raw_query)?;
@@ -276,6 +272,14 @@ impl<'a> Restricted<'a> {
                 .into());
             }
         }
+        // Already read whole (a service spec whose image chose the
+        // registry credentials): those are the bytes Docker would get.
+        if let Some(read) = &self.target.read_body {
+            if read.len() > access::MAX_INSPECTED_BODY {
+                return Err(Denial::too_large().into());
+            }
+            return Ok((parts, read.clone()));
+        }
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let body = http_body_util::BodyExt::into_data_stream(ClientBody::new(body, self.target.body_read_timeout));
         match crate::api::form::read_body(body, declared, access::MAX_INSPECTED_BODY).await {
@@ -305,6 +309,13 @@ fn denied(state: &AppState, endpoint: Id, d: &Denial) -> Response<ResponseBody> 
     resp
 }
 
+/// Whether a path can be a list route at all (its last segment), so that
+/// an admin's other answers cost no path parsing.
+fn maybe_list(path: &str) -> bool {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    matches!(last, "json" | "services" | "tasks" | "volumes" | "networks" | "secrets" | "configs")
+}
+
 /// An admin's list answer, decorated with `Portainer.ResourceControl` once
 /// any control exists; every other answer is returned untouched.
 pub async fn decorate_for_admin(
@@ -314,7 +325,7 @@ pub async fn decorate_for_admin(
     resp: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
     let decorated = state.controls.any() || !state.stacks.is_empty();
-    if resp.status() != StatusCode::OK || !decorated {
+    if resp.status() != StatusCode::OK || !decorated || !maybe_list(docker_path) {
         return resp;
     }
     let Ok(p) = access::path::normalize(docker_path) else { return resp };

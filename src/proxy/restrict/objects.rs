@@ -22,6 +22,22 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// environment can make it larger, never this large).
 const MAX_INSPECT: usize = 4 << 20;
 
+/// The id volume controls are keyed by (`<name>_<dockerId>`): the swarm
+/// cluster's id, or the engine's outside swarm. Asked once per endpoint.
+pub(super) async fn engine_id(
+    state: &crate::state::AppState,
+    entry: &crate::endpoints::EndpointEntry,
+) -> Result<Arc<str>, UpstreamError> {
+    let endpoint = entry.record.id;
+    if let Some(id) = state.controls.engine_id(endpoint) {
+        return Ok(id);
+    }
+    let info = entry.upstream.get_json_limited("/info", INSPECT_TIMEOUT, MAX_INSPECT).await?;
+    let cluster = info.pointer("/Swarm/Cluster/ID").and_then(Value::as_str).unwrap_or("");
+    let engine = info.get("ID").and_then(Value::as_str).unwrap_or("");
+    Ok(state.controls.set_engine_id(endpoint, if cluster.is_empty() { engine } else { cluster }))
+}
+
 /// Percent-encodes one path segment or query value: everything but
 /// RFC 3986's unreserved characters.
 pub(super) fn encode(s: &str) -> String {
@@ -133,25 +149,15 @@ impl Restricted<'_> {
         }
     }
 
-    /// The id volume controls are keyed by (`<name>_<dockerId>`): the swarm
-    /// cluster's id, or the engine's outside swarm. Asked once per endpoint;
-    /// empty for other kinds, which do not need it.
+    /// The id volume controls are keyed by; empty for other kinds, which
+    /// do not need it.
     pub(super) async fn docker_id(&self, kind: ResourceKind) -> Flow<Arc<str>> {
         if kind != ResourceKind::Volume {
             return Ok(Arc::from(""));
         }
-        let endpoint = self.entry.record.id;
-        if let Some(id) = self.state.controls.engine_id(endpoint) {
-            return Ok(id);
-        }
-        let info = match self.entry.upstream.get_json_limited("/info", INSPECT_TIMEOUT, MAX_INSPECT).await {
-            Ok(v) => v,
-            Err(e) => return Err(Stop::answer(self.upstream_error(ResourceKind::Volume, "(engine info)", &e))),
-        };
-        let cluster = info.pointer("/Swarm/Cluster/ID").and_then(Value::as_str).unwrap_or("");
-        let engine = info.get("ID").and_then(Value::as_str).unwrap_or("");
-        let id = if cluster.is_empty() { engine } else { cluster };
-        Ok(self.state.controls.set_engine_id(endpoint, id))
+        engine_id(self.state, self.entry)
+            .await
+            .map_err(|e| Stop::answer(self.upstream_error(ResourceKind::Volume, "(engine info)", &e)))
     }
 
     /// The control governing an object (inspect answer of `kind`) if the

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use crate::body::BoxError;
+use crate::BoxError;
 
 /// The generated stream repeats with this period. A prime, so that a proxy
 /// which drops, duplicates or reorders a chunk of any power-of-two size

@@ -3,8 +3,6 @@
 //! HTTP server with basic auth in front of `git http-backend`), Docker
 //! queries on the real engine, stack API calls, and a swarm guard.
 
-#![allow(dead_code)]
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +14,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::common::{free_ports, read_json, unix_http_client, Daemon, DOCKER_SOCKET};
+use crate::harness::{free_ports, read_json, unix_http_client, Daemon, DOCKER_SOCKET};
 
 /// A service that stops at once on SIGTERM (busybox `sleep` as PID 1
 /// ignores it, which would make every `down` wait for the grace period).

@@ -1,14 +1,11 @@
-//! Shared harness for Berth's integration tests (`mod common;` in each
-//! `tests/*.rs`).
+//! The daemon harness of Berth's integration tests (`use
+//! berth_testkit::harness::*;` in each `tests/*.rs`).
 //!
 //! Tests run the real `berth` binary as a child process rather than calling
 //! into the library, so that flags, startup, signal handling and logging are
 //! exercised exactly as an operator would meet them. Every test gets its own
 //! ports and data directory so that tests can run in parallel threads and in
 //! parallel test binaries.
-
-// Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
@@ -20,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -39,9 +37,29 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// between).
 const START_ATTEMPTS: usize = 4;
 
-/// A path inside the repository.
+/// A path inside the repository (this crate sits at `crates/berth-testkit`).
 pub fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// The `berth` binary under test. Cargo builds it for the integration tests
+/// of the `berth` package and names it in `CARGO_BIN_EXE_berth` at run time
+/// (recent cargo; 1.95 does); a test binary started otherwise finds it beside its
+/// own `deps/` directory, where cargo puts both.
+pub fn berth_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_berth") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let candidate = exe.parent().and_then(Path::parent).map(|dir| dir.join("berth"));
+    match candidate {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "no berth binary: run the tests through `cargo test` (which builds it), or set CARGO_BIN_EXE_berth \
+             (looked beside {})",
+            exe.display()
+        ),
+    }
 }
 
 /// The name of the running test, as the test harness names its thread.
@@ -387,7 +405,7 @@ impl Daemon {
     /// for tests of shutdown draining.
     pub async fn stop_graceful_within(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("daemon is not running");
-        signal(&child, libc::SIGTERM);
+        signal(&child, Signal::TERM);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("wait for daemon") {
@@ -479,7 +497,7 @@ impl Daemon {
         };
         let (program, lead) = match &self.spec.program {
             Some((p, lead)) => (p.clone(), lead.clone()),
-            None => (PathBuf::from(env!("CARGO_BIN_EXE_berth")), Vec::new()),
+            None => (berth_bin(), Vec::new()),
         };
         let mut cmd = Command::new(&program);
         cmd.args(&lead)
@@ -532,7 +550,7 @@ impl Drop for Daemon {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        signal(&child, libc::SIGTERM);
+        signal(&child, Signal::TERM);
         let deadline = Instant::now() + TERM_GRACE;
         while Instant::now() < deadline {
             if !matches!(child.try_wait(), Ok(None)) {
@@ -545,15 +563,12 @@ impl Drop for Daemon {
     }
 }
 
-#[allow(unsafe_code)]
-fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    // SAFETY: kill(2) takes two integers and touches no memory of ours. The
-    // pid is our own child, not yet reaped (`Child::try_wait` has not
-    // returned its status), so it cannot name a recycled process.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+/// Sends `sig` to our own child. The child is not yet reaped
+/// (`Child::try_wait` has not returned its status), so its pid cannot name a
+/// recycled process.
+fn signal(child: &Child, sig: Signal) {
+    let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw).expect("a child's pid is a positive pid_t");
+    let _ = kill_process(pid, sig);
 }
 
 fn read_lossy(path: &Path) -> String {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth::testkit::{FailMode, MockDocker, MockOptions};
+use berth_testkit::{FailMode, MockDocker, MockOptions};
 use clap::Parser;
 
 #[derive(Parser, Debug)]

@@ -3,8 +3,6 @@
 //! in front of a unix-socket Docker engine (real or mock), and a throwaway
 //! PKI.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::net::{TcpListener, UnixStream};
 
-use crate::common::{read_json, Daemon};
+use crate::harness::{read_json, Daemon};
 
 /// `POST /api/endpoints` as multipart: text fields and file parts.
 pub async fn create_multipart(
@@ -125,7 +123,7 @@ pub async fn tls_relay(target: PathBuf, pki: &Pki) -> (u16, Arc<AtomicU64>) {
     (port, handshakes)
 }
 
-pub use berth::testkit::Pki;
+pub use crate::pki::Pki;
 
 /// Polls `f` every 100 ms until it returns `Some`, for up to `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T

@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::bodies::{EchoBody, PatternBody, TruncatedBody};
 use super::{fixtures, FailMode, Shared, API_VERSION, SERVER_HEADER};
-use crate::body::BoxError;
-use crate::testkit::checksum::Fnv1a64;
+use crate::checksum::Fnv1a64;
+use crate::BoxError;
 
 pub type MockBody = UnsyncBoxBody<Bytes, BoxError>;
 

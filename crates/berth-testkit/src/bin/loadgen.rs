@@ -3,10 +3,10 @@
 //! attach sessions, a paced stream of logins), over TCP or a unix socket so
 //! that the same client measures Berth and the backend direct.
 //!
-//! It is a `[[bench]]` target only so that it builds with the project's
-//! dependencies and release settings (`cargo bench --bench loadgen --no-run`);
-//! `cargo bench` itself runs it without a subcommand, which does nothing.
-//! Every subcommand is bounded in count and in time and ends by itself.
+//! A binary of the `berth-testkit` crate (`cargo build --release -p
+//! berth-testkit --bin loadgen`), built with the workspace's release
+//! settings. Every subcommand is bounded in count and in time and ends by
+//! itself.
 //!
 //! ```text
 //! loadgen download --tcp 127.0.0.1:9000 --path /api/endpoints/1/docker/mock/stream?bytes=N --token JWT
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use berth_testkit::BoxError;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use http::{header, Method, Request};
@@ -134,15 +135,7 @@ enum Cmd {
     },
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 fn main() -> std::process::ExitCode {
-    // `cargo bench` runs every bench target with `--bench`: nothing to do.
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() == 1 || args.iter().skip(1).all(|a| a.starts_with("--")) {
-        println!("loadgen: driven by scripts/bench/*.sh (see docs/PERFORMANCE.md); nothing to run on its own");
-        return std::process::ExitCode::SUCCESS;
-    }
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     match rt.block_on(run(cli.cmd)) {

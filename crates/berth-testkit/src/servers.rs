@@ -15,10 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
-pub(crate) use crate::testkit::Pki;
-
 /// Serves HTTP/1.1 (with upgrades) on one accepted connection.
-pub(crate) fn serve_conn<I, H, Fut, B>(io: I, handler: H)
+pub fn serve_conn<I, H, Fut, B>(io: I, handler: H)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -36,7 +34,7 @@ where
     });
 }
 
-pub(crate) async fn spawn_tcp<H, Fut, B>(handler: H) -> SocketAddr
+pub async fn spawn_tcp<H, Fut, B>(handler: H) -> SocketAddr
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -53,7 +51,7 @@ where
     addr
 }
 
-pub(crate) async fn spawn_unix<H, Fut, B>(path: &Path, handler: H)
+pub async fn spawn_unix<H, Fut, B>(path: &Path, handler: H)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -68,7 +66,7 @@ where
     });
 }
 
-pub(crate) async fn spawn_tls<H, Fut, B>(config: Arc<rustls::ServerConfig>, handler: H) -> SocketAddr
+pub async fn spawn_tls<H, Fut, B>(config: Arc<rustls::ServerConfig>, handler: H) -> SocketAddr
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
@@ -94,9 +92,9 @@ where
 
 /// A streamed body fed from a channel, for tests that control exactly when
 /// each chunk is produced.
-pub(crate) struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+pub struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
 
-pub(crate) fn chan_body(buffer: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChanBody) {
+pub fn chan_body(buffer: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChanBody) {
     let (tx, rx) = tokio::sync::mpsc::channel(buffer);
     (tx, ChanBody(rx))
 }

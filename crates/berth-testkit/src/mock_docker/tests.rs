@@ -7,7 +7,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::routes::strip_version;
 use super::*;
-use crate::testkit::checksum::fnv1a64;
+use crate::checksum::fnv1a64;
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap()
