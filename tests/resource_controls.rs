@@ -4,14 +4,11 @@
 //! controls changed through the same route, and the server setting that
 //! gives new endpoints Portainer's permissive security settings.
 
-mod common;
 #[path = "restricted_support/mod.rs"]
 mod restricted_support;
-#[path = "stacks_support/mod.rs"]
-mod stacks_support;
 
-use berth::testkit::MockDocker;
-use common::*;
+use berth_testkit::harness::*;
+use berth_testkit::{stacks as stacks_support, MockDocker};
 use reqwest::StatusCode;
 use restricted_support::*;
 use serde_json::{json, Value};
