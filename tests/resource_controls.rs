@@ -16,21 +16,31 @@ use serde_json::{json, Value};
 /// The mock engine's first container.
 const CONTAINER: &str = "8dfafdbc3a40c5c3c4b2a0a1f8e9d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180";
 
+/// The mock engine, on a socket in a folder of its own.
+struct Engine {
+    mock: MockDocker,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn engine() -> Engine {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
+    Engine { url: mock.unix_url().unwrap(), mock, _dir: dir }
+}
+
+/// A daemon with an admin and one endpoint on `engine`.
 struct Env {
     d: Daemon,
     admin: String,
     eid: u64,
-    mock: MockDocker,
-    _dir: tempfile::TempDir,
 }
 
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
+async fn env(engine: &Engine) -> Env {
     let d = Daemon::start().await;
     let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "mock-engine", &mock.unix_url().unwrap()).await;
-    Env { d, admin, eid, mock, _dir: dir }
+    let eid = d.create_endpoint(&admin, "mock-engine", &engine.url).await;
+    Env { d, admin, eid }
 }
 
 impl Env {
@@ -58,7 +68,8 @@ fn control(id: u64, resource: &str, kind: u8, users: &[u64], teams: &[u64], publ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_controls_follow_portainers_rules_and_decide_what_standard_users_see() {
-    let mut e = env().await;
+    let engine = engine().await;
+    let mut e = env(&engine).await;
     let a = e.admin.clone();
     let bob_id = create_user(&e.d, &a, "bob").await;
     let alice_id = create_user(&e.d, &a, "alice").await;
@@ -188,7 +199,8 @@ fn flags(f: impl Fn(usize, &str) -> bool) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_endpoints_are_secure_unless_the_server_restores_portainers_defaults() {
-    let mut e = env().await;
+    let engine = engine().await;
+    let mut e = env(&engine).await;
     let a = e.admin.clone();
     let (s, v) = e.d.get_json("/api/settings", Some(&a)).await;
     assert_eq!((s, &v["PortainerSecurityDefaults"]), (StatusCode::OK, &json!(false)), "{v}");
@@ -198,7 +210,7 @@ async fn new_endpoints_are_secure_unless_the_server_restores_portainers_defaults
     let portainer = flags(|_, k| !matches!(k, "allowVolumeBrowserForRegularUsers" | "enableHostManagementFeatures"));
     let (s, v) = e.d.put_json("/api/settings", Some(&a), &json!({"PortainerSecurityDefaults": true})).await;
     assert_eq!((s, &v["PortainerSecurityDefaults"]), (StatusCode::OK, &json!(true)), "{v}");
-    let open = e.d.create_endpoint(&a, "open", &e.mock.unix_url().unwrap()).await;
+    let open = e.d.create_endpoint(&a, "open", &engine.url).await;
     let (_, ep) = e.d.get_json(&format!("/api/endpoints/{open}"), Some(&a)).await;
     assert_eq!(ep["SecuritySettings"], portainer, "Portainer's defaults for a new endpoint");
     let (_, ep) = e.d.get_json(&format!("/api/endpoints/{}", e.eid), Some(&a)).await;
@@ -220,13 +232,13 @@ async fn new_endpoints_are_secure_unless_the_server_restores_portainers_defaults
         }
     };
     let reached = |m: &MockDocker| m.requests().iter().any(|r| r.path().ends_with("/containers/create"));
-    e.mock.clear_requests();
+    engine.mock.clear_requests();
     let (s, v) = create(e.eid).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(!reached(&e.mock));
+    assert!(!reached(&engine.mock));
     let (s, v) = create(open).await;
     assert_ne!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(reached(&e.mock), "forwarded under Portainer's defaults");
+    assert!(reached(&engine.mock), "forwarded under Portainer's defaults");
 
     // PUT /api/endpoints/{id}/settings takes and returns every flag.
     for pattern in [flags(|i, _| i % 2 == 0), flags(|i, _| i % 2 == 1), flags(|_, _| true)] {
@@ -252,7 +264,7 @@ async fn new_endpoints_are_secure_unless_the_server_restores_portainers_defaults
         e.d.put_json("/api/settings", Some(&a), &json!({"PortainerSecurityDefaults": false})).await.0,
         StatusCode::OK
     );
-    let closed = e.d.create_endpoint(&a, "closed", &e.mock.unix_url().unwrap()).await;
+    let closed = e.d.create_endpoint(&a, "closed", &engine.url).await;
     let (_, ep) = e.d.get_json(&format!("/api/endpoints/{closed}"), Some(&a)).await;
     assert_eq!(ep["SecuritySettings"], flags(|_, _| false), "switched back");
 }
