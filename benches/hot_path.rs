@@ -35,7 +35,7 @@ use berth::auth::extract::authenticate;
 use berth::auth::jwt::{Claims, JwtKeys};
 use berth::auth::{apikey, now_secs, Identity, Principal};
 use berth::connector::{ConnectorSettings, DockerUrl, TlsOptions, Upstream};
-use berth::endpoints::registry::{EndpointEntry, Registry};
+use berth::endpoints::map::{EndpointEntry, EndpointMap};
 use berth::store::model::{
     AccessPolicy, ApiKey, Endpoint, EndpointGroup, EndpointTls, SecuritySettings, TeamMembership, User, ROLE_ADMIN,
     ROLE_USER, TEAM_MEMBER,
@@ -122,7 +122,7 @@ fn auth_check(c: &mut Criterion) {
 
 fn route_match(c: &mut Criterion) {
     c.bench_function("route/split_docker_path", |b| {
-        b.iter(|| berth::router::split_docker_path(black_box("/api/endpoints/12/docker/v1.41/containers/json")))
+        b.iter(|| berth::proxy::route::split_docker_path(black_box("/api/endpoints/12/docker/v1.41/containers/json")))
     });
     c.bench_function("route/docker_template", |b| {
         b.iter(|| berth::metrics::docker_route_template(black_box("/v1.41/containers/4f1c9a/json")))
@@ -140,8 +140,8 @@ fn route_match(c: &mut Criterion) {
 /// A registry of `n` endpoints in `groups` groups; the standard user (id 2)
 /// reaches every endpoint through team 7's policy on its group, the way a
 /// large installation grants access.
-fn registry(n: u64, groups: u64) -> Registry {
-    let reg = Registry::default();
+fn registry(n: u64, groups: u64) -> EndpointMap {
+    let reg = EndpointMap::default();
     let url = DockerUrl::parse("unix:///var/run/docker.sock").unwrap();
     let settings = ConnectorSettings::default();
     for g in 1..=groups {
@@ -190,7 +190,7 @@ fn principal(identity: &Identity, id: u64) -> Principal {
 }
 
 /// What `proxy_route` does between authentication and forwarding.
-fn lookup_and_check(reg: &Registry, identity: &Identity, p: &Principal, id: u64) -> bool {
+fn lookup_and_check(reg: &EndpointMap, identity: &Identity, p: &Principal, id: u64) -> bool {
     let Some(entry) = reg.get(id) else { return false };
     if p.is_admin() {
         return true;
@@ -291,7 +291,7 @@ fn pre_forward(c: &mut Criterion) {
         g.bench_function(who, |b| {
             b.iter(|| {
                 let path = black_box("/api/endpoints/42/docker/v1.41/containers/json");
-                let (raw_id, docker_path) = berth::router::split_docker_path(path).unwrap();
+                let (raw_id, docker_path) = berth::proxy::route::split_docker_path(path).unwrap();
                 let p = authenticate(&headers, None, &identity, &keys).unwrap();
                 let id: u64 = raw_id.parse().unwrap();
                 assert!(lookup_and_check(&reg, &identity, &p, id));

@@ -1,5 +1,7 @@
-//! Periodic housekeeping: pruning expired revocations and idle rate-limit
-//! buckets, and recording API keys' last use. (The endpoint health checker lives in `endpoints`.)
+//! The periodic tasks `run` starts beside the listeners: the endpoint
+//! health rounds, and housekeeping (pruning expired revocations and idle
+//! rate-limit buckets, recording API keys' last use). Each ends when
+//! `state.shutdown` is cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,29 @@ use crate::auth::now_secs;
 use crate::state::AppState;
 
 pub fn spawn_all(state: &Arc<AppState>) {
+    spawn_health_checks(state);
+    spawn_housekeeping(state);
+}
+
+/// Checks every endpoint every `health_interval`, the first round at once.
+fn spawn_health_checks(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        state.health().refresh_status_gauge();
+        // A zero interval would spin; nothing useful is checked that often.
+        let interval = state.config.health_interval.max(Duration::from_millis(100));
+        loop {
+            let started = tokio::time::Instant::now();
+            state.health().round().await;
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(started + interval) => {}
+            }
+        }
+    })
+}
+
+fn spawn_housekeeping(state: &Arc<AppState>) {
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

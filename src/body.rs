@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::server::limits::IdleDeadline;
+use crate::deadline::IdleDeadline;
 
 /// Polls a relayed body for its next frame, adding the frame's data bytes
 /// to `counter` (one atomic add per frame, no copy).

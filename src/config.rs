@@ -351,7 +351,7 @@ pub struct Config {
     pub store_lock_timeout: Duration,
     pub metrics_auth: bool,
     pub metrics_bind: Option<SocketAddr>,
-    /// Normalised `scheme://host:port` (see `server::csrf::normalize_origin`).
+    /// Normalised `scheme://host:port` (see [`normalize_origin`]).
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub jwt_secret_file: Option<PathBuf>,
@@ -549,7 +549,7 @@ impl Config {
             if o.is_empty() {
                 continue;
             }
-            match crate::server::csrf::normalize_origin(o) {
+            match normalize_origin(o) {
                 Some(v) => allowed_origins.push(v),
                 None => p.0.push(format!("allowed_origins: {o:?} is not an origin (scheme://host[:port])")),
             }
@@ -574,7 +574,7 @@ impl Config {
             p.0.push(format!("bcrypt_cost: must be between 4 and 31, not {bcrypt_cost}"));
         }
         let docker_socket = cli.docker_socket.or(k.docker_socket).unwrap_or_else(|| d::DOCKER_SOCKET.into());
-        if let Err(e) = crate::connector::DockerUrl::parse(&docker_socket) {
+        if let Err(e) = crate::docker_url::DockerUrl::parse(&docker_socket) {
             p.0.push(format!("docker_socket: {e}"));
         }
         let connect_timeout = p.dur(
@@ -747,6 +747,35 @@ impl Config {
             git_bin,
         })
     }
+}
+
+/// Shared with the cross-site check (`server/csrf.rs`), which compares a
+/// request's `Origin` with the configured ones in this same spelling.
+/// `scheme://host:port` in one spelling: lower-case scheme and host, the
+/// default port written out. `None` for anything that is not exactly an
+/// origin (a path, user info, another scheme, `null`).
+pub fn normalize_origin(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let authority: http::uri::Authority = rest.parse().ok()?;
+    let host = authority.host().to_ascii_lowercase();
+    // Anything after the host must be exactly ":port" with a valid port.
+    let port = match &rest[authority.host().len()..] {
+        "" => default_port,
+        tail => tail.strip_prefix(':')?.parse::<u16>().ok().filter(|p| *p != 0)?,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(format!("{scheme}://{host}:{port}"))
 }
 
 #[cfg(test)]

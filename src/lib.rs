@@ -3,40 +3,63 @@
 //! speaks Portainer's HTTP API.
 //!
 //! # Layout
-//! - [`config`]: defaults < TOML file < `BERTH_*` env < flags, validated into [`config::Config`].
-//! - [`server`]: listeners (HTTP, HTTPS, metrics), hyper connection limits, graceful drain.
-//! - [`router`]: classifies each request, authenticates, applies the route policy, logs it.
-//! - [`proxy_route`] → [`proxy`]: the Docker proxy hot path (`/api/endpoints/{id}/docker/*`).
-//! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
-//! - [`endpoints`]: the in-memory endpoint registry and the access rule.
-//! - [`access`]: the pure policy for standard users; [`controls`]: their resource controls.
+//! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
+//! `server` → {`api`, `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
+//! {`connector`, `store`} → leaves.
+//! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
+//!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
+//!   classifies each request, authenticates, applies the route policy, and writes the access
+//!   log and request metrics.
+//! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
+//!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels, and
+//!   what standard users may see of a failure ([`proxy::redact`]).
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
+//! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
+//! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
 //! - [`auth`]: JWT, API keys, bcrypt, rate limiting, the in-memory identity tables.
+//! - [`endpoints`]: the in-memory [`endpoints::EndpointMap`], the access rule, registering
+//!   and updating endpoints, health checks; they take an [`endpoints::Ops`], not `AppState`.
+//! - [`registries`]: container registries in memory and who may use them (the
+//!   `X-Registry-Auth` translation is in [`proxy::registry_auth`]).
+//! - [`access`]: restricted access for standard users through the Docker proxy: a pure
+//!   policy the proxy asks (issue 14); it imports only the store's records. [`controls`]:
+//!   the resource controls it reads (durable, in memory; stacks' own through the stack table).
+//! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
+//! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
 //! - [`store`]: the durable redb store and its records ([`store::model`]).
-//! - [`metrics`]: the app-owned Prometheus registry. [`error`]: Portainer-shaped errors.
-//! - [`body`]: the response/upstream body types. [`fsutil`]: atomic private file writes.
+//! - Leaves: [`config`] (defaults < TOML file < `BERTH_*` env < flags, validated),
+//!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
+//!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
+//!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
+//!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths).
 //! - [`sys`]: the system calls std lacks (thread priority, process groups); the only `unsafe`.
+//! - [`response`]: turns an [`error::ApiError`] (or a store error) into a response; the
+//!   response extensions the access log reads.
 
 pub mod access;
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod body;
 pub mod config;
 pub mod connector;
 pub mod controls;
+pub mod deadline;
+pub mod docker_url;
 pub mod endpoints;
 pub mod error;
 pub mod fsutil;
+pub mod ids;
 pub mod metrics;
 pub mod proxy;
-pub mod proxy_route;
 pub mod registries;
-pub mod router;
+pub mod response;
 pub mod server;
 pub mod stacks;
 pub mod state;
 pub mod store;
 pub mod sys;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,8 +93,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         }
     };
     let metrics = metrics::Metrics::new();
-    let tunnels = proxy::Tunnels::new(config.max_tunnels, metrics.tunnels_open.clone());
-    let endpoints = endpoints::Registry::default();
+    let endpoints = endpoints::EndpointMap::default();
     endpoints::load::load(&store, &endpoints, &config).await.context("loading endpoints")?;
     let registries = registries::Registries::default();
     for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
@@ -98,9 +120,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         started: Instant::now(),
         instance_id,
         shutdown,
-        routes: api::table(),
         endpoints,
-        tunnels,
         registries,
         sealer,
         stacks,
@@ -126,16 +146,7 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         .store
         .write(move |tx| {
             let id = tx.next_id(store::USERS)?;
-            let u = store::model::User {
-                id,
-                username: "admin".into(),
-                password_hash: hash,
-                role: store::model::ROLE_ADMIN,
-                token_issue_at: 0,
-                token_generation: 0,
-                theme_color: String::new(),
-                use_cache: true,
-            };
+            let u = store::model::User::new(id, "admin", hash, store::model::ROLE_ADMIN);
             tx.put(store::USERS, id, &u)?;
             Ok(u)
         })
@@ -188,7 +199,6 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
         tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
     }
     background::spawn_all(&state);
-    endpoints::health::spawn(&state);
     tokio::spawn(server.clone().keep_timer_armed());
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");
@@ -196,11 +206,9 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     server.tracker.close();
     let drain = state.config.drain_timeout;
     let conns = tokio::time::timeout(drain, server.tracker.wait()).await.is_ok();
-    let tunnels = state.tunnels.drain(drain).await;
+    let tunnels = server.router.tunnels.drain(drain).await;
     if !conns || !tunnels {
         tracing::warn!("drain time exceeded; closing remaining connections");
     }
     Ok(())
 }
-
-pub mod background;

@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::ratelimit::RateLimiter;
-use crate::auth::Identity;
+use crate::auth::{Identity, Principal};
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::model::Settings;
 use crate::store::{Store, StoreError};
@@ -28,9 +29,7 @@ pub struct AppState {
     pub started: Instant,
     pub instance_id: String,
     pub shutdown: CancellationToken,
-    pub routes: crate::api::Routes,
-    pub endpoints: crate::endpoints::Registry,
-    pub tunnels: crate::proxy::Tunnels,
+    pub endpoints: crate::endpoints::EndpointMap,
     pub registries: crate::registries::Registries,
     /// Seals secrets Berth must read back (registry passwords).
     pub sealer: crate::auth::seal::Sealer,
@@ -61,16 +60,39 @@ impl AppState {
             .unwrap_or(Duration::from_secs(8 * 3600))
     }
 
+    /// Authenticates a request's credentials, counting a failure by its
+    /// reason. Every authenticated route goes through here (the API router,
+    /// `/metrics`, the Docker proxy), so no path can forget the count.
+    pub fn authenticate(&self, headers: &http::HeaderMap, query: Option<&str>) -> Result<Principal, ApiError> {
+        crate::auth::extract::authenticate(headers, query, &self.identity, &self.jwt).map_err(|f| {
+            self.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+            f.to_error()
+        })
+    }
+
+    /// What endpoint changes and health checks use, and nothing else.
+    pub fn endpoint_ops(&self) -> crate::endpoints::Ops<'_> {
+        crate::endpoints::Ops {
+            config: &self.config,
+            endpoints: &self.endpoints,
+            store: &self.store,
+            metrics: &self.metrics,
+            shutdown: &self.shutdown,
+        }
+    }
+
+    /// The endpoint health checker's view of the state.
+    pub fn health(&self) -> crate::endpoints::health::Checker<'_> {
+        self.endpoint_ops().health()
+    }
+
     /// Runs a store write and records its latency.
     pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&crate::store::Tx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
-        let t = Instant::now();
-        let r = self.store.write(f).await;
-        self.metrics.store_write.observe(t.elapsed().as_secs_f64());
-        r
+        self.endpoint_ops().write(f).await
     }
 }
 

@@ -361,3 +361,22 @@ async fn a_ten_thousand_container_list_is_filtered_as_it_streams() {
     }
     assert_eq!(decorated, ITEMS / 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_flight_inspect_failures_answer_like_docker_and_the_proxy() {
+    let e = env().await;
+    let path = format!("/api/endpoints/{}/docker/containers/nope/json", e.eid);
+    // The mock knows no container: Docker's 404, in Portainer's shape.
+    let (s, v) = e.d.get_json(&path, Some(&e.bob)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["message"], json!("No such container: nope"), "{v}");
+    // The host is down: the proxy's own 502, its cause hidden from a standard user.
+    e.mock.set_fail(berth_testkit::FailMode::Refuse).await;
+    let (s, v) = e.d.get_json(&path, Some(&e.bob)).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(!v["details"].as_str().unwrap_or_default().contains("docker.sock"), "{v}");
+    // Nothing was decided without the inspect: no denial was counted.
+    let text =
+        e.d.request(reqwest::Method::GET, "/metrics", Some(&e.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("rule=\"resource_access\""), "{text}");
+}

@@ -132,6 +132,7 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
     let _clean = Cleanup("own");
     tokio::time::timeout(LIMIT, async {
         let e = env().await;
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1;
         let a_id = e.create_container(&e.alice, &unique("a"), json!({})).await;
         e.create_container(&e.bob, &unique("b"), json!({})).await;
         e.create_container(&e.admin, &unique("adm"), json!({})).await;
@@ -152,6 +153,21 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
         let (_, all) = e.docker(&e.admin, Method::GET, list, None).await;
         let a = all.as_array().unwrap().iter().find(|c| c["Id"] == json!(a_id)).unwrap();
         assert_eq!(a["Portainer"]["ResourceControl"]["UserAccesses"][0]["UserId"], json!(e.ids[0]), "{a}");
+
+        // The event stream holds only what each may see.
+        let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+        let events = format!("/events?since={since}&until={until}&filters=%7B%22type%22%3A%5B%22container%22%5D%7D");
+        for (token, mine) in [(&e.bob, set(&["b", "pub"])), (&e.alice, set(&["a", "team", "pub"]))] {
+            let resp = e.d.request(Method::GET, &format!("/api/endpoints/{}/docker{events}", e.eid), Some(token));
+            let text = resp.send().await.unwrap().text().await.unwrap();
+            let seen: BTreeSet<String> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|ev| ev["Actor"]["Attributes"]["name"].as_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&unique("")))
+                .collect();
+            assert_eq!(seen, mine, "{text}");
+        }
 
         // bob cannot touch alice's container, by name, id or id prefix.
         for target in [unique("a"), a_id.clone(), a_id[..12].to_owned()] {
@@ -316,4 +332,40 @@ async fn docker_py(e: &Env) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A stack's containers are governed by the stack's own control (kept in
+/// the stack record): its owner sees and uses them, nobody else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacks_containers_follow_the_stacks_control() {
+    if !require_docker() {
+        return;
+    }
+    let _clean = Cleanup("stk");
+    tokio::time::timeout(LIMIT, async {
+        let e = env().await;
+        let settings = json!({"allowStackManagementForRegularUsers": true});
+        let (s, v) = e.d.put_json(&format!("/api/endpoints/{}/settings", e.eid), Some(&e.admin), &settings).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let name = named("stk", "app");
+        let body = json!({"Name": name, "StackFileContent": berth_testkit::stacks::compose_file(test_image(), "")});
+        let (s, v) = berth_testkit::stacks::create_string(&e.d, &e.alice, "standalone", e.eid, &body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        let filter = format!("%7B%22label%22%3A%5B%22com.docker.compose.project%3D{name}%22%5D%7D");
+        let list = format!("/containers/json?all=1&filters={filter}");
+        let (_, mine) = e.docker(&e.alice, Method::GET, &list, None).await;
+        let mine = mine.as_array().cloned().unwrap_or_default();
+        assert_eq!(mine.len(), 1, "alice sees her stack's container: {mine:?}");
+        assert_eq!(mine[0]["Portainer"]["ResourceControl"]["Type"], json!(6), "{:?}", mine[0]);
+        let id = mine[0]["Id"].as_str().unwrap().to_owned();
+        let (_, theirs) = e.docker(&e.bob, Method::GET, &list, None).await;
+        assert_eq!(theirs, json!([]));
+        assert_eq!(e.docker(&e.alice, Method::GET, &format!("/containers/{id}/json"), None).await.0, StatusCode::OK);
+        let (s, v) = e.docker(&e.bob, Method::POST, &format!("/containers/{id}/stop"), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        berth_testkit::stacks::remove_project(&name).await;
+    })
+    .await
+    .expect("test timed out");
 }

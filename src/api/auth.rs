@@ -87,7 +87,7 @@ pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    resp.extensions_mut().insert(crate::router::AuthedUser(user.id));
+    resp.extensions_mut().insert(crate::response::AuthedUser(user.id));
     Ok(resp)
 }
 

@@ -15,21 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 
-/// An identifier in a path, in its one canonical spelling: decimal digits
-/// without sign, leading zeros or spaces, within `u64`. `01`, `+1` and `1.0`
-/// are refused rather than read as 1, so that every layer (access checks,
-/// logs, metrics labels, a proxy in front) agrees on which object a path
-/// names.
-pub fn parse_id(raw: &str, thing: &str) -> ApiResult<u64> {
-    let bad = |why: String| ApiError::bad_request(format!("Invalid {thing} identifier route variable"), why);
-    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (raw.len() > 1 && raw.starts_with('0')) {
-        return Err(bad(format!(
-            "{raw:?} is not an identifier: expected decimal digits without sign, leading zeros or spaces"
-        )));
-    }
-    raw.parse::<u64>().map_err(|e| bad(format!("{e}: {raw:?}")))
-}
+pub use crate::ids::parse_id;
 
 /// Decodes a management route's JSON body into `T`, whose fields use
 /// `#[serde(rename_all = "lowercase")]` (top-level keys are lower-cased).
@@ -186,7 +172,7 @@ mod tests {
             br#"{"unknown":"x","Unknown":"y"}"#,
         ] {
             let e = decode_json::<Body>(body).unwrap_err();
-            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
             assert!(e.details.contains("appears twice"), "{}: {}", String::from_utf8_lossy(body), e.details);
         }
         // Nested keys that differ by case are distinct keys (maps of names).
@@ -201,7 +187,7 @@ mod tests {
         assert_eq!(parse_id("18446744073709551615", "environment").unwrap(), u64::MAX);
         for raw in ["", "01", "00", "+1", "-1", " 1", "1 ", "1.0", "1e3", "0x1", "１", "18446744073709551616", "abc"] {
             let e = parse_id(raw, "environment").unwrap_err();
-            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{raw:?}");
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{raw:?}");
             assert_eq!(e.message, "Invalid environment identifier route variable", "{raw:?}");
         }
     }
@@ -210,7 +196,7 @@ mod tests {
     fn other_malformed_bodies_are_still_400() {
         for body in [&b""[..], b"  ", b"[]", b"{", br#"{"a":1} x"#, br#"{"a":1}{"a":2}"#] {
             let e = decode_json::<Body>(body).unwrap_err();
-            assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
         }
     }
 }

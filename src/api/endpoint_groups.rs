@@ -94,7 +94,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     check_name(&b.name, "environment group")?;
     check_description(&b.description)?;
     let _guard = state.endpoints.write_lock.lock().await;
-    let tag_ids = check_tags(&state, &b.tagids, "Invalid request payload")?;
+    let tag_ids = check_tags(&state.endpoints, &b.tagids, "Invalid request payload")?;
     let moved = moved_records(&state, &b.associatedendpoints, 0)?;
     let group = EndpointGroup {
         id: 0,
@@ -178,7 +178,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         g.description = d;
     }
     if let Some(t) = b.tagids {
-        g.tag_ids = check_tags(&state, &t, "Invalid request payload")?;
+        g.tag_ids = check_tags(&state.endpoints, &t, "Invalid request payload")?;
     }
     apply_policies(
         b.useraccesspolicies,

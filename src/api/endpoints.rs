@@ -19,7 +19,7 @@ pub(crate) use crate::endpoints::checks::{check_name, check_tags};
 use crate::endpoints::checks::{check_public_url, check_url};
 use crate::endpoints::register::{self, not_found, EndpointChanges, NewEndpoint, SecurityChanges, DOCKER_API};
 use crate::endpoints::tls_files::{self, TlsFileKind};
-use crate::endpoints::{health, EndpointEntry};
+use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::model::{AccessPolicies, DockerSnapshot, Endpoint, EndpointTls, Id};
@@ -176,7 +176,7 @@ async fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
             serde_json::from_str(raw).map_err(|e| ApiError::bad_request("Invalid TagIds parameter", e.to_string()))?
         }
     };
-    let tag_ids = check_tags(state, &tag_ids, "Invalid TagIds parameter")?;
+    let tag_ids = check_tags(&state.endpoints, &tag_ids, "Invalid TagIds parameter")?;
 
     let mut tls = EndpointTls { tls: form.value("TLS") == Some("true"), ..Default::default() };
     let mut files = TlsFiles::default();
@@ -215,7 +215,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let form = form::read(&mut req, Limits::upload(state.config.max_upload_body)).await?;
     let new = parse_new(&state, &form).await?;
     drop(form);
-    let record = register::create(&state, new).await?;
+    let record = register::create(&state.endpoint_ops(), new).await?;
     ok_json(&view_of(&state, &record, true, true))
 }
 
@@ -396,14 +396,14 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
     let body: EndpointChanges = req.json().await?;
-    let rec = register::update(&state, id, body).await?;
+    let rec = register::update(&state.endpoint_ops(), id, body).await?;
     ok_json(&view_of(&state, &rec, true, true))
 }
 
 pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
     let b: SecurityChanges = req.json().await?;
-    let rec = register::update_settings(&state, id, b).await?;
+    let rec = register::update_settings(&state.endpoint_ops(), id, b).await?;
     ok_json(&view_of(&state, &rec, true, true))
 }
 
@@ -413,7 +413,7 @@ pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
-    register::delete(&state, id).await?;
+    register::delete(&state.endpoint_ops(), id).await?;
     no_content()
 }
 
@@ -442,7 +442,7 @@ pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult
     }
     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
     for id in ids {
-        match register::delete(&state, id).await {
+        match register::delete(&state.endpoint_ops(), id).await {
             Ok(()) => deleted.push(id),
             Err(e) => {
                 tracing::info!(endpoint = id, error = %e, "bulk delete: endpoint not removed");
@@ -462,12 +462,12 @@ pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult
 
 pub async fn snapshot_one(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let entry = entry_of(&state, &req)?;
-    health::check_now(&state, entry).await;
+    state.health().check_now(entry).await;
     no_content()
 }
 
 pub async fn snapshot_all(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    health::check_endpoints(&state, state.endpoints.all()).await;
+    state.health().check_endpoints(state.endpoints.all()).await;
     no_content()
 }
 
@@ -503,7 +503,7 @@ pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
     })?;
     tls_files::check_pem(kind, &file.bytes).map_err(|e| ApiError::bad_request("Invalid certificate file", e))?;
 
-    register::replace_tls_file(&state, id, kind, file.bytes).await?;
+    register::replace_tls_file(&state.endpoint_ops(), id, kind, file.bytes).await?;
     no_content()
 }
 

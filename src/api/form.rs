@@ -383,14 +383,14 @@ mod tests {
         ];
         for (i, (ct, q, body)) in cases.into_iter().enumerate() {
             let e = read_from(Some(ct), None, q, chunks(vec![body]), limits()).await.unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "case {i}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "case {i}");
             assert!(e.details.contains("more than one value"), "case {i}: {}", e.details);
         }
         // Twice in the query string alone, on a body of another type.
         let e = read_from(Some("application/json"), None, Some("a=1&a=2"), chunks(vec![b"{}"]), limits())
             .await
             .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
@@ -414,24 +414,24 @@ mod tests {
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             });
         let e = read_from(Some(MP), Some(5000), None, body, limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(consumed.load(std::sync::atomic::Ordering::Relaxed), 5, "drained");
 
         // Streamed (no length) beyond the limit.
         let big = vec![b'a'; 5000];
         let body = multipart(&[("f", Some("x"), &big)]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
         let e = read_from(Some("application/x-www-form-urlencoded"), None, None, chunks(vec![&big]), limits())
             .await
             .unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
 
         // A value beyond max_value, while a file of that size is fine.
         let v = vec![b'v'; 100];
         let body = multipart(&[("Name", None, &v)]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(e.details.contains("Name"), "{}", e.details);
         let body = multipart(&[("File", Some("f"), &v)]);
         let f = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap();
@@ -441,7 +441,7 @@ mod tests {
         let many: Vec<(&str, Option<&str>, &[u8])> = (0..6).map(|_| ("a", None, &b"1"[..])).collect();
         let body = multipart(&many);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("more than 5 parts"), "{}", e.details);
         let e = read_from(
             Some("application/x-www-form-urlencoded"),
@@ -452,13 +452,13 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
     async fn malformed_bodies_are_400() {
         let e = read_from(Some("multipart/form-data"), None, None, chunks(vec![b"x"]), limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("boundary"), "{}", e.details);
         let e = read_from(
             Some(MP),
@@ -469,13 +469,13 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let body = multipart(&[("Name", None, &[0xff, 0xfe])]);
         let e = read_from(Some(MP), None, None, chunks(vec![&body]), limits()).await.unwrap_err();
         assert!(e.details.contains("UTF-8"), "{}", e.details);
         let failing = futures_util::stream::iter(vec![Err::<Bytes, _>(std::io::Error::other("reset by peer"))]);
         let e = read_from(Some(MP), None, None, failing, limits()).await.unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.details.contains("reset by peer"), "{}", e.details);
     }
 }

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
 use crate::body::ResponseBody;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 pub use decode::{decode_json, parse_id};
 
@@ -126,15 +126,7 @@ pub fn no_content() -> ApiResult<Response<ResponseBody>> {
     Ok(r)
 }
 
-/// Maps store failures to answers: conflicts are 409, the rest 500 with the
-/// cause kept for the log only.
-pub fn store_err(e: crate::store::StoreError) -> ApiError {
-    match e {
-        crate::store::StoreError::Conflict(m) => ApiError::conflict(m.clone(), m),
-        crate::store::StoreError::NotFound => ApiError::not_found("an object"),
-        other => ApiError::internal("Unable to persist changes inside the database", other),
-    }
-}
+pub use crate::response::store_err;
 
 /// The compiled route table.
 pub struct Routes {

@@ -241,7 +241,7 @@ mod tests {
         let (identity, keys) = (Identity::default(), JwtKeys::from_secret(&[7u8; 32]));
         let e = authenticate(&h, None, &identity, &keys).unwrap_err();
         assert_eq!(e, AuthFailure::MalformedAuthorization);
-        assert_eq!(e.to_error().status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(e.to_error().status(), http::StatusCode::BAD_REQUEST);
     }
 
     #[test]

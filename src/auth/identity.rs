@@ -10,20 +10,21 @@ use dashmap::DashMap;
 use super::jwt::{Claims, JwtKeys};
 use crate::store::model::{ApiKey, Id, Team, TeamMembership, User};
 use crate::store::{Store, StoreError, API_KEYS, TEAMS, TEAM_MEMBERSHIPS, USERS};
+use crate::table::Table;
 
 #[derive(Default)]
 pub struct Identity {
-    users: DashMap<Id, Arc<User>>,
+    users: Table<Id, Arc<User>>,
     /// Lower-cased username → id: logins ignore case, as Portainer's do.
-    by_name: DashMap<String, Id>,
-    api_keys: DashMap<[u8; 32], Arc<ApiKey>>,
+    by_name: Table<String, Id>,
+    api_keys: Table<[u8; 32], Arc<ApiKey>>,
     /// Key id → last use (unix seconds), recorded at most once a minute per
     /// key and flushed to the store by the background task, so using a key
     /// never waits on a write.
-    api_key_last_used: DashMap<Id, u64>,
-    revoked: DashMap<String, u64>,
-    teams: DashMap<Id, Team>,
-    memberships: DashMap<Id, TeamMembership>,
+    api_key_last_used: Table<Id, u64>,
+    revoked: Table<String, u64>,
+    teams: Table<Id, Team>,
+    memberships: Table<Id, TeamMembership>,
     /// user → (membership id, team id, role): the request path asks for a
     /// user's teams on every call of a standard user, and scanning every
     /// membership of the instance made that O(memberships).
@@ -48,7 +49,7 @@ impl Identity {
             id.put_api_key(k);
         }
         for t in store.load_all::<Team>(TEAMS)? {
-            id.teams.insert(t.id, t);
+            id.teams.put(t.id, t);
         }
         for m in store.load_all::<TeamMembership>(TEAM_MEMBERSHIPS)? {
             id.put_membership(m);
@@ -56,29 +57,27 @@ impl Identity {
         let now = super::now_secs();
         for (jti, exp) in store.load_revoked()? {
             if exp >= now {
-                id.revoked.insert(jti, exp);
+                id.revoked.put(jti, exp);
             }
         }
         Ok(id)
     }
 
     pub fn user(&self, id: Id) -> Option<Arc<User>> {
-        self.users.get(&id).map(|u| u.clone())
+        self.users.get(&id)
     }
 
     pub fn user_by_name(&self, name: &str) -> Option<Arc<User>> {
-        let id = *self.by_name.get(&name.to_lowercase())?;
+        let id = self.by_name.get(&name.to_lowercase())?;
         self.user(id)
     }
 
     pub fn users(&self) -> Vec<Arc<User>> {
-        let mut v: Vec<_> = self.users.iter().map(|u| u.clone()).collect();
-        v.sort_by_key(|u| u.id);
-        v
+        self.users.all()
     }
 
     pub fn admin_count(&self) -> usize {
-        self.users.iter().filter(|u| u.is_admin()).count()
+        self.users.count(|u| u.is_admin())
     }
 
     pub fn put_user(&self, u: User) {
@@ -88,12 +87,12 @@ impl Identity {
                 self.by_name.remove(&old_key);
             }
         }
-        self.by_name.insert(u.username.to_lowercase(), u.id);
-        self.users.insert(u.id, Arc::new(u));
+        self.by_name.put(u.username.to_lowercase(), u.id);
+        self.users.put(u.id, Arc::new(u));
     }
 
     pub fn remove_user(&self, id: Id) {
-        if let Some((_, u)) = self.users.remove(&id) {
+        if let Some(u) = self.users.remove(&id) {
             self.by_name.remove(&u.username.to_lowercase());
         }
         self.api_keys.retain(|_, k| k.user_id != id);
@@ -104,20 +103,20 @@ impl Identity {
 
     pub fn put_api_key(&self, k: ApiKey) {
         if let Some(d) = decode_digest(&k.digest) {
-            self.api_keys.insert(d, Arc::new(k));
+            self.api_keys.put(d, Arc::new(k));
         }
     }
 
     pub fn api_key_by_digest(&self, d: &[u8; 32]) -> Option<Arc<ApiKey>> {
-        self.api_keys.get(d).map(|k| k.clone())
+        self.api_keys.get(d)
     }
 
     /// Notes that a key was used; cheap enough for every request (one map
     /// read, a write at most once a minute).
     pub fn touch_api_key(&self, key: &ApiKey, now: u64) {
-        let last = self.api_key_last_used.get(&key.id).map(|v| *v).unwrap_or(key.last_used);
+        let last = self.api_key_last_used.get(&key.id).unwrap_or(key.last_used);
         if now >= last + 60 {
-            self.api_key_last_used.insert(key.id, now);
+            self.api_key_last_used.put(key.id, now);
         }
     }
 
@@ -125,37 +124,36 @@ impl Identity {
     /// periodic flush.
     pub fn api_keys_to_flush(&self) -> Vec<ApiKey> {
         self.api_keys
-            .iter()
+            .all()
+            .into_iter()
             .filter_map(|k| {
-                let used = *self.api_key_last_used.get(&k.id)?;
-                (used > k.last_used).then(|| ApiKey { last_used: used, ..(**k).clone() })
+                let used = self.api_key_last_used.get(&k.id)?;
+                (used > k.last_used).then(|| ApiKey { last_used: used, ..(*k).clone() })
             })
             .collect()
     }
 
     /// Last use as clients should see it: the recorded one, or the stored one.
     pub fn api_key_last_used(&self, key: &ApiKey) -> u64 {
-        self.api_key_last_used.get(&key.id).map(|v| (*v).max(key.last_used)).unwrap_or(key.last_used)
+        self.api_key_last_used.get(&key.id).map(|v| v.max(key.last_used)).unwrap_or(key.last_used)
     }
 
     /// Replaces a key's record only while the key still exists, so a flush
     /// racing a deletion cannot bring the key back.
     pub fn refresh_api_key(&self, k: ApiKey) {
         if let Some(d) = decode_digest(&k.digest) {
-            if let Some(mut e) = self.api_keys.get_mut(&d) {
-                *e = Arc::new(k);
-            }
+            self.api_keys.update(&d, |e| *e = Arc::new(k));
         }
     }
 
     pub fn api_keys_of(&self, user: Id) -> Vec<Arc<ApiKey>> {
-        let mut v: Vec<_> = self.api_keys.iter().filter(|k| k.user_id == user).map(|k| k.clone()).collect();
+        let mut v = self.api_keys.filter(|k| k.user_id == user);
         v.sort_by_key(|k| k.id);
         v
     }
 
     pub fn api_key(&self, id: Id) -> Option<Arc<ApiKey>> {
-        self.api_keys.iter().find(|k| k.id == id).map(|k| k.clone())
+        self.api_keys.find(|k| k.id == id)
     }
 
     pub fn remove_api_key(&self, id: Id) {
@@ -164,11 +162,11 @@ impl Identity {
     }
 
     pub fn revoke(&self, jti: String, exp: u64) {
-        self.revoked.insert(jti, exp);
+        self.revoked.put(jti, exp);
     }
 
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.contains_key(jti)
+        self.revoked.contains(jti)
     }
 
     pub fn prune_revoked(&self, now: u64) {
@@ -177,17 +175,15 @@ impl Identity {
     }
 
     pub fn team(&self, id: Id) -> Option<Team> {
-        self.teams.get(&id).map(|t| t.clone())
+        self.teams.get(&id)
     }
 
     pub fn teams(&self) -> Vec<Team> {
-        let mut v: Vec<_> = self.teams.iter().map(|t| t.clone()).collect();
-        v.sort_by_key(|t| t.id);
-        v
+        self.teams.all()
     }
 
     pub fn put_team(&self, t: Team) {
-        self.teams.insert(t.id, t);
+        self.teams.put(t.id, t);
     }
 
     pub fn remove_team(&self, id: Id) {
@@ -206,19 +202,17 @@ impl Identity {
     }
 
     pub fn memberships(&self) -> Vec<TeamMembership> {
-        let mut v: Vec<_> = self.memberships.iter().map(|m| m.clone()).collect();
-        v.sort_by_key(|m| m.id);
-        v
+        self.memberships.all()
     }
 
     pub fn membership(&self, id: Id) -> Option<TeamMembership> {
-        self.memberships.get(&id).map(|m| m.clone())
+        self.memberships.get(&id)
     }
 
     pub fn put_membership(&self, m: TeamMembership) {
         let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
         let (id, user, team, role) = (m.id, m.user_id, m.team_id, m.role);
-        if let Some(old) = self.memberships.insert(id, m) {
+        if let Some(old) = self.memberships.put(id, m) {
             self.unindex(old.user_id, |&(mid, _, _)| mid == id);
         }
         self.by_user.entry(user).or_default().push((id, team, role));
@@ -226,7 +220,7 @@ impl Identity {
 
     pub fn remove_membership(&self, id: Id) {
         let _w = self.membership_writes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, old)) = self.memberships.remove(&id) {
+        if let Some(old) = self.memberships.remove(&id) {
             self.unindex(old.user_id, |&(mid, _, _)| mid == id);
         }
     }

@@ -134,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn over_long_passwords_are_refused() {
         let e = hash("x".repeat(73), 4).await.unwrap_err();
-        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
+        assert_eq!(e.status(), http::StatusCode::BAD_REQUEST);
         assert!(e.details.contains("72 bytes"), "{}", e.details);
     }
 }

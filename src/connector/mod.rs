@@ -15,7 +15,6 @@ mod breaker;
 mod pool;
 mod tls;
 mod transport;
-mod url;
 
 #[cfg(test)]
 mod tests;
@@ -30,14 +29,14 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{BodyTimeout, SentFlag, UpstreamBody};
+use crate::body::{BodyTimeout, BoxError, SentFlag, UpstreamBody};
 use breaker::{Admit, Breaker};
 use pool::{Pool, Sender};
 use transport::Transport;
 
+pub use crate::docker_url::DockerUrl;
 pub use breaker::BreakerState;
 pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
-pub use url::DockerUrl;
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
 /// enough for `/containers/json?all=1` on a host with tens of thousands of
@@ -86,7 +85,7 @@ pub enum UpstreamError {
     /// Any failure to establish the connection other than a timeout: refused,
     /// no such socket, permission denied, unreachable, DNS failure.
     #[error("{0}")]
-    ConnectRefused(String),
+    ConnectRefused(#[source] Cause),
     #[error("timed out connecting to the Docker host")]
     ConnectTimeout,
     /// The circuit breaker is open: recent connection attempts all failed.
@@ -100,17 +99,17 @@ pub enum UpstreamError {
     ClientBody(BodyTimeout),
     /// TLS configuration or handshake failure.
     #[error("{0}")]
-    Tls(String),
+    Tls(#[source] Cause),
     /// The connection failed after it was established.
     #[error("{0}")]
-    Io(String),
+    Io(#[source] Cause),
     /// The total timeout of `ping`/`get_json` elapsed.
     #[error("the Docker host did not answer in time")]
     Timeout,
     #[error("the Docker host answered with HTTP status {0}")]
     BadStatus(u16),
     #[error("the Docker host answered with invalid JSON: {0}")]
-    BadJson(String),
+    BadJson(#[source] serde_json::Error),
     #[error("the Docker host's answer exceeds {0} bytes")]
     TooLarge(usize),
     /// A request we were asked to build is not valid HTTP (bad path).
@@ -133,6 +132,43 @@ impl UpstreamError {
                 | UpstreamError::Tls(_)
                 | UpstreamError::CircuitOpen(_)
         )
+    }
+}
+
+/// A failure in Berth's words (shown to users as is), with the error that
+/// caused it when there is one: callers and logs can still reach the
+/// underlying `io::Error` or `hyper::Error` through `source()`.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl Cause {
+    pub fn new(message: impl Into<String>) -> Cause {
+        Cause { message: message.into(), source: None }
+    }
+
+    pub fn with(message: impl Into<String>, source: impl Into<BoxError>) -> Cause {
+        Cause { message: message.into(), source: Some(source.into()) }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        Cause::new(message)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -262,10 +298,11 @@ impl Upstream {
                     // fresh connection is not retried: the host is failing.
                     Some(back) if reused => req = back,
                     _ => {
-                        if let Some(t) = BodyTimeout::find(err.error()) {
+                        let e = err.into_error();
+                        if let Some(t) = BodyTimeout::find(&e) {
                             return Err(UpstreamError::ClientBody(t));
                         }
-                        return Err(UpstreamError::Io(describe(err.error())));
+                        return Err(UpstreamError::Io(Cause::with(describe(&e), e)));
                     }
                 },
             }
@@ -331,7 +368,7 @@ impl Upstream {
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| UpstreamError::Io(describe(&e)))?;
+            .map_err(|e| UpstreamError::Io(Cause::with(describe(&e), e)))?;
         self.inner.open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenGuard(self.inner.open.clone());
         tokio::spawn(async move {
@@ -409,7 +446,7 @@ impl Upstream {
                 return Err(UpstreamError::BadStatus(status.as_u16()));
             }
             let body = read_limited(resp.into_body(), max_bytes).await?;
-            serde_json::from_slice(&body).map_err(|e| UpstreamError::BadJson(e.to_string()))
+            serde_json::from_slice(&body).map_err(UpstreamError::BadJson)
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
     }
@@ -419,6 +456,6 @@ async fn read_limited(body: Incoming, max: usize) -> Result<Bytes, UpstreamError
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(UpstreamError::TooLarge(max)),
-        Err(e) => Err(UpstreamError::Io(describe(&*e))),
+        Err(e) => Err(UpstreamError::Io(Cause::with(describe(&*e), e))),
     }
 }

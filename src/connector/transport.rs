@@ -17,7 +17,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::tls;
-use super::{DockerUrl, TlsOptions, UpstreamError};
+use super::{Cause, DockerUrl, TlsOptions, UpstreamError};
 
 /// A connected byte stream to a Docker host. An enum rather than a boxed trait
 /// object so reads and writes dispatch statically on the hot path.
@@ -123,8 +123,8 @@ impl Transport {
             DockerUrl::Tcp { host, port } => {
                 let addr = host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, *port));
                 let tls = if tls.enabled {
-                    let config = tls::client_config(tls).map_err(UpstreamError::Tls)?;
-                    let server_name = tls::server_name(host).map_err(UpstreamError::Tls)?;
+                    let config = tls::client_config(tls).map_err(|m| UpstreamError::Tls(m.into()))?;
+                    let server_name = tls::server_name(host).map_err(|m| UpstreamError::Tls(m.into()))?;
                     Some(TlsSetup { connector: TlsConnector::from(config), server_name })
                 } else {
                     None
@@ -153,11 +153,9 @@ impl Transport {
                 let Some(tls) = &self.tls else {
                     return Ok(Stream::Tcp(tcp));
                 };
-                tls.connector
-                    .connect(tls.server_name.clone(), tcp)
-                    .await
-                    .map(|s| Stream::Tls(Box::new(s)))
-                    .map_err(|e| UpstreamError::Tls(format!("TLS handshake with {} failed: {e}", self.display)))
+                tls.connector.connect(tls.server_name.clone(), tcp).await.map(|s| Stream::Tls(Box::new(s))).map_err(
+                    |e| UpstreamError::Tls(Cause::with(format!("TLS handshake with {} failed: {e}", self.display), e)),
+                )
             }
         }
     }
@@ -165,7 +163,7 @@ impl Transport {
     async fn resolve_and_connect(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
         let addrs = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| UpstreamError::ConnectRefused(format!("cannot resolve {host}: {e}")))?;
+            .map_err(|e| UpstreamError::ConnectRefused(Cause::with(format!("cannot resolve {host}: {e}"), e)))?;
         let mut last = None;
         for addr in addrs {
             match connect_tcp(addr).await {
@@ -175,7 +173,7 @@ impl Transport {
         }
         Err(match last {
             Some(e) => self.connect_error(e),
-            None => UpstreamError::ConnectRefused(format!("{host} resolved to no address")),
+            None => UpstreamError::ConnectRefused(Cause::new(format!("{host} resolved to no address"))),
         })
     }
 
@@ -183,7 +181,7 @@ impl Transport {
         if e.kind() == io::ErrorKind::TimedOut {
             return UpstreamError::ConnectTimeout;
         }
-        UpstreamError::ConnectRefused(format!("cannot connect to {}: {e}", self.display))
+        UpstreamError::ConnectRefused(Cause::with(format!("cannot connect to {}: {e}", self.display), e))
     }
 }
 

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
+use super::EndpointMap;
 use crate::connector::DockerUrl;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::model::{AccessPolicies, Id};
 
 /// Longest name of an endpoint, group or tag. Names are shown in lists and
@@ -33,11 +33,11 @@ pub fn check_name(name: &str, what: &str) -> ApiResult<()> {
 }
 
 /// Tag ids must name existing tags; duplicates are dropped, order kept.
-pub fn check_tags(state: &AppState, ids: &[Id], message: &str) -> ApiResult<Vec<Id>> {
+pub fn check_tags(endpoints: &EndpointMap, ids: &[Id], message: &str) -> ApiResult<Vec<Id>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for &id in ids {
-        if state.endpoints.tag(id).is_none() {
+        if endpoints.tag(id).is_none() {
             return Err(ApiError::bad_request(message, format!("tag {id} does not exist")));
         }
         if seen.insert(id) {

@@ -16,12 +16,13 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::registry::EndpointEntry;
+use super::map::{EndpointEntry, EndpointMap};
 use crate::connector::{Upstream, UpstreamError};
-use crate::state::AppState;
+use crate::metrics::Metrics;
 use crate::store::model::{DockerSnapshot, Endpoint, Id, SnapshotRecord, ENDPOINT_DOWN, ENDPOINT_UP};
-use crate::store::{ENDPOINTS, SNAPSHOTS};
+use crate::store::{Store, ENDPOINTS, SNAPSHOTS};
 
 /// Bounds one transaction, so the write lock (which API changes also
 /// need) is never held for long.
@@ -178,152 +179,160 @@ async fn check_one(entry: Arc<EndpointEntry>, timeout: Duration) -> Outcome {
     Outcome { id: entry.record.id, duration: started.elapsed(), result }
 }
 
-/// Stores and publishes results: status changes and snapshots in one
-/// transaction, then new registry entries for endpoints whose status
-/// changed, then metrics. Endpoints deleted meanwhile are skipped.
-pub async fn apply(state: &AppState, outcomes: Vec<Outcome>) {
-    if outcomes.is_empty() {
-        return;
-    }
-    let _guard = state.endpoints.write_lock.lock().await;
-    let updates: Vec<(Id, u8, Option<DockerSnapshot>)> =
-        outcomes.iter().map(|o| (o.id, o.status(), o.result.as_ref().ok().cloned().flatten())).collect();
-    let stored = state
-        .write(move |tx| {
-            for (id, status, snapshot) in updates {
-                let Some(mut rec) = tx.get::<Endpoint>(ENDPOINTS, id)? else { continue };
-                if rec.status != status {
-                    rec.status = status;
-                    tx.put(ENDPOINTS, id, &rec)?;
-                }
-                if let Some(docker) = snapshot {
-                    tx.put(SNAPSHOTS, id, &SnapshotRecord { endpoint_id: id, docker: Some(docker) })?;
-                }
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = &stored {
-        tracing::warn!(error = %e, "storing endpoint health results failed; statuses stay as they were");
-    }
-    let m = &state.metrics;
-    for o in outcomes {
-        let Some(cur) = state.endpoints.get(o.id) else { continue };
-        let label = o.id.to_string();
-        let status = o.status();
-        m.health_duration.with_label_values(&[&label]).observe(o.duration.as_secs_f64());
-        m.endpoint_up.with_label_values(&[&label]).set(i64::from(status == ENDPOINT_UP));
-        match &o.result {
-            Ok(_) => {}
-            Err(e) => {
-                m.health_failures.with_label_values(&[&label]).inc();
-                if cur.record.status != ENDPOINT_DOWN {
-                    tracing::warn!(endpoint = o.id, name = %cur.record.name, error = %e, "endpoint is down");
-                }
-            }
-        }
-        if stored.is_ok() && cur.record.status != status {
-            if status == ENDPOINT_UP {
-                tracing::info!(endpoint = o.id, name = %cur.record.name, "endpoint is up");
-            }
-            let mut record = cur.record.clone();
-            record.status = status;
-            state.endpoints.insert(EndpointEntry { record, upstream: cur.upstream.clone() });
-        }
-        if let Ok(Some(s)) = o.result {
-            state.endpoints.put_snapshot(o.id, s);
-        }
-    }
-    refresh_status_gauge(state);
+/// What the checker reads and writes, and nothing else: it runs beside the
+/// API and the proxy and depends on neither. [`crate::state::AppState::health`]
+/// builds one; tests build their own.
+#[derive(Clone, Copy)]
+pub struct Checker<'a> {
+    pub endpoints: &'a EndpointMap,
+    pub store: &'a Store,
+    pub metrics: &'a Metrics,
+    /// Bounds one host's check (ping and snapshot together).
+    pub timeout: Duration,
+    /// Most checks in flight at once.
+    pub concurrency: usize,
+    /// Cancelling it ends a round early.
+    pub shutdown: &'a CancellationToken,
 }
 
-pub fn refresh_status_gauge(state: &AppState) {
-    let (up, down) = state.endpoints.status_counts();
-    state.metrics.endpoints_by_status.with_label_values(&["up"]).set(up as i64);
-    state.metrics.endpoints_by_status.with_label_values(&["down"]).set(down as i64);
-}
-
-/// Checks `entries` with bounded concurrency and applies results as they
-/// come in. Returns early (dropping running checks) on shutdown.
-pub async fn check_endpoints(state: &Arc<AppState>, entries: Vec<Arc<EndpointEntry>>) {
-    let timeout = state.config.health_timeout;
-    let sem = Arc::new(Semaphore::new(state.config.health_concurrency.max(1)));
-    let mut set: JoinSet<Outcome> = JoinSet::new();
-    let mut pending: Vec<Outcome> = Vec::new();
-    let mut last_flush = Instant::now();
-    let mut queue = entries.into_iter();
-    let mut next = queue.next();
-    loop {
-        if !pending.is_empty() && (pending.len() >= BATCH || last_flush.elapsed() >= FLUSH_EVERY) {
-            apply(state, std::mem::take(&mut pending)).await;
-            last_flush = Instant::now();
+impl Checker<'_> {
+    /// Stores and publishes results: status changes and snapshots in one
+    /// transaction, then new map entries for endpoints whose status
+    /// changed, then metrics. Endpoints deleted meanwhile are skipped.
+    pub async fn apply(&self, outcomes: Vec<Outcome>) {
+        if outcomes.is_empty() {
+            return;
         }
-        if next.is_none() && set.is_empty() {
-            break;
+        let _guard = self.endpoints.write_lock.lock().await;
+        let updates: Vec<(Id, u8, Option<DockerSnapshot>)> =
+            outcomes.iter().map(|o| (o.id, o.status(), o.result.as_ref().ok().cloned().flatten())).collect();
+        let t = std::time::Instant::now();
+        let stored = self
+            .store
+            .write(move |tx| {
+                for (id, status, snapshot) in updates {
+                    let Some(mut rec) = tx.get::<Endpoint>(ENDPOINTS, id)? else { continue };
+                    if rec.status != status {
+                        rec.status = status;
+                        tx.put(ENDPOINTS, id, &rec)?;
+                    }
+                    if let Some(docker) = snapshot {
+                        tx.put(SNAPSHOTS, id, &SnapshotRecord { endpoint_id: id, docker: Some(docker) })?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        self.metrics.store_write.observe(t.elapsed().as_secs_f64());
+        if let Err(e) = &stored {
+            tracing::warn!(error = %e, "storing endpoint health results failed; statuses stay as they were");
         }
-        tokio::select! {
-            biased;
-            _ = state.shutdown.cancelled() => {
-                set.abort_all();
-                return;
-            }
-            Some(done) = set.join_next(), if !set.is_empty() => {
-                match done {
-                    Ok(o) => pending.push(o),
-                    Err(e) => tracing::warn!(error = %e, "an endpoint check task failed"),
+        let m = self.metrics;
+        for o in outcomes {
+            let Some(cur) = self.endpoints.get(o.id) else { continue };
+            let label = o.id.to_string();
+            let status = o.status();
+            m.health_duration.with_label_values(&[&label]).observe(o.duration.as_secs_f64());
+            m.endpoint_up.with_label_values(&[&label]).set(i64::from(status == ENDPOINT_UP));
+            match &o.result {
+                Ok(_) => {}
+                Err(e) => {
+                    m.health_failures.with_label_values(&[&label]).inc();
+                    if cur.record.status != ENDPOINT_DOWN {
+                        tracing::warn!(endpoint = o.id, name = %cur.record.name, error = %e, "endpoint is down");
+                    }
                 }
             }
-            permit = sem.clone().acquire_owned(), if next.is_some() => {
-                let Ok(permit) = permit else { break };
-                if let Some(entry) = next.take() {
-                    set.spawn(async move {
-                        let _permit = permit;
-                        check_one(entry, timeout).await
-                    });
+            if stored.is_ok() && cur.record.status != status {
+                if status == ENDPOINT_UP {
+                    tracing::info!(endpoint = o.id, name = %cur.record.name, "endpoint is up");
                 }
-                next = queue.next();
+                let mut record = cur.record.clone();
+                record.status = status;
+                self.endpoints.insert(EndpointEntry { record, upstream: cur.upstream.clone() });
             }
-            _ = tokio::time::sleep_until(last_flush + FLUSH_EVERY), if !pending.is_empty() => {}
+            if let Ok(Some(s)) = o.result {
+                self.endpoints.put_snapshot(o.id, s);
+            }
         }
+        self.refresh_status_gauge();
     }
-    apply(state, pending).await;
-}
 
-/// One endpoint, now (`POST /api/endpoints/{id}/snapshot`). Returns whether
-/// it is up.
-pub async fn check_now(state: &Arc<AppState>, entry: Arc<EndpointEntry>) -> bool {
-    let o = check_one(entry, state.config.health_timeout).await;
-    let up = o.result.is_ok();
-    apply(state, vec![o]).await;
-    up
-}
+    pub fn refresh_status_gauge(&self) {
+        let (up, down) = self.endpoints.status_counts();
+        self.metrics.endpoints_by_status.with_label_values(&["up"]).set(up as i64);
+        self.metrics.endpoints_by_status.with_label_values(&["down"]).set(down as i64);
+    }
 
-/// Starts the periodic checker; it ends when `state.shutdown` is cancelled.
-pub fn spawn(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        refresh_status_gauge(&state);
-        // A zero interval would spin; nothing useful is checked that often.
-        let interval = state.config.health_interval.max(Duration::from_millis(100));
+    /// Checks `entries` with bounded concurrency and applies results as they
+    /// come in. Returns early (dropping running checks) on shutdown.
+    pub async fn check_endpoints(&self, entries: Vec<Arc<EndpointEntry>>) {
+        let timeout = self.timeout;
+        let sem = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut set: JoinSet<Outcome> = JoinSet::new();
+        let mut pending: Vec<Outcome> = Vec::new();
+        let mut last_flush = Instant::now();
+        let mut queue = entries.into_iter();
+        let mut next = queue.next();
         loop {
-            let started = Instant::now();
-            // Endpoints that were up go first: a round slowed by many dead
-            // hosts timing out then still refreshes the live ones at once.
-            let mut entries = state.endpoints.all();
-            entries.sort_by_key(|e| (e.record.status != ENDPOINT_UP, e.record.id));
-            check_endpoints(&state, entries).await;
+            if !pending.is_empty() && (pending.len() >= BATCH || last_flush.elapsed() >= FLUSH_EVERY) {
+                self.apply(std::mem::take(&mut pending)).await;
+                last_flush = Instant::now();
+            }
+            if next.is_none() && set.is_empty() {
+                break;
+            }
             tokio::select! {
-                _ = state.shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(started + interval) => {}
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    set.abort_all();
+                    return;
+                }
+                Some(done) = set.join_next(), if !set.is_empty() => {
+                    match done {
+                        Ok(o) => pending.push(o),
+                        Err(e) => tracing::warn!(error = %e, "an endpoint check task failed"),
+                    }
+                }
+                permit = sem.clone().acquire_owned(), if next.is_some() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some(entry) = next.take() {
+                        set.spawn(async move {
+                            let _permit = permit;
+                            check_one(entry, timeout).await
+                        });
+                    }
+                    next = queue.next();
+                }
+                _ = tokio::time::sleep_until(last_flush + FLUSH_EVERY), if !pending.is_empty() => {}
             }
         }
-    })
+        self.apply(pending).await;
+    }
+
+    /// One endpoint, now (`POST /api/endpoints/{id}/snapshot`). Returns whether
+    /// it is up.
+    pub async fn check_now(&self, entry: Arc<EndpointEntry>) -> bool {
+        let o = check_one(entry, self.timeout).await;
+        let up = o.result.is_ok();
+        self.apply(vec![o]).await;
+        up
+    }
+
+    /// One round over every endpoint, those that were up first: a round
+    /// slowed by many dead hosts timing out still refreshes the live ones at
+    /// once.
+    pub async fn round(&self) {
+        let mut entries = self.endpoints.all();
+        entries.sort_by_key(|e| (e.record.status != ENDPOINT_UP, e.record.id));
+        self.check_endpoints(entries).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::registry::build_upstream;
+    use crate::endpoints::map::build_upstream;
     use crate::store::model::{EndpointTls, SecuritySettings};
     use berth_testkit::{FailMode, MockDocker};
     use serde_json::json;
@@ -357,44 +366,51 @@ mod tests {
         let dead = MockDocker::start_unix(dir.path().join("dead.sock")).await.unwrap();
         dead.set_fail(FailMode::Hang).await;
         let live = MockDocker::start_unix(dir.path().join("live.sock")).await.unwrap();
-        let config = crate::config::Config {
-            data: dir.path().join("data"),
-            health_timeout: Duration::from_millis(500),
-            health_concurrency: CONCURRENCY,
-            bcrypt_cost: 4,
-            ..Default::default()
-        };
-        let state = crate::build_state(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
-        let settings = crate::endpoints::load::connector_settings(&state.config);
+        // Only what the checker uses: no API, no proxy, no application state.
+        let store = Store::open(dir.path()).unwrap();
+        let endpoints = Arc::new(EndpointMap::default());
+        let metrics = Arc::new(Metrics::new());
+        let settings = crate::endpoints::load::connector_settings(&crate::config::Config::default());
         // Dead and live interleaved, all recorded as up.
         let records: Vec<Endpoint> = (1..=DEAD + LIVE)
             .map(|id| record(id, if id % 2 == 0 { dead.unix_url() } else { live.unix_url() }.unwrap()))
             .collect();
         let stored = records.clone();
-        state.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
+        store.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
         for r in records {
             let upstream = build_upstream(&r, Default::default(), &settings).unwrap();
-            state.endpoints.insert(EndpointEntry { record: r, upstream });
+            endpoints.insert(EndpointEntry { record: r, upstream });
         }
 
         let started = Instant::now();
         let round = tokio::spawn({
-            let state = state.clone();
-            async move { check_endpoints(&state, state.endpoints.all()).await }
+            let (endpoints, store, metrics) = (endpoints.clone(), store.clone(), metrics.clone());
+            async move {
+                let shutdown = CancellationToken::new();
+                let checker = Checker {
+                    endpoints: &endpoints,
+                    store: &store,
+                    metrics: &metrics,
+                    timeout: Duration::from_millis(500),
+                    concurrency: CONCURRENCY,
+                    shutdown: &shutdown,
+                };
+                checker.check_endpoints(endpoints.all()).await
+            }
         });
         let (mut max_open, mut max_lock_wait) = (0, Duration::ZERO);
         while !round.is_finished() {
             assert!(started.elapsed() < Duration::from_secs(30), "the round does not end");
             max_open = max_open.max(dead.connections_open());
             let t = Instant::now();
-            drop(state.endpoints.write_lock.lock().await);
+            drop(endpoints.write_lock.lock().await);
             max_lock_wait = max_lock_wait.max(t.elapsed());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         round.await.unwrap();
         let took = started.elapsed();
 
-        let (up, down) = state.endpoints.status_counts();
+        let (up, down) = endpoints.status_counts();
         assert_eq!((up, down), (LIVE as usize, DEAD as usize));
         // Each dead host costs one timeout of one permit.
         let floor = Duration::from_millis(500) * (DEAD as u32) / (CONCURRENCY as u32);
@@ -404,13 +420,13 @@ mod tests {
         assert!(max_open as usize >= CONCURRENCY / 2, "concurrency unused: {max_open}");
         assert!(max_lock_wait < Duration::from_millis(300), "write lock held {max_lock_wait:?}");
         // The statuses were stored, not only published.
-        let downs = crate::store::Store::load_all::<Endpoint>(&state.store, ENDPOINTS)
+        let downs = crate::store::Store::load_all::<Endpoint>(&store, ENDPOINTS)
             .unwrap()
             .iter()
             .filter(|r| r.status == ENDPOINT_DOWN)
             .count();
         assert_eq!(downs, DEAD as usize);
-        assert!(state.endpoints.snapshot(1).is_some() && state.endpoints.snapshot(2).is_none());
+        assert!(endpoints.snapshot(1).is_some() && endpoints.snapshot(2).is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use anyhow::Context;
 
-use super::registry::{build_upstream, EndpointEntry, Registry};
+use super::map::{build_upstream, EndpointEntry, EndpointMap};
 use super::tls_files;
 use crate::config::Config;
 use crate::connector::{validate_tls_files, ConnectorSettings, DockerUrl, TlsOptions, Upstream};
@@ -52,7 +52,7 @@ pub fn unavailable_upstream(config: &Config, record: &Endpoint) -> Upstream {
 
 /// Loads endpoints, groups, tags and snapshots into `registry`, creating
 /// group 1 ("Unassigned") on first start.
-pub async fn load(store: &Store, registry: &Registry, config: &Config) -> anyhow::Result<()> {
+pub async fn load(store: &Store, registry: &EndpointMap, config: &Config) -> anyhow::Result<()> {
     let mut groups: Vec<EndpointGroup> = store.load_all(ENDPOINT_GROUPS).context("loading endpoint groups")?;
     if !groups.iter().any(|g| g.id == UNASSIGNED_GROUP) {
         let g = EndpointGroup {

@@ -13,20 +13,18 @@
 //! pointing at nothing.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use http::StatusCode;
 use serde::Deserialize;
 
 use super::checks::{apply_policies, check_name, check_public_url, check_tags, check_url};
 use super::load::{connector_settings, upstream_for};
-use super::registry::build_upstream;
+use super::map::build_upstream;
 use super::tls_files::{self, TlsFileKind};
-use super::{health, EndpointEntry};
-use crate::api::store_err;
+use super::{health, EndpointEntry, Ops};
 use crate::connector::TlsFiles;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::response::store_err;
 use crate::store::model::{
     AccessPolicies, Endpoint, EndpointTls, Id, SecuritySettings, SnapshotRecord, ENDPOINT_DOWN, ENDPOINT_UP,
 };
@@ -57,7 +55,7 @@ async fn remove_tls_dir(data: &Path, id: Id) {
     }
 }
 
-async fn store_record(state: &AppState, record: &Endpoint) -> ApiResult<()> {
+async fn store_record(state: &Ops<'_>, record: &Endpoint) -> ApiResult<()> {
     let r = record.clone();
     state.write(move |tx| tx.put(ENDPOINTS, r.id, &r)).await.map_err(store_err)
 }
@@ -80,7 +78,7 @@ pub struct NewEndpoint {
 
 /// Registers an endpoint: pings the host, stores the record (and a first
 /// snapshot) and publishes it.
-pub async fn create(state: &Arc<AppState>, new: NewEndpoint) -> ApiResult<Endpoint> {
+pub async fn create(state: &Ops<'_>, new: NewEndpoint) -> ApiResult<Endpoint> {
     if state.endpoints.all().iter().any(|e| e.record.name == new.name) {
         return Err(name_taken());
     }
@@ -98,7 +96,7 @@ pub async fn create(state: &Arc<AppState>, new: NewEndpoint) -> ApiResult<Endpoi
 
 /// Everything after the id is allocated; on `Err` the caller removes the
 /// endpoint's TLS directory.
-async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<Endpoint> {
+async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoint> {
     let mut record = Endpoint {
         id,
         name: new.name,
@@ -126,7 +124,7 @@ async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<
         .await
         .map_err(|e| ApiError::internal("Unable to persist TLS files on disk", e))?;
     }
-    let upstream = build_upstream(&record, new.files, &connector_settings(&state.config))
+    let upstream = build_upstream(&record, new.files, &connector_settings(state.config))
         .map_err(|e| ApiError::bad_request("Invalid TLS files", e.to_string()))?;
     upstream.ping(state.config.ping_timeout).await.map_err(|e| {
         ApiError::new(
@@ -149,7 +147,7 @@ async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<
             format!("environment group {} does not exist", record.group_id),
         ));
     }
-    check_tags(state, &record.tag_ids, "Invalid TagIds parameter")?;
+    check_tags(state.endpoints, &record.tag_ids, "Invalid TagIds parameter")?;
     let (r2, s2) = (record.clone(), snapshot.clone());
     state
         .write(move |tx| {
@@ -166,7 +164,7 @@ async fn register(state: &Arc<AppState>, id: Id, new: NewEndpoint) -> ApiResult<
     }
     state.endpoints.insert(EndpointEntry { record: record.clone(), upstream });
     state.metrics.endpoint_up.with_label_values(&[&id.to_string()]).set(1);
-    health::refresh_status_gauge(state);
+    state.health().refresh_status_gauge();
     tracing::info!(endpoint = id, name = %record.name, url = %record.url, "endpoint registered");
     Ok(record)
 }
@@ -194,7 +192,7 @@ pub struct EndpointChanges {
     teamaccesspolicies: Option<AccessPolicies>,
 }
 
-pub async fn update(state: &Arc<AppState>, id: Id, body: EndpointChanges) -> ApiResult<Endpoint> {
+pub async fn update(state: &Ops<'_>, id: Id, body: EndpointChanges) -> ApiResult<Endpoint> {
     // Checked before the lock: it looks at the file system.
     let url = match &body.url {
         Some(u) => Some(check_url(u).await?),
@@ -223,7 +221,7 @@ pub async fn update(state: &Arc<AppState>, id: Id, body: EndpointChanges) -> Api
         rec.group_id = g;
     }
     if let Some(tags) = &body.tagids {
-        rec.tag_ids = check_tags(state, tags, "Invalid request payload")?;
+        rec.tag_ids = check_tags(state.endpoints, tags, "Invalid request payload")?;
     }
     if let Some(s) = body.status {
         if s != ENDPOINT_UP && s != ENDPOINT_DOWN {
@@ -273,13 +271,13 @@ pub async fn update(state: &Arc<AppState>, id: Id, body: EndpointChanges) -> Api
     // A new pool when anything about the connection was touched (an explicit
     // TLS flag also picks up files replaced by uploads since).
     let upstream = if rec.url != cur.record.url || rec.tls != cur.record.tls || body.tls.is_some() {
-        upstream_for(&rec, &state.config).map_err(|e| ApiError::bad_request("Invalid TLS configuration", e))?
+        upstream_for(&rec, state.config).map_err(|e| ApiError::bad_request("Invalid TLS configuration", e))?
     } else {
         cur.upstream.clone()
     };
     store_record(state, &rec).await?;
     state.endpoints.insert(EndpointEntry { record: rec.clone(), upstream });
-    health::refresh_status_gauge(state);
+    state.health().refresh_status_gauge();
     drop(_guard);
     if remove_dir {
         remove_tls_dir(&data, id).await;
@@ -318,7 +316,7 @@ pub struct SecurityChanges {
     host_management: Option<bool>,
 }
 
-pub async fn update_settings(state: &AppState, id: Id, b: SecurityChanges) -> ApiResult<Endpoint> {
+pub async fn update_settings(state: &Ops<'_>, id: Id, b: SecurityChanges) -> ApiResult<Endpoint> {
     let _guard = state.endpoints.write_lock.lock().await;
     let cur = state.endpoints.get(id).ok_or_else(not_found)?;
     let mut rec = cur.record.clone();
@@ -348,7 +346,7 @@ pub async fn update_settings(state: &AppState, id: Id, b: SecurityChanges) -> Ap
 
 /// Stores one uploaded TLS file (already checked to be PEM of its kind) for
 /// endpoint `id`, and rebuilds the pool once the files fit together.
-pub async fn replace_tls_file(state: &AppState, id: Id, kind: TlsFileKind, bytes: bytes::Bytes) -> ApiResult<()> {
+pub async fn replace_tls_file(state: &Ops<'_>, id: Id, kind: TlsFileKind, bytes: bytes::Bytes) -> ApiResult<()> {
     let _guard = state.endpoints.write_lock.lock().await;
     let cur = state.endpoints.get(id).ok_or_else(not_found)?;
     let data = state.config.data.clone();
@@ -358,7 +356,7 @@ pub async fn replace_tls_file(state: &AppState, id: Id, kind: TlsFileKind, bytes
     if cur.record.tls.tls {
         // Files are replaced one upload at a time; until the set fits
         // together the endpoint keeps its current, working pool.
-        match upstream_for(&cur.record, &state.config) {
+        match upstream_for(&cur.record, state.config) {
             Ok(upstream) => state.endpoints.insert(EndpointEntry { record: cur.record.clone(), upstream }),
             Err(e) => {
                 tracing::info!(endpoint = id, reason = %e, "TLS file stored; keeping the current connection until the files match")
@@ -372,7 +370,7 @@ pub async fn replace_tls_file(state: &AppState, id: Id, kind: TlsFileKind, bytes
 // Removal
 // ---------------------------------------------------------------------------
 
-pub async fn delete(state: &AppState, id: Id) -> ApiResult<()> {
+pub async fn delete(state: &Ops<'_>, id: Id) -> ApiResult<()> {
     {
         let _guard = state.endpoints.write_lock.lock().await;
         if state.endpoints.get(id).is_none() {
@@ -392,7 +390,7 @@ pub async fn delete(state: &AppState, id: Id) -> ApiResult<()> {
     }
     remove_tls_dir(&state.config.data, id).await;
     state.metrics.forget_endpoint(&id.to_string());
-    health::refresh_status_gauge(state);
+    state.health().refresh_status_gauge();
     tracing::info!(endpoint = id, "endpoint removed");
     Ok(())
 }

@@ -36,8 +36,10 @@
 
 mod headers;
 pub mod image_ref;
+pub mod redact;
 pub mod registry_auth;
 pub mod restrict;
+pub mod route;
 mod splice;
 mod tunnel;
 

@@ -20,8 +20,9 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 
-use crate::api::{Match, Policy};
+use crate::api::{Match, Policy, Routes};
 use crate::body::ResponseBody;
+use crate::config::normalize_origin;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -66,15 +67,20 @@ enum BodyKind {
 /// state-changing request authenticated by the session cookie does not come
 /// from Berth's own origin, or sends a body of a type a cross-site page can
 /// forge. `tls` is whether the request arrived on the HTTPS listener.
-pub fn refuse<B>(state: &AppState, req: &Request<B>, tls: bool) -> Option<(Response<ResponseBody>, &'static str)> {
+pub fn refuse<B>(
+    state: &AppState,
+    routes: &Routes,
+    req: &Request<B>,
+    tls: bool,
+) -> Option<(Response<ResponseBody>, &'static str)> {
     if is_safe(req.method()) || !cookie_session(req.headers()) {
         return None;
     }
     let path = req.uri().path();
-    let (kind, label) = if crate::router::split_docker_path(path).is_some() {
+    let (kind, label) = if crate::proxy::route::split_docker_path(path).is_some() {
         (BodyKind::Docker, "/api/endpoints/{id}/docker/*")
     } else {
-        match state.routes.find(req.method(), path) {
+        match routes.find(req.method(), path) {
             // Public routes do not authenticate: nothing to forge.
             Match::Found { policy: Policy::Public, .. } => return None,
             Match::Found { template, .. } if FORM_ROUTES.contains(&template) => (BodyKind::Form, template),
@@ -148,33 +154,6 @@ fn own_origin(h: &HeaderMap, tls: bool) -> Option<String> {
     }
     let scheme = if tls { "https" } else { "http" };
     normalize_origin(&format!("{scheme}://{}", host.to_str().ok()?))
-}
-
-/// `scheme://host:port` in one spelling: lower-case scheme and host, the
-/// default port written out. `None` for anything that is not exactly an
-/// origin (a path, user info, another scheme, `null`).
-pub fn normalize_origin(s: &str) -> Option<String> {
-    let (scheme, rest) = s.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-        return None;
-    }
-    let authority: http::uri::Authority = rest.parse().ok()?;
-    let host = authority.host().to_ascii_lowercase();
-    // Anything after the host must be exactly ":port" with a valid port.
-    let port = match &rest[authority.host().len()..] {
-        "" => default_port,
-        tail => tail.strip_prefix(':')?.parse::<u16>().ok().filter(|p| *p != 0)?,
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some(format!("{scheme}://{host}:{port}"))
 }
 
 /// A body must have a type a cross-site page cannot send without a

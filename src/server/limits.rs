@@ -1,7 +1,6 @@
 //! Connection-level limits: how many connections one client address may
 //! hold, and how long a client may leave an answer unread.
 
-use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -9,10 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+pub use crate::deadline::IdleDeadline;
+
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
 /// The unit a client is counted in: an IPv4 address, or an IPv6 /64 (one
 /// subscriber's network: a client rotating through its own /64 is one
@@ -95,52 +95,6 @@ connection: close\r\n\
 retry-after: 1\r\n\
 content-length: 97\r\n\r\n\
 {\"message\":\"Too many connections\",\"details\":\"Too many connections are open from this address\"}";
-
-/// An idle deadline that costs nothing until something has to wait: the
-/// timer is armed the first time [`IdleDeadline::poll_stalled`] is called,
-/// and each later wait that follows [`IdleDeadline::progress`] pushes it out
-/// (tokio extends a deadline with an atomic store, not a timer-wheel
-/// operation). Shared by request bodies and client writes.
-pub struct IdleDeadline {
-    idle: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Progress since the deadline was last set.
-    progressed: bool,
-}
-
-impl IdleDeadline {
-    pub fn new(idle: Duration) -> Self {
-        IdleDeadline { idle, timer: None, progressed: false }
-    }
-
-    pub fn idle(&self) -> Duration {
-        self.idle
-    }
-
-    /// Data moved; only remembered once the timer exists.
-    pub fn progress(&mut self) {
-        if self.timer.is_some() {
-            self.progressed = true;
-        }
-    }
-
-    /// Called when the guarded operation would block: `Ready` once it has
-    /// waited `idle` without progress, else `Pending` with a wake-up set.
-    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let idle = self.idle;
-        let progressed = std::mem::take(&mut self.progressed);
-        let timer = match &mut self.timer {
-            Some(t) => {
-                if progressed {
-                    t.as_mut().reset(Instant::now() + idle);
-                }
-                t
-            }
-            None => self.timer.insert(Box::pin(tokio::time::sleep(idle))),
-        };
-        timer.as_mut().poll(cx)
-    }
-}
 
 /// A client connection whose writes may not stay blocked longer than
 /// `idle`: a client that stops reading (its receive window full) is cut off

@@ -5,6 +5,7 @@
 pub mod csrf;
 pub mod limits;
 pub mod protocol;
+pub mod router;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::state::AppState;
+use router::Router;
 
 /// What a listener serves: the whole API, or only `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Surface {
 #[derive(Clone)]
 pub struct Server {
     pub state: Arc<AppState>,
+    /// Routes, tunnels and the state, shared by every request.
+    pub router: Arc<Router>,
     /// Caps concurrent client connections across all listeners.
     pub permits: Arc<Semaphore>,
     /// Every connection task, so shutdown can wait for them.
@@ -46,7 +50,8 @@ impl Server {
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
         let c = &state.config;
         let per_client = limits::PerClient::new(c.max_connections_per_ip, c.trusted_proxies.clone());
-        Server { state, permits, tracker: TaskTracker::new(), per_client }
+        let router = Arc::new(Router::new(state.clone()));
+        Server { state, router, permits, tracker: TaskTracker::new(), per_client }
     }
 
     fn builder(&self) -> http1::Builder {
@@ -144,10 +149,10 @@ impl Server {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let state = self.state.clone();
+        let router = self.router.clone();
         let svc = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::router::handle(state, req, peer, tls, surface).await) }
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(router::handle(&router, req, peer, tls, surface).await) }
         });
         let io = limits::SendTimeout::new(io, self.state.config.send_timeout);
         let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();

@@ -92,7 +92,7 @@ mod tests {
     }
 
     fn status(r: Option<ApiError>) -> Option<u16> {
-        r.map(|e| e.status.as_u16())
+        r.map(|e| e.status().as_u16())
     }
 
     #[test]

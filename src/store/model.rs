@@ -36,6 +36,22 @@ fn yes() -> bool {
 }
 
 impl User {
+    /// A new account as Portainer creates one: no tokens issued yet, the
+    /// default theme, caching on. Every place that creates a user goes
+    /// through here, so a new field gets its default in one place.
+    pub fn new(id: Id, username: impl Into<String>, password_hash: String, role: u8) -> User {
+        User {
+            id,
+            username: username.into(),
+            password_hash,
+            role,
+            token_issue_at: 0,
+            token_generation: 0,
+            theme_color: String::new(),
+            use_cache: true,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == ROLE_ADMIN
     }

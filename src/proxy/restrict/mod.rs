@@ -284,7 +284,7 @@ impl<'a> Restricted<'a> {
         let body = http_body_util::BodyExt::into_data_stream(ClientBody::new(body, self.target.body_read_timeout));
         match crate::api::form::read_body(body, declared, access::MAX_INSPECTED_BODY).await {
             Ok(b) => Ok((parts, b)),
-            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => Err(Denial::too_large().into()),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Denial::too_large().into()),
             Err(e) => Err(Stop::answer(e.into_response())),
         }
     }

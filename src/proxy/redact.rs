@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::Response;
 use serde_json::Value;
 
+use super::ProxyFailure;
 use crate::body::ResponseBody;
-use crate::proxy::ProxyFailure;
 
 /// The details a standard user gets instead of the cause of a failure.
 pub const HIDDEN_CAUSE: &str =

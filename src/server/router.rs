@@ -12,33 +12,44 @@ use std::time::Instant;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::api::{self, ApiRequest, Match, Policy};
-use crate::auth::extract::authenticate;
+use super::Surface;
+use crate::api::{self, ApiRequest, Match, Policy, Routes};
 use crate::body::ResponseBody;
-use crate::error::{ApiError, InternalCause};
-use crate::server::Surface;
+use crate::error::ApiError;
+use crate::proxy::Tunnels;
+use crate::response::{AuthedUser, InternalCause};
 use crate::state::AppState;
 
-/// Set on a response by whoever authenticated the caller, for the access log.
-#[derive(Clone, Copy, Debug)]
-pub struct AuthedUser(pub u64);
+/// What every request is dispatched with. The compiled API routes and the
+/// proxy's tunnels belong here, above `api/` and `proxy/`, so that the
+/// state the handlers share ([`AppState`]) depends on neither.
+pub struct Router {
+    pub state: Arc<AppState>,
+    routes: Routes,
+    /// Hijacked connections (attach, exec), drained on shutdown.
+    pub tunnels: Tunnels,
+}
 
-/// Route template of the request, for metrics labels and the access log.
-#[derive(Clone, Copy, Debug)]
-pub struct RouteTemplate(pub &'static str);
+impl Router {
+    pub fn new(state: Arc<AppState>) -> Router {
+        let tunnels = Tunnels::new(state.config.max_tunnels, state.metrics.tunnels_open.clone());
+        Router { state, routes: api::table(), tunnels }
+    }
+}
 
 pub async fn handle(
-    state: Arc<AppState>,
+    router: &Router,
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
     surface: Surface,
 ) -> Response<ResponseBody> {
+    let state = &router.state;
     let start = Instant::now();
     let method = req.method().clone();
     // A clone shares the request target's bytes: no allocation.
     let uri = req.uri().clone();
-    let client_ip = client_ip(&state, &req, peer);
+    let client_ip = client_ip(state, &req, peer);
     let (mut resp, route) = if let Some(e) = crate::server::protocol::reject(&req) {
         (e.into_response(), "unmatched")
     } else if head_bytes(&req) > state.config.max_header_bytes {
@@ -52,10 +63,10 @@ pub async fn handle(
         let mut r = e.into_response();
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         (r, "unmatched")
-    } else if let Some(refused) = crate::server::csrf::refuse(&state, &req, tls) {
+    } else if let Some(refused) = crate::server::csrf::refuse(state, &router.routes, &req, tls) {
         refused
     } else {
-        route(&state, req, client_ip, surface).await
+        route(router, req, client_ip, surface).await
     };
     // A body refused as too large (or that stalled) was left unread, so this
     // connection cannot carry another request: say so, or a client may reuse it and fail.
@@ -137,28 +148,13 @@ fn client_ip(state: &AppState, req: &Request<Incoming>, peer: SocketAddr) -> IpA
     hops.into_iter().rev().find(|ip| !state.config.trusted_proxies.contains(ip)).unwrap_or(peer_ip)
 }
 
-/// Splits `/api/endpoints/{id}/docker/rest` without allocating; the id is
-/// returned raw so bad ids get a clear 400.
-pub fn split_docker_path(path: &str) -> Option<(&str, &str)> {
-    let rest = path.strip_prefix("/api/endpoints/")?;
-    let slash = rest.find('/')?;
-    let (id, tail) = rest.split_at(slash);
-    let docker = tail.strip_prefix("/docker")?;
-    if !(docker.is_empty() || docker.starts_with('/')) {
-        return None;
-    }
-    if docker.is_empty() {
-        return None;
-    }
-    Some((id, docker))
-}
-
 async fn route(
-    state: &Arc<AppState>,
+    router: &Router,
     req: Request<Incoming>,
     client_ip: IpAddr,
     surface: Surface,
 ) -> (Response<ResponseBody>, &'static str) {
+    let state = &router.state;
     // A clone shares the request target's bytes, so the path can be
     // borrowed while the request itself moves on.
     let uri = req.uri().clone();
@@ -169,8 +165,8 @@ async fn route(
         }
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
     }
-    if let Some((raw_id, docker_path)) = split_docker_path(path) {
-        let resp = crate::proxy_route::handle(state, req, raw_id, docker_path).await;
+    if let Some((raw_id, docker_path)) = crate::proxy::route::split_docker_path(path) {
+        let resp = crate::proxy::route::handle(state, &router.tunnels, req, raw_id, docker_path).await;
         return (resp, "/api/endpoints/{id}/docker/*");
     }
     if path == "/metrics" {
@@ -178,13 +174,10 @@ async fn route(
             return (method_not_allowed(), "/metrics");
         }
         if state.config.metrics_auth {
-            match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+            match state.authenticate(req.headers(), req.uri().query()) {
                 Ok(p) if p.is_admin() => {}
                 Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
-                Err(f) => {
-                    state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-                    return (f.to_error().into_response(), "/metrics");
-                }
+                Err(e) => return (e.into_response(), "/metrics"),
             }
         }
         return (metrics_response(state), "/metrics");
@@ -192,7 +185,7 @@ async fn route(
     if !path.starts_with("/api/") && path != "/api" {
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "No such route").into_response(), "unmatched");
     }
-    let (policy, handler, template, params) = match state.routes.find(req.method(), path) {
+    let (policy, handler, template, params) = match router.routes.find(req.method(), path) {
         Match::Found { policy, handler, template, params } => (policy, handler, template, params),
         Match::MethodNotAllowed(r) => return (method_not_allowed_for(r), r.path),
         Match::NotFound => {
@@ -217,12 +210,9 @@ async fn route(
     let principal = if policy == Policy::Public {
         None
     } else {
-        match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+        match state.authenticate(req.headers(), req.uri().query()) {
             Ok(p) => Some(p),
-            Err(f) => {
-                state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-                return (f.to_error().into_response(), template);
-            }
+            Err(e) => return (e.into_response(), template),
         }
     };
     if let Some(p) = &principal {
@@ -244,8 +234,8 @@ async fn route(
     let mut resp = match handler(state.clone(), api_req).await {
         Ok(r) => r,
         Err(e) => {
-            if e.status.is_server_error() {
-                tracing::warn!(route = template, status = e.status.as_u16(), message = %e.message, cause = e.internal.as_deref().unwrap_or(""), "request failed");
+            if e.status().is_server_error() {
+                tracing::warn!(route = template, status = e.status().as_u16(), message = %e.message, cause = e.internal.as_deref().unwrap_or(""), "request failed");
             }
             e.into_response()
         }
@@ -282,22 +272,4 @@ fn method_not_allowed_for(r: &api::Route) -> Response<ResponseBody> {
         resp.headers_mut().insert(header::ALLOW, v);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_paths_split() {
-        assert_eq!(split_docker_path("/api/endpoints/1/docker/_ping"), Some(("1", "/_ping")));
-        assert_eq!(
-            split_docker_path("/api/endpoints/12/docker/v1.41/containers/json"),
-            Some(("12", "/v1.41/containers/json"))
-        );
-        assert_eq!(split_docker_path("/api/endpoints/1/docker"), None);
-        assert_eq!(split_docker_path("/api/endpoints/1/dockerx/a"), None);
-        assert_eq!(split_docker_path("/api/endpoints/1"), None);
-        assert_eq!(split_docker_path("/api/endpoints/abc/docker/x"), Some(("abc", "/x")));
-    }
 }

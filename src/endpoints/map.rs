@@ -1,4 +1,5 @@
-//! The endpoint map the request path reads: `DashMap<id, Arc<EndpointEntry>>`.
+//! The endpoint map the request path reads: id → `Arc<EndpointEntry>`, in a
+//! [`Table`].
 //!
 //! An entry bundles the stored record with its connection pool
 //! ([`Upstream`]). A change is stored durably first, then a whole new entry
@@ -7,11 +8,10 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use crate::auth::Principal;
 use crate::connector::{ConnectorSettings, DockerUrl, TlsFiles, TlsOptions, Upstream, UpstreamError};
 use crate::store::model::{DockerSnapshot, Endpoint, EndpointGroup, Id, Tag};
+use crate::table::Table;
 
 pub struct EndpointEntry {
     pub record: Endpoint,
@@ -19,36 +19,34 @@ pub struct EndpointEntry {
 }
 
 #[derive(Default)]
-pub struct Registry {
-    map: DashMap<Id, Arc<EndpointEntry>>,
-    groups: DashMap<Id, EndpointGroup>,
-    tags: DashMap<Id, Tag>,
+pub struct EndpointMap {
+    map: Table<Id, Arc<EndpointEntry>>,
+    groups: Table<Id, EndpointGroup>,
+    tags: Table<Id, Tag>,
     /// Latest snapshot per endpoint; kept apart from the entry so that a
     /// snapshot every few minutes does not rebuild entries the proxy holds.
-    snapshots: DashMap<Id, Arc<DockerSnapshot>>,
+    snapshots: Table<Id, Arc<DockerSnapshot>>,
     /// Serialises changes to endpoints, groups and tags (API writes and the
     /// health checker's status updates) so that a read-modify-store-swap
     /// never loses a concurrent one. Never taken on the proxy path.
     pub write_lock: tokio::sync::Mutex<()>,
 }
 
-impl Registry {
+impl EndpointMap {
     pub fn get(&self, id: Id) -> Option<Arc<EndpointEntry>> {
-        self.map.get(&id).map(|e| e.clone())
+        self.map.get(&id)
     }
 
     pub fn insert(&self, entry: EndpointEntry) {
-        self.map.insert(entry.record.id, Arc::new(entry));
+        self.map.put(entry.record.id, Arc::new(entry));
     }
 
     pub fn remove(&self, id: Id) -> Option<Arc<EndpointEntry>> {
-        self.map.remove(&id).map(|(_, e)| e)
+        self.map.remove(&id)
     }
 
     pub fn all(&self) -> Vec<Arc<EndpointEntry>> {
-        let mut v: Vec<_> = self.map.iter().map(|e| e.clone()).collect();
-        v.sort_by_key(|e| e.record.id);
-        v
+        self.map.all()
     }
 
     pub fn len(&self) -> usize {
@@ -60,17 +58,15 @@ impl Registry {
     }
 
     pub fn group(&self, id: Id) -> Option<EndpointGroup> {
-        self.groups.get(&id).map(|g| g.clone())
+        self.groups.get(&id)
     }
 
     pub fn groups(&self) -> Vec<EndpointGroup> {
-        let mut v: Vec<_> = self.groups.iter().map(|g| g.clone()).collect();
-        v.sort_by_key(|g| g.id);
-        v
+        self.groups.all()
     }
 
     pub fn put_group(&self, g: EndpointGroup) {
-        self.groups.insert(g.id, g);
+        self.groups.put(g.id, g);
     }
 
     pub fn remove_group(&self, id: Id) {
@@ -78,17 +74,15 @@ impl Registry {
     }
 
     pub fn tag(&self, id: Id) -> Option<Tag> {
-        self.tags.get(&id).map(|t| t.clone())
+        self.tags.get(&id)
     }
 
     pub fn tags(&self) -> Vec<Tag> {
-        let mut v: Vec<_> = self.tags.iter().map(|t| t.clone()).collect();
-        v.sort_by_key(|t| t.id);
-        v
+        self.tags.all()
     }
 
     pub fn put_tag(&self, t: Tag) {
-        self.tags.insert(t.id, t);
+        self.tags.put(t.id, t);
     }
 
     pub fn remove_tag(&self, id: Id) {
@@ -96,11 +90,11 @@ impl Registry {
     }
 
     pub fn snapshot(&self, id: Id) -> Option<Arc<DockerSnapshot>> {
-        self.snapshots.get(&id).map(|s| s.clone())
+        self.snapshots.get(&id)
     }
 
     pub fn put_snapshot(&self, id: Id, s: DockerSnapshot) {
-        self.snapshots.insert(id, Arc::new(s));
+        self.snapshots.put(id, Arc::new(s));
     }
 
     pub fn remove_snapshot(&self, id: Id) {
@@ -109,7 +103,7 @@ impl Registry {
 
     /// Endpoints up and down, for the status gauge.
     pub fn status_counts(&self) -> (usize, usize) {
-        let up = self.map.iter().filter(|e| e.record.status == crate::store::model::ENDPOINT_UP).count();
+        let up = self.map.count(|e| e.record.status == crate::store::model::ENDPOINT_UP);
         (up, self.map.len() - up)
     }
 
@@ -130,10 +124,10 @@ impl Registry {
         if record.user_access_policies.contains_key(uid) || in_team(&record.team_access_policies) {
             return true;
         }
-        match self.groups.get(&record.group_id) {
-            Some(g) => g.user_access_policies.contains_key(uid) || in_team(&g.team_access_policies),
-            None => false,
-        }
+        // Looked at in place: no copy of the group on the request path.
+        self.groups
+            .read(&record.group_id, |g| g.user_access_policies.contains_key(uid) || in_team(&g.team_access_policies))
+            .unwrap_or(false)
     }
 }
 
@@ -169,7 +163,7 @@ pub fn build_upstream(
     files: TlsFiles,
     settings: &ConnectorSettings,
 ) -> Result<Upstream, UpstreamError> {
-    let url = DockerUrl::parse(&record.url).map_err(UpstreamError::Io)?;
+    let url = DockerUrl::parse(&record.url).map_err(|m| UpstreamError::Io(m.into()))?;
     let tls = TlsOptions { enabled: record.tls.tls, skip_verify: record.tls.skip_verify, files };
     Upstream::new(&url, &tls, settings)
 }

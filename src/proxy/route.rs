@@ -9,42 +9,56 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::auth::extract::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::docker_route_template;
 use crate::proxy::restrict::{self, Restricted};
-use crate::proxy::{forward, ProxyFailure, ProxyTarget};
-use crate::router::AuthedUser;
+use crate::proxy::{forward, ProxyFailure, ProxyTarget, Tunnels};
+use crate::response::AuthedUser;
 use crate::state::AppState;
+
+/// Splits `/api/endpoints/{id}/docker/rest` without allocating; the id is
+/// returned raw so bad ids get a clear 400.
+pub fn split_docker_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/endpoints/")?;
+    let slash = rest.find('/')?;
+    let (id, tail) = rest.split_at(slash);
+    let docker = tail.strip_prefix("/docker")?;
+    if !(docker.is_empty() || docker.starts_with('/')) {
+        return None;
+    }
+    if docker.is_empty() {
+        return None;
+    }
+    Some((id, docker))
+}
 
 pub async fn handle(
     state: &Arc<AppState>,
+    tunnels: &Tunnels,
     req: Request<Incoming>,
     raw_id: &str,
     docker_path: &str,
 ) -> Response<ResponseBody> {
-    let principal = match authenticate(req.headers(), req.uri().query(), &state.identity, &state.jwt) {
+    let principal = match state.authenticate(req.headers(), req.uri().query()) {
         Ok(p) => p,
-        Err(f) => {
-            state.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-            return f.to_error().into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let user = AuthedUser(principal.id());
-    let mut resp = proxied(state, req, raw_id, docker_path, &principal).await;
+    let mut resp = proxied(state, tunnels, req, raw_id, docker_path, &principal).await;
     resp.extensions_mut().insert(user);
     resp
 }
 
 async fn proxied(
     state: &Arc<AppState>,
+    tunnels: &Tunnels,
     mut req: Request<Incoming>,
     raw_id: &str,
     docker_path: &str,
     principal: &crate::auth::Principal,
 ) -> Response<ResponseBody> {
-    let id = match crate::api::parse_id(raw_id, "environment") {
+    let id = match crate::ids::parse_id(raw_id, "environment") {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
@@ -81,7 +95,7 @@ async fn proxied(
         endpoint_id: entry.record.id,
         endpoint_name: &entry.record.name,
         upstream: &entry.upstream,
-        tunnels: &state.tunnels,
+        tunnels,
         bytes_in: Some(series.bytes_in.clone()),
         body_read_timeout: state.config.body_read_timeout,
         read_body,
@@ -121,7 +135,7 @@ async fn proxied(
     if principal.is_admin() {
         resp
     } else {
-        crate::endpoints::redact::proxy_failure_for_standard_user(resp)
+        crate::proxy::redact::proxy_failure_for_standard_user(resp)
     }
 }
 
@@ -140,7 +154,20 @@ fn without_token(query: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::without_token;
+    use super::{split_docker_path, without_token};
+
+    #[test]
+    fn docker_paths_split() {
+        assert_eq!(split_docker_path("/api/endpoints/1/docker/_ping"), Some(("1", "/_ping")));
+        assert_eq!(
+            split_docker_path("/api/endpoints/12/docker/v1.41/containers/json"),
+            Some(("12", "/v1.41/containers/json"))
+        );
+        assert_eq!(split_docker_path("/api/endpoints/1/docker"), None);
+        assert_eq!(split_docker_path("/api/endpoints/1/dockerx/a"), None);
+        assert_eq!(split_docker_path("/api/endpoints/1"), None);
+        assert_eq!(split_docker_path("/api/endpoints/abc/docker/x"), Some(("abc", "/x")));
+    }
 
     #[test]
     fn token_parameters_are_dropped_and_the_rest_kept_verbatim() {
