@@ -74,6 +74,9 @@ pub struct NewEndpoint {
     pub tag_ids: Vec<Id>,
     pub tls: EndpointTls,
     pub files: TlsFiles,
+    /// What standard users may do there at first (the server setting
+    /// `PortainerSecurityDefaults` picks it).
+    pub security: SecuritySettings,
 }
 
 /// Registers an endpoint: pings the host, stores the record (and a first
@@ -109,7 +112,7 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
         status: ENDPOINT_UP,
         user_access_policies: Default::default(),
         team_access_policies: Default::default(),
-        security_settings: SecuritySettings::for_new_endpoint(&state.settings()),
+        security_settings: new.security,
     };
     if record.tls.tls {
         let data = state.config.data.clone();
