@@ -101,6 +101,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     }
     let stacks = stacks::Stacks::load(&store, &config).await.context("loading stacks")?;
     let controls = controls::ControlTable::load(&store).context("loading resource controls")?;
+    controls::stack_ids::reserve(&store, &stacks, &controls).await.context("reserving resource control ids")?;
     let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
         .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
     let state = AppState {

@@ -208,7 +208,8 @@ async fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
         validate_tls_files(&files, tls.skip_verify, tls.skip_client_verify)
             .map_err(|e| ApiError::bad_request("Invalid TLS files", e))?;
     }
-    Ok(NewEndpoint { name, url, public_url, group_id, tag_ids, tls, files })
+    let security = crate::store::model::SecuritySettings::for_new_endpoint(&state.settings());
+    Ok(NewEndpoint { name, url, public_url, group_id, tag_ids, tls, files, security })
 }
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {

@@ -8,6 +8,7 @@ pub mod endpoint_groups;
 pub mod endpoints;
 pub mod form;
 pub mod registries;
+pub mod resource_controls;
 pub mod settings;
 pub mod stacks;
 pub mod status;
@@ -267,6 +268,11 @@ pub fn table() -> Routes {
     add("/api/tags/{id}", vec![(M::DELETE, Admin, h!(tags::delete))]);
     add("/api/endpoints/{id}/registries", vec![(M::GET, Authenticated, h!(registries::for_endpoint))]);
     add("/api/endpoints/{id}/registries/{registryId}", vec![(M::PUT, Admin, h!(registries::grant))]);
+    add("/api/resource_controls", vec![(M::POST, Admin, h!(resource_controls::create))]);
+    add(
+        "/api/resource_controls/{id}",
+        vec![(M::PUT, Authenticated, h!(resource_controls::update)), (M::DELETE, Admin, h!(resource_controls::delete))],
+    );
     add("/api/stacks", vec![(M::GET, Restricted, h!(stacks::list)), (M::POST, Restricted, h!(stacks::create_legacy))]);
     add("/api/stacks/create/{type}/{method}", vec![(M::POST, Restricted, h!(stacks::create))]);
     add(

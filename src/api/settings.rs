@@ -1,5 +1,6 @@
 //! `/api/settings`: the settings the identity side uses (session lifetime,
-//! password length, login rate limit, snapshot interval), stored durably.
+//! password length, login rate limit, snapshot interval) and the security
+//! settings new endpoints start with, stored durably.
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ fn full(s: &Settings) -> serde_json::Value {
         "KubeconfigExpiry": "0",
         "LoginRateLimit": {"Burst": s.login_rate_burst, "PerSecond": s.login_rate_per_second},
         "AdminInitWindow": s.admin_init_window,
+        "PortainerSecurityDefaults": s.portainer_security_defaults,
     })
 }
 
@@ -79,6 +81,7 @@ struct Update {
     internalauthsettings: Option<InternalAuth>,
     requiredpasswordlength: Option<usize>,
     loginratelimit: Option<RateLimit>,
+    portainersecuritydefaults: Option<bool>,
 }
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -129,6 +132,9 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
             }
         }
     }
+    if let Some(v) = u.portainersecuritydefaults {
+        s.portainer_security_defaults = v;
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_payload(problems.join("; ")));
     }
@@ -136,4 +142,23 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     state.write(move |tx| tx.put_meta(SETTINGS_KEY, &stored)).await.map_err(store_err)?;
     state.set_settings(s.clone());
     ok_json(&full(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::model::{SecuritySettings, Settings};
+
+    #[test]
+    fn new_endpoints_are_secure_unless_the_server_asks_for_portainers_defaults() {
+        let mut s = Settings::default();
+        assert!(!s.portainer_security_defaults);
+        assert_eq!(SecuritySettings::for_new_endpoint(&s), SecuritySettings::default());
+        s.portainer_security_defaults = true;
+        assert_eq!(SecuritySettings::for_new_endpoint(&s), SecuritySettings::portainer_defaults());
+        assert_eq!(super::full(&s)["PortainerSecurityDefaults"], true);
+        // Settings stored before the flag existed keep the secure default.
+        let mut old = serde_json::to_value(Settings::default()).unwrap();
+        old.as_object_mut().unwrap().remove("PortainerSecurityDefaults");
+        assert!(!serde_json::from_value::<Settings>(old).unwrap().portainer_security_defaults);
+    }
 }

@@ -11,6 +11,8 @@
 //! Stack controls live in their stack record ([`crate::stacks`]);
 //! [`WithStacks`] answers the policy's look-ups from both.
 
+pub mod stack_ids;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -74,6 +74,9 @@ pub struct NewEndpoint {
     pub tag_ids: Vec<Id>,
     pub tls: EndpointTls,
     pub files: TlsFiles,
+    /// What standard users may do there at first (the server setting
+    /// `PortainerSecurityDefaults` picks it).
+    pub security: SecuritySettings,
 }
 
 /// Registers an endpoint: pings the host, stores the record (and a first
@@ -109,7 +112,7 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
         status: ENDPOINT_UP,
         user_access_policies: Default::default(),
         team_access_policies: Default::default(),
-        security_settings: SecuritySettings::default(),
+        security_settings: new.security,
     };
     if record.tls.tls {
         let data = state.config.data.clone();
@@ -310,6 +313,8 @@ pub struct SecurityChanges {
     capabilities: Option<bool>,
     #[serde(rename = "allowsysctlsettingforregularusers")]
     sysctl: Option<bool>,
+    #[serde(rename = "allowsecurityoptionsforregularusers")]
+    security_options: Option<bool>,
     #[serde(rename = "enablehostmanagementfeatures")]
     host_management: Option<bool>,
 }
@@ -328,6 +333,7 @@ pub async fn update_settings(state: &Ops<'_>, id: Id, b: SecurityChanges) -> Api
         (b.stack_management, &mut s.allow_stack_management_for_regular_users),
         (b.capabilities, &mut s.allow_container_capabilities_for_regular_users),
         (b.sysctl, &mut s.allow_sysctl_setting_for_regular_users),
+        (b.security_options, &mut s.allow_security_options_for_regular_users),
         (b.host_management, &mut s.enable_host_management_features),
     ];
     for (v, slot) in pairs {

@@ -360,9 +360,13 @@ pub async fn create(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult<V
     }
     check_docker_names(&d.entry, &d.name, d.kind).await?;
     let _slot = state.stacks.quota.stack_slot(&state.stacks, &p, &state.config)?;
-    let id = state.write(|tx| tx.next_id(STACKS)).await.map_err(store_err)?;
+    // The control's id comes from the controls' sequence (one id space).
+    let (id, control_id) = state
+        .write(|tx| Ok((tx.next_id(STACKS)?, tx.next_id(crate::store::RESOURCE_CONTROLS)?)))
+        .await
+        .map_err(store_err)?;
     let dir = state.stacks.project_dir(id);
-    let r = create_in(&state, &p, &d, id, dir.clone()).await;
+    let r = create_in(&state, &p, &d, (id, control_id), dir.clone()).await;
     if let Err(e) = &r {
         remove_dir(dir).await;
         tracing::warn!(stack = %d.name, endpoint = eid, error = %e.details, "stack creation failed");
@@ -370,7 +374,13 @@ pub async fn create(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult<V
     r
 }
 
-async fn create_in(state: &Arc<AppState>, p: &Principal, d: &Draft, id: Id, dir: PathBuf) -> ApiResult<Value> {
+async fn create_in(
+    state: &Arc<AppState>,
+    p: &Principal,
+    d: &Draft,
+    (id, control_id): (Id, Id),
+    dir: PathBuf,
+) -> ApiResult<Value> {
     let eid = d.entry.record.id;
     let (entry_point, additional, git_config) = match &d.source {
         DraftSource::Content(bytes) => {
@@ -444,7 +454,7 @@ async fn create_in(state: &Arc<AppState>, p: &Principal, d: &Draft, id: Id, dir:
         additional_files: if additional.is_empty() { None } else { Some(additional) },
         option: None,
         git_config,
-        resource_control: super::resource_control(id, eid, &d.name, p),
+        resource_control: super::resource_control(control_id, eid, &d.name, p),
         from_app_template: d.from_app_template,
     };
     let s2 = stack.clone();

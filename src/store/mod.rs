@@ -88,6 +88,10 @@ pub struct Store {
     db: Arc<Database>,
 }
 
+fn seq_key(table: Table) -> String {
+    format!("seq:{}", redb::TableHandle::name(&table))
+}
+
 /// A write transaction handed to closures passed to [`Store::write`].
 pub struct Tx<'a> {
     txn: &'a redb::WriteTransaction,
@@ -97,17 +101,36 @@ impl Tx<'_> {
     /// Next id of a table; bumped in this transaction, so an aborted write
     /// leaves a gap rather than a reused id.
     pub fn next_id(&self, table: Table) -> Result<u64, StoreError> {
-        let key = format!("seq:{}", redb::TableHandle::name(&table));
-        let mut meta = self.txn.open_table(META)?;
-        let cur = match meta.get(key.as_str())? {
-            Some(v) => {
-                u64::from_le_bytes(v.value().try_into().map_err(|_| StoreError::Encoding("bad sequence".into()))?)
-            }
-            None => 0,
-        };
-        let next = cur + 1;
-        meta.insert(key.as_str(), next.to_le_bytes().as_slice())?;
+        let next = self.last_id(table)? + 1;
+        self.set_last_id(table, next)?;
         Ok(next)
+    }
+
+    /// The last id handed out for `table` (0 before the first).
+    fn last_id(&self, table: Table) -> Result<u64, StoreError> {
+        let meta = self.txn.open_table(META)?;
+        let v = meta.get(seq_key(table).as_str())?;
+        match v {
+            Some(v) => {
+                Ok(u64::from_le_bytes(v.value().try_into().map_err(|_| StoreError::Encoding("bad sequence".into()))?))
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn set_last_id(&self, table: Table, id: u64) -> Result<(), StoreError> {
+        let mut meta = self.txn.open_table(META)?;
+        meta.insert(seq_key(table).as_str(), id.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Makes the next id of `table` greater than `floor` (ids taken by
+    /// records that live elsewhere but share the table's id space).
+    pub fn raise_next_id(&self, table: Table, floor: u64) -> Result<(), StoreError> {
+        if self.last_id(table)? < floor {
+            self.set_last_id(table, floor)?;
+        }
+        Ok(())
     }
 
     pub fn put<T: Serialize>(&self, table: Table, id: u64, value: &T) -> Result<(), StoreError> {
@@ -325,6 +348,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let c = store.write(|tx| tx.next_id(TAGS)).await.unwrap();
         assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[tokio::test]
+    async fn a_raised_sequence_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write(|tx| tx.raise_next_id(TAGS, 7)).await.unwrap();
+        assert_eq!(store.write(|tx| tx.next_id(TAGS)).await.unwrap(), 8);
+        store.write(|tx| tx.raise_next_id(TAGS, 3)).await.unwrap();
+        assert_eq!(store.write(|tx| tx.next_id(TAGS)).await.unwrap(), 9, "a lower floor changes nothing");
     }
 
     #[test]

@@ -149,6 +149,11 @@ pub struct Settings {
     pub admin_init_window: String,
     #[serde(default)]
     pub logo_url: String,
+    /// Berth: new endpoints start with Portainer's permissive
+    /// [`SecuritySettings::portainer_defaults`] instead of Berth's
+    /// everything-denied default. Off unless an admin turns it on.
+    #[serde(default)]
+    pub portainer_security_defaults: bool,
 }
 
 impl Default for Settings {
@@ -161,6 +166,7 @@ impl Default for Settings {
             login_rate_per_second: 1.0,
             admin_init_window: "5m".into(),
             logo_url: String::new(),
+            portainer_security_defaults: false,
         }
     }
 }
@@ -217,6 +223,17 @@ pub struct SecuritySettings {
 }
 
 impl SecuritySettings {
+    /// What a newly registered endpoint starts with: Berth's secure default,
+    /// unless the server's `PortainerSecurityDefaults` setting asks for
+    /// Portainer's.
+    pub fn for_new_endpoint(settings: &Settings) -> Self {
+        if settings.portainer_security_defaults {
+            Self::portainer_defaults()
+        } else {
+            Self::default()
+        }
+    }
+
     /// Portainer's defaults for a new endpoint (everything but the volume
     /// browser allowed): what a server that opts out of Berth's secure
     /// default gives new endpoints.
@@ -476,8 +493,9 @@ pub const RESOURCE_CONTROL_AZURE_CONTAINER_GROUP: u8 = 9;
 
 /// Portainer's resource control: who besides admins may see and act on one
 /// Docker object (or stack). A stack's control is kept inside the stack
-/// record (its `Id` is the stack's); a Docker object has at most one per
-/// (`ResourceId`, `Type`). The policy that reads them is
+/// record, a Docker object's in the controls table, at most one per
+/// (`ResourceId`, `Type`); both take ids from one sequence
+/// ([`crate::controls::stack_ids`]). The policy that reads them is
 /// [`crate::access::control`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
