@@ -243,6 +243,18 @@ async fn each_user_sees_and_touches_only_what_is_theirs_or_shared_with_them() {
         assert_eq!(e.names(&e.alice, "/volumes").await, set(&[]));
         let (s, _) = e.docker(&e.alice, Method::GET, &format!("/volumes/{}", unique("va")), None).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
+
+        // Made public through /api/resource_controls: visible to all at once.
+        let shr = e.create_container(&e.bob, &unique("shr"), json!({})).await;
+        assert!(!e.names(&e.alice, list).await.contains(&unique("shr")));
+        let (_, v) = e.docker(&e.bob, Method::GET, &format!("/containers/{shr}/json"), None).await;
+        let rc = v["Portainer"]["ResourceControl"]["Id"].as_u64().expect("decorated");
+        let (s, v) =
+            e.d.put_json(&format!("/api/resource_controls/{rc}"), Some(&e.bob), &json!({"Public": true})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(e.names(&e.alice, list).await.contains(&unique("shr")));
+        assert!(e.names(&e.carol, list).await.contains(&unique("shr")));
+        assert_eq!(e.docker(&e.carol, Method::GET, &format!("/containers/{shr}/json"), None).await.0, StatusCode::OK);
     })
     .await
     .expect("test timed out");
