@@ -4,13 +4,10 @@
 //! controls changed through the same route, and the server setting that
 //! gives new endpoints Portainer's permissive security settings.
 
-#[path = "restricted_support/mod.rs"]
-mod restricted_support;
-
 use berth_testkit::harness::*;
+use berth_testkit::users::*;
 use berth_testkit::{stacks as stacks_support, MockDocker};
 use reqwest::StatusCode;
-use restricted_support::*;
 use serde_json::{json, Value};
 
 /// The mock engine's first container.

@@ -4,15 +4,12 @@
 //! mock's request log). Lists are filtered as they stream, 10,000 items
 //! included, and admins' lists are decorated once controls exist.
 
-#[path = "restricted_support/mod.rs"]
-mod restricted_support;
-
 use std::time::Duration;
 
 use berth_testkit::harness::*;
+use berth_testkit::users::*;
 use berth_testkit::MockDocker;
 use reqwest::StatusCode;
-use restricted_support::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -8,16 +8,13 @@
 //! Skips with a printed reason without an engine. Everything is named
 //! `berth-rx-<pid>-<test>-...` and removed through the engine's own socket.
 
-#[path = "restricted_support/mod.rs"]
-mod restricted_support;
-
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
 use berth_testkit::harness::*;
+use berth_testkit::users::*;
 use reqwest::{Method, StatusCode};
-use restricted_support::*;
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(240);

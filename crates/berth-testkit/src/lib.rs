@@ -19,8 +19,8 @@
 //!   the connector's and the proxy's unit tests.
 //! - [`harness`]: starts the real `berth` binary on free loopback ports with
 //!   a temporary data directory; Docker and CLI availability checks.
-//! - [`endpoints`], [`stacks`]: helpers of the endpoint and stack test
-//!   binaries.
+//! - [`endpoints`], [`stacks`], [`users`]: helpers of the endpoint, stack
+//!   and restricted-access test binaries.
 //!
 //! The `loadgen` binary is the load generator of scripts/bench/*.sh.
 
@@ -31,6 +31,7 @@ pub mod mock_docker;
 pub mod pki;
 pub mod servers;
 pub mod stacks;
+pub mod users;
 
 pub use checksum::Fnv1a64;
 pub use mock_docker::{FailMode, MockBuilder, MockDocker, MockOptions, RecordedRequest};

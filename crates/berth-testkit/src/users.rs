@@ -1,11 +1,9 @@
 //! Users, teams and endpoint grants for the restricted-access tests.
 
-#![allow(dead_code)]
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use berth_testkit::harness::Daemon;
+use crate::harness::Daemon;
 
 pub fn password(name: &str) -> String {
     format!("{name}-password-12")
