@@ -81,6 +81,20 @@ impl AppState {
         }
     }
 
+    /// What stack operations see of the state.
+    pub fn stack_ops(&self) -> crate::stacks::ops::Ops<'_> {
+        crate::stacks::ops::Ops {
+            config: &self.config,
+            endpoints: &self.endpoints,
+            identity: &self.identity,
+            metrics: &self.metrics,
+            sealer: &self.sealer,
+            registries: &self.registries,
+            stacks: &self.stacks,
+            store: &self.store,
+        }
+    }
+
     /// The endpoint health checker's view of the state.
     pub fn health(&self) -> crate::endpoints::health::Checker<'_> {
         self.endpoint_ops().health()

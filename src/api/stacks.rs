@@ -357,7 +357,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let method = parse_method(map.get("method").copied())?;
     let draft = parse_draft(&state, &mut req, kind, method).await?;
     let p = req.principal().clone();
-    ok_json(&detached(ops::create(state, p, draft)).await?)
+    ok_json(&detached(async move { ops::create(&state.stack_ops(), p, draft).await }).await?)
 }
 
 /// The deprecated form: `type` 1 (swarm) or 2 (standalone) and `method` in
@@ -375,7 +375,7 @@ pub async fn create_legacy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResu
     let method = parse_method(req.query("method").as_deref())?;
     let draft = parse_draft(&state, &mut req, kind, method).await?;
     let p = req.principal().clone();
-    ok_json(&detached(ops::create(state, p, draft)).await?)
+    ok_json(&detached(async move { ops::create(&state.stack_ops(), p, draft).await }).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -487,7 +487,10 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let text = content(&state, b.stackfilecontent.map(String::into_bytes))?;
     let env = pairs(b.env)?;
     let opts = DeployOptions { prune: b.prune.unwrap_or(false), pull: b.pullimage.unwrap_or(false) };
-    ok_json(&detached(changes::update(state, p, stack.id, teams, text, env, opts)).await?)
+    ok_json(
+        &detached(async move { changes::update(&state.stack_ops(), p, stack.id, teams, text, env, opts).await })
+            .await?,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -497,13 +500,13 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
 pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
     let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
-    ok_json(&detached(changes::stop(state, p, stack.id, teams)).await?)
+    ok_json(&detached(async move { changes::stop(&state.stack_ops(), p, stack.id, teams).await }).await?)
 }
 
 pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
     let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
-    ok_json(&detached(changes::start(state, p, stack.id, teams)).await?)
+    ok_json(&detached(async move { changes::start(&state.stack_ops(), p, stack.id, teams).await }).await?)
 }
 
 // ---------------------------------------------------------------------------
@@ -527,7 +530,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
             format!("stack {} belongs to environment {}, not {eid}", stack.id, stack.endpoint_id),
         ));
     }
-    detached(changes::delete(state, p, stack.id, teams, entry.is_none())).await?;
+    detached(async move { changes::delete(&state.stack_ops(), p, stack.id, teams, entry.is_none()).await }).await?;
     no_content()
 }
 
@@ -601,5 +604,8 @@ pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
         credentials,
         skip_tls_verify: git_config.tls_skip_verify,
     };
-    ok_json(&detached(changes::redeploy(state, p, stack.id, teams, src, env, opts)).await?)
+    ok_json(
+        &detached(async move { changes::redeploy(&state.stack_ops(), p, stack.id, teams, src, env, opts).await })
+            .await?,
+    )
 }

@@ -14,17 +14,16 @@ use super::git;
 use super::ops::{
     blocking, check_content, check_docker_names, check_fetched, check_stored, deploy_failed, deploy_job,
     endpoint_not_found, git_failed, job, logins_for, owner_is_admin, remove_dir, remove_job, rules, save,
-    stack_not_found, JobSpec,
+    stack_not_found, JobSpec, Ops,
 };
 use crate::auth::Principal;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use crate::store::model::{GitAuth, Id, Pair, Stack, STACK_ACTIVE, STACK_INACTIVE, STACK_SWARM};
 use crate::store::STACKS;
 
 /// Fetches a repository into `dest` within the caller's clone limit.
-pub async fn clone(state: &AppState, p: &Principal, src: &git::Source, dest: &std::path::Path) -> ApiResult<String> {
+pub async fn clone(state: &Ops<'_>, p: &Principal, src: &git::Source, dest: &std::path::Path) -> ApiResult<String> {
     let _slot = state.stacks.quota.clone_slot(p, &state.config)?;
     let limits = git::Limits {
         timeout: state.config.git_clone_timeout,
@@ -36,7 +35,7 @@ pub async fn clone(state: &AppState, p: &Principal, src: &git::Source, dest: &st
 
 /// Holds the stack name's lock; then the stack and its endpoint as they
 /// are now.
-async fn locked(state: &AppState, id: Id) -> ApiResult<(super::NameLock, Arc<Stack>, Arc<EndpointEntry>)> {
+async fn locked(state: &Ops<'_>, id: Id) -> ApiResult<(super::NameLock, Arc<Stack>, Arc<EndpointEntry>)> {
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     let lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
@@ -57,7 +56,7 @@ fn spec<'s>(stack: &'s Stack, env: &'s Option<Vec<Pair>>, owner_admin: bool, che
 
 /// `PUT /api/stacks/{id}`: a new entry file and environment, redeployed.
 pub async fn update(
-    state: Arc<AppState>,
+    state: &Ops<'_>,
     p: Principal,
     id: Id,
     teams: Vec<Id>,
@@ -120,7 +119,7 @@ pub async fn update(
 }
 
 /// `POST /api/stacks/{id}/stop`.
-pub async fn stop(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
+pub async fn stop(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
     let (_lock, stack, entry) = locked(&state, id).await?;
     if stack.status != STACK_ACTIVE {
         return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
@@ -134,7 +133,7 @@ pub async fn stop(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) ->
 /// Takes the stack down. Its files are read by Compose only when they
 /// pass the owner's checks; otherwise `down` works from the labels.
 async fn remove(
-    state: &AppState,
+    state: &Ops<'_>,
     p: &Principal,
     stack: &Stack,
     entry: &EndpointEntry,
@@ -160,7 +159,7 @@ async fn remove(
 
 /// `POST /api/stacks/{id}/start`: the stored files, checked again under
 /// the owner's rules (they may predate them).
-pub async fn start(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
+pub async fn start(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
     let (_lock, stack, entry) = locked(&state, id).await?;
     if stack.status != STACK_INACTIVE {
         return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
@@ -191,7 +190,7 @@ pub async fn start(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>) -
 
 /// `DELETE /api/stacks/{id}`; an orphaned stack (no endpoint) has no host
 /// to remove anything from.
-pub async fn delete(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>, orphan: bool) -> ApiResult<()> {
+pub async fn delete(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>, orphan: bool) -> ApiResult<()> {
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
@@ -204,7 +203,7 @@ pub async fn delete(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>, 
         }
     }
     let sid = stack.id;
-    state.write(move |tx| tx.delete(STACKS, sid)).await.map_err(crate::api::store_err)?;
+    state.write(move |tx| tx.delete(STACKS, sid)).await.map_err(crate::response::store_err)?;
     state.stacks.remove(sid);
     remove_dir(PathBuf::from(&stack.project_path)).await;
     tracing::info!(stack = sid, name = %stack.name, endpoint = stack.endpoint_id, "stack removed");
@@ -214,7 +213,7 @@ pub async fn delete(state: Arc<AppState>, p: Principal, id: Id, teams: Vec<Id>, 
 /// `PUT /api/stacks/{id}/git/redeploy`: a fresh fetch swapped in for the
 /// old tree, which comes back if the deploy fails.
 pub async fn redeploy(
-    state: Arc<AppState>,
+    state: &Ops<'_>,
     p: Principal,
     id: Id,
     teams: Vec<Id>,

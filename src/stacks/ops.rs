@@ -20,11 +20,10 @@ use serde_json::{json, Value};
 use super::deploy::{self, DeployError, DeployOptions, Job, Login};
 use super::git::{self, GitError};
 use super::policy::{self, Policy};
-use crate::api::store_err;
 use crate::auth::Principal;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::response::store_err;
 use crate::store::model::{GitAuth, Id, Pair, Stack, StackGitConfig, STACK_ACTIVE, STACK_SWARM};
 use crate::store::STACKS;
 
@@ -34,6 +33,34 @@ pub const STACK_FILE: &str = "docker-compose.yml";
 const DOCKER_QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for a removed swarm stack's networks to go.
 const SWARM_SETTLE: Duration = Duration::from_secs(30);
+
+/// What stack operations use of Berth's state: the parts, not the whole
+/// `AppState`, so that `stacks` sits below the API layer and the state
+/// that holds it (dependencies point one way).
+pub struct Ops<'a> {
+    pub config: &'a crate::config::Config,
+    pub endpoints: &'a crate::endpoints::EndpointMap,
+    pub identity: &'a crate::auth::Identity,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub sealer: &'a crate::auth::seal::Sealer,
+    pub registries: &'a crate::registries::Registries,
+    pub stacks: &'a super::Stacks,
+    pub store: &'a crate::store::Store,
+}
+
+impl Ops<'_> {
+    /// Runs a store write and records its latency.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, crate::store::StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&crate::store::Tx<'_>) -> Result<R, crate::store::StoreError> + Send + 'static,
+    {
+        let t = Instant::now();
+        let r = self.store.write(f).await;
+        self.metrics.store_write.observe(t.elapsed().as_secs_f64());
+        r
+    }
+}
 
 pub fn type_label(kind: u8) -> &'static str {
     if kind == STACK_SWARM {
@@ -55,7 +82,7 @@ pub fn stack_not_found() -> ApiError {
 
 /// Whether a stack's files follow an admin's rules: its owner is an admin
 /// (a user that no longer exists counts as a standard user).
-pub fn owner_is_admin(state: &AppState, stack: &Stack) -> bool {
+pub fn owner_is_admin(state: &Ops<'_>, stack: &Stack) -> bool {
     state.identity.user_by_name(&stack.created_by).is_some_and(|u| u.is_admin())
 }
 
@@ -106,7 +133,7 @@ pub async fn check_stored(rules: Option<Policy>, dir: &Path, files: Vec<String>)
 
 /// Registry logins the caller may use on this endpoint, for the deploy's
 /// `config.json`.
-pub fn logins_for(state: &AppState, p: &Principal, endpoint: Id, teams: &[Id]) -> Vec<Login> {
+pub fn logins_for(state: &Ops<'_>, p: &Principal, endpoint: Id, teams: &[Id]) -> Vec<Login> {
     state
         .registries
         .all()
@@ -131,7 +158,7 @@ pub struct JobSpec<'s> {
     pub files_checked: bool,
 }
 
-pub fn job<'a>(state: &'a AppState, entry: &EndpointEntry, spec: JobSpec<'_>, logins: Vec<Login>) -> Job<'a> {
+pub fn job<'a>(state: &'a Ops<'a>, entry: &EndpointEntry, spec: JobSpec<'_>, logins: Vec<Login>) -> Job<'a> {
     Job {
         tools: &state.stacks.tools,
         target: deploy::Target::of(&entry.record),
@@ -148,7 +175,7 @@ pub fn job<'a>(state: &'a AppState, entry: &EndpointEntry, spec: JobSpec<'_>, lo
 }
 
 /// Runs a deployer operation and records its metrics.
-async fn timed<F>(state: &AppState, kind: u8, method: &str, f: F) -> Result<String, DeployError>
+async fn timed<F>(state: &Ops<'_>, kind: u8, method: &str, f: F) -> Result<String, DeployError>
 where
     F: std::future::Future<Output = Result<String, DeployError>>,
 {
@@ -166,7 +193,7 @@ where
 }
 
 pub async fn deploy_job(
-    state: &AppState,
+    state: &Ops<'_>,
     kind: u8,
     method: &str,
     job: &Job<'_>,
@@ -180,7 +207,7 @@ pub async fn deploy_job(
 }
 
 pub async fn remove_job(
-    state: &AppState,
+    state: &Ops<'_>,
     entry: &EndpointEntry,
     kind: u8,
     method: &str,
@@ -308,7 +335,7 @@ pub async fn remove_dir(p: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || deploy::remove_dir_logged(&p)).await;
 }
 
-pub async fn save(state: &AppState, rec: Stack) -> ApiResult<Value> {
+pub async fn save(state: &Ops<'_>, rec: Stack) -> ApiResult<Value> {
     let r2 = rec.clone();
     state.write(move |tx| tx.put(STACKS, r2.id, &r2)).await.map_err(store_err)?;
     state.stacks.put(rec.clone());
@@ -346,7 +373,7 @@ pub struct Draft {
     pub source: DraftSource,
 }
 
-pub async fn create(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult<Value> {
+pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<Value> {
     let eid = d.entry.record.id;
     if d.kind == STACK_SWARM {
         check_swarm(&d.entry, &d.swarm_id).await?;
@@ -375,7 +402,7 @@ pub async fn create(state: Arc<AppState>, p: Principal, d: Draft) -> ApiResult<V
 }
 
 async fn create_in(
-    state: &Arc<AppState>,
+    state: &Ops<'_>,
     p: &Principal,
     d: &Draft,
     (id, control_id): (Id, Id),
