@@ -24,7 +24,7 @@ use crate::store::STACKS;
 
 /// Fetches a repository into `dest` within the caller's clone limit.
 pub async fn clone(state: &Ops<'_>, p: &Principal, src: &git::Source, dest: &std::path::Path) -> ApiResult<String> {
-    let _slot = state.stacks.quota.clone_slot(p, &state.config)?;
+    let _slot = state.stacks.quota.clone_slot(p, state.config)?;
     let limits = git::Limits {
         timeout: state.config.git_clone_timeout,
         max_size: state.config.max_clone_size,
@@ -64,8 +64,8 @@ pub async fn update(
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
 ) -> ApiResult<Value> {
-    let (_lock, stack, entry) = locked(&state, id).await?;
-    let owner_admin = owner_is_admin(&state, &stack);
+    let (_lock, stack, entry) = locked(state, id).await?;
+    let owner_admin = owner_is_admin(state, &stack);
     let rules = rules(&p, owner_admin, &entry);
     check_content(rules.as_ref(), &stack.entry_point, &text)?;
     let dir = PathBuf::from(&stack.project_path);
@@ -87,13 +87,13 @@ pub async fn update(
     let deployed = match checked {
         Ok(()) => {
             let job = job(
-                &state,
+                state,
                 &entry,
                 spec(&stack, &env, owner_admin, true),
-                logins_for(&state, &p, stack.endpoint_id, &teams),
+                logins_for(state, &p, stack.endpoint_id, &teams),
             );
-            let _run = state.stacks.quota.deployer_slot(&p, &state.config)?;
-            deploy_job(&state, stack.kind, "update", &job, opts)
+            let _run = state.stacks.quota.deployer_slot(&p, state.config)?;
+            deploy_job(state, stack.kind, "update", &job, opts)
                 .await
                 .map_err(|e| deploy_failed("Unable to update stack", e))
         }
@@ -115,19 +115,19 @@ pub async fn update(
     let mut rec = (*stack).clone();
     rec.env = env;
     rec.git_config = None;
-    save(&state, redeployed(rec, &p, opts)).await
+    save(state, redeployed(rec, &p, opts)).await
 }
 
 /// `POST /api/stacks/{id}/stop`.
 pub async fn stop(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
-    let (_lock, stack, entry) = locked(&state, id).await?;
+    let (_lock, stack, entry) = locked(state, id).await?;
     if stack.status != STACK_ACTIVE {
         return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
     }
-    remove(&state, &p, &stack, &entry, &teams, "stop").await.map_err(|e| deploy_failed("Unable to stop stack", e))?;
+    remove(state, &p, &stack, &entry, &teams, "stop").await.map_err(|e| deploy_failed("Unable to stop stack", e))?;
     let mut rec = (*stack).clone();
     rec.status = STACK_INACTIVE;
-    save(&state, rec).await
+    save(state, rec).await
 }
 
 /// Takes the stack down. Its files are read by Compose only when they
@@ -152,7 +152,7 @@ async fn remove(
     let _run = state
         .stacks
         .quota
-        .deployer_slot(p, &state.config)
+        .deployer_slot(p, state.config)
         .map_err(|e| deploy::DeployError { details: e.details.clone(), timed_out: false })?;
     remove_job(state, entry, stack.kind, method, &job).await
 }
@@ -160,32 +160,32 @@ async fn remove(
 /// `POST /api/stacks/{id}/start`: the stored files, checked again under
 /// the owner's rules (they may predate them).
 pub async fn start(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
-    let (_lock, stack, entry) = locked(&state, id).await?;
+    let (_lock, stack, entry) = locked(state, id).await?;
     if stack.status != STACK_INACTIVE {
         return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
     }
-    let owner_admin = owner_is_admin(&state, &stack);
+    let owner_admin = owner_is_admin(state, &stack);
     let dir = PathBuf::from(&stack.project_path);
     check_stored(rules(&p, owner_admin, &entry), &dir, super::files_of(&stack)).await?;
     // While it was stopped, something else may have taken the name.
     check_docker_names(&entry, &stack.name, stack.kind).await?;
     let job = job(
-        &state,
+        state,
         &entry,
         spec(&stack, &stack.env, owner_admin, true),
-        logins_for(&state, &p, stack.endpoint_id, &teams),
+        logins_for(state, &p, stack.endpoint_id, &teams),
     );
     let deployed = {
-        let _run = state.stacks.quota.deployer_slot(&p, &state.config)?;
-        deploy_job(&state, stack.kind, "start", &job, DeployOptions::default()).await
+        let _run = state.stacks.quota.deployer_slot(&p, state.config)?;
+        deploy_job(state, stack.kind, "start", &job, DeployOptions::default()).await
     };
     if let Err(e) = deployed {
-        let _ = remove_job(&state, &entry, stack.kind, "rollback", &job).await;
+        let _ = remove_job(state, &entry, stack.kind, "rollback", &job).await;
         return Err(deploy_failed("Unable to start stack", e));
     }
     let mut rec = (*stack).clone();
     rec.status = STACK_ACTIVE;
-    save(&state, rec).await
+    save(state, rec).await
 }
 
 /// `DELETE /api/stacks/{id}`; an orphaned stack (no endpoint) has no host
@@ -197,7 +197,7 @@ pub async fn delete(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>, orpha
     let entry = if orphan { None } else { state.endpoints.get(stack.endpoint_id) };
     if let Some(entry) = &entry {
         if stack.status == STACK_ACTIVE {
-            remove(&state, &p, &stack, entry, &teams, "remove")
+            remove(state, &p, &stack, entry, &teams, "remove")
                 .await
                 .map_err(|e| deploy_failed("Unable to remove stack", e))?;
         }
@@ -221,17 +221,17 @@ pub async fn redeploy(
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
 ) -> ApiResult<Value> {
-    let (_lock, stack, entry) = locked(&state, id).await?;
+    let (_lock, stack, entry) = locked(state, id).await?;
     let git_config = stack.git_config.clone().ok_or_else(|| {
         ApiError::bad_request("Stack is not deployed from a git repository", "the stack was edited meanwhile")
     })?;
-    let owner_admin = owner_is_admin(&state, &stack);
+    let owner_admin = owner_is_admin(state, &stack);
     let t = Instant::now();
     let fresh = state.stacks.scratch_root.join(format!("clone-{:016x}", rand::random::<u64>()));
     // The owner's address rules too: an admin redeploying a standard
     // user's stack must not fetch what the user could not.
     let cloner = if owner_admin { p.clone() } else { standard_view(&p) };
-    let commit = clone(&state, &cloner, &src, &fresh).await?;
+    let commit = clone(state, &cloner, &src, &fresh).await?;
     tracing::debug!(stack = stack.id, elapsed = ?t.elapsed(), "repository fetched");
     if let Err(e) = check_fetched(rules(&p, owner_admin, &entry), &fresh, super::files_of(&stack)).await {
         remove_dir(fresh).await;
@@ -254,9 +254,9 @@ pub async fn redeploy(
         return Err(ApiError::internal("Unable to replace the stack's files", e));
     }
     let job =
-        job(&state, &entry, spec(&stack, &env, owner_admin, true), logins_for(&state, &p, stack.endpoint_id, &teams));
-    let deployed = match state.stacks.quota.deployer_slot(&p, &state.config) {
-        Ok(_run) => deploy_job(&state, stack.kind, "redeploy", &job, opts)
+        job(state, &entry, spec(&stack, &env, owner_admin, true), logins_for(state, &p, stack.endpoint_id, &teams));
+    let deployed = match state.stacks.quota.deployer_slot(&p, state.config) {
+        Ok(_run) => deploy_job(state, stack.kind, "redeploy", &job, opts)
             .await
             .map_err(|e| deploy_failed("Unable to redeploy stack", e)),
         Err(e) => Err(e),
@@ -282,7 +282,7 @@ pub async fn redeploy(
         src.credentials.as_ref().map(|(u, pw)| GitAuth { username: u.clone(), sealed_password: state.sealer.seal(pw) });
     rec.git_config = Some(g);
     rec.env = env;
-    save(&state, redeployed(rec, &p, opts)).await
+    save(state, redeployed(rec, &p, opts)).await
 }
 
 /// The record of a stack deployed again by `p` (update, git redeploy).

@@ -386,14 +386,14 @@ pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<Value>
         return Err(name_taken(&d.name));
     }
     check_docker_names(&d.entry, &d.name, d.kind).await?;
-    let _slot = state.stacks.quota.stack_slot(&state.stacks, &p, &state.config)?;
+    let _slot = state.stacks.quota.stack_slot(state.stacks, &p, state.config)?;
     // The control's id comes from the controls' sequence (one id space).
     let (id, control_id) = state
         .write(|tx| Ok((tx.next_id(STACKS)?, tx.next_id(crate::store::RESOURCE_CONTROLS)?)))
         .await
         .map_err(store_err)?;
     let dir = state.stacks.project_dir(id);
-    let r = create_in(&state, &p, &d, (id, control_id), dir.clone()).await;
+    let r = create_in(state, &p, &d, (id, control_id), dir.clone()).await;
     if let Err(e) = &r {
         remove_dir(dir).await;
         tracing::warn!(stack = %d.name, endpoint = eid, error = %e.details, "stack creation failed");
@@ -454,7 +454,7 @@ async fn create_in(
     };
     let job = job(state, &d.entry, spec, logins);
     let deployed = {
-        let _run = state.stacks.quota.deployer_slot(p, &state.config)?;
+        let _run = state.stacks.quota.deployer_slot(p, state.config)?;
         deploy_job(state, d.kind, d.method, &job, DeployOptions::default()).await
     };
     if let Err(e) = deployed {
