@@ -25,6 +25,9 @@
 //!
 //! Run: `cargo bench --bench hot_path` (add `-- endpoint/` to run a group).
 
+// A benchmark that cannot set itself up should stop loudly.
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 

@@ -80,7 +80,11 @@ pub struct Metrics {
     proxy_series: DashMap<u64, Arc<ProxySeries>>,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+/// Builds and registers one series family. Definitions are constants
+/// (names, help, label names), so an error here is a programming error
+/// caught by every test that starts a daemon, never a runtime condition.
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: prometheus::Result<T>) -> T {
+    let c = c.expect("metric definitions are valid constants");
     r.register(Box::new(c.clone())).expect("metric names are unique constants");
     c
 }
@@ -101,27 +105,23 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(HTTP_REQUESTS, "API requests by route template, method and status"),
                     &["route", "method", "status"],
-                )
-                .unwrap(),
+                ),
             ),
             http_duration: reg(
                 &r,
-                HistogramVec::new(h(HTTP_DURATION, "API request latency by route template"), &["route", "method"])
-                    .unwrap(),
+                HistogramVec::new(h(HTTP_DURATION, "API request latency by route template"), &["route", "method"]),
             ),
             auth_failures: reg(
                 &r,
-                IntCounterVec::new(Opts::new(AUTH_FAILURES, "Refused credentials and logins by reason"), &["reason"])
-                    .unwrap(),
+                IntCounterVec::new(Opts::new(AUTH_FAILURES, "Refused credentials and logins by reason"), &["reason"]),
             ),
             rate_limited: reg(
                 &r,
-                IntCounterVec::new(Opts::new(RATE_LIMITED, "Requests refused by the rate limiter"), &["route"])
-                    .unwrap(),
+                IntCounterVec::new(Opts::new(RATE_LIMITED, "Requests refused by the rate limiter"), &["route"]),
             ),
             store_write: reg(
                 &r,
-                Histogram::with_opts(h(STORE_WRITE, "Durable store write latency (commit and fsync)")).unwrap(),
+                Histogram::with_opts(h(STORE_WRITE, "Durable store write latency (commit and fsync)")),
             ),
             proxy_requests: reg(
                 &r,
@@ -131,60 +131,54 @@ impl Metrics {
                         "Docker API requests proxied, by endpoint, route template and status class",
                     ),
                     &["endpoint", "route", "status_class"],
-                )
-                .unwrap(),
+                ),
             ),
             proxy_duration: reg(
                 &r,
                 HistogramVec::new(
                     h(PROXY_DURATION, "Time to the Docker host's response headers"),
                     &["endpoint", "route"],
-                )
-                .unwrap(),
+                ),
             ),
             proxy_bytes_in: reg(
                 &r,
-                IntCounterVec::new(Opts::new(PROXY_BYTES_IN, "Request body bytes sent to Docker hosts"), &["endpoint"])
-                    .unwrap(),
+                IntCounterVec::new(Opts::new(PROXY_BYTES_IN, "Request body bytes sent to Docker hosts"), &["endpoint"]),
             ),
             proxy_bytes_out: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(PROXY_BYTES_OUT, "Response body bytes relayed from Docker hosts"),
                     &["endpoint"],
-                )
-                .unwrap(),
+                ),
             ),
             upstream_connect_failures: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(UPSTREAM_CONNECT_FAILURES, "Failed connections to Docker hosts"),
                     &["endpoint", "kind"],
-                )
-                .unwrap(),
+                ),
             ),
             tunnels_open: reg(
                 &r,
-                IntGauge::new(TUNNELS_OPEN, "Hijacked connections (attach, exec, websocket, h2c) open now").unwrap(),
+                IntGauge::new(TUNNELS_OPEN, "Hijacked connections (attach, exec, websocket, h2c) open now"),
             ),
             endpoint_up: reg(
                 &r,
-                IntGaugeVec::new(Opts::new(ENDPOINT_UP, "1 when the endpoint's last check succeeded"), &["endpoint"])
-                    .unwrap(),
+                IntGaugeVec::new(Opts::new(ENDPOINT_UP, "1 when the endpoint's last check succeeded"), &["endpoint"]),
             ),
             endpoints_by_status: reg(
                 &r,
-                IntGaugeVec::new(Opts::new(ENDPOINTS_BY_STATUS, "Endpoints by status (up/down)"), &["status"]).unwrap(),
+                IntGaugeVec::new(Opts::new(ENDPOINTS_BY_STATUS, "Endpoints by status (up/down)"), &["status"]),
             ),
             health_duration: reg(
                 &r,
-                HistogramVec::new(h(HEALTH_DURATION, "Duration of endpoint health checks"), &["endpoint"]).unwrap(),
+                HistogramVec::new(h(HEALTH_DURATION, "Duration of endpoint health checks"), &["endpoint"]),
             ),
             health_failures: reg(
                 &r,
-                IntCounterVec::new(Opts::new(HEALTH_FAILURES, "Failed endpoint health checks"), &["endpoint"]).unwrap(),
+                IntCounterVec::new(Opts::new(HEALTH_FAILURES, "Failed endpoint health checks"), &["endpoint"]),
             ),
-            connections_open: reg(&r, IntGauge::new(CONNECTIONS_OPEN, "Client connections open now").unwrap()),
+            connections_open: reg(&r, IntGauge::new(CONNECTIONS_OPEN, "Client connections open now")),
             pool_connections: reg(
                 &r,
                 IntGaugeVec::new(
@@ -193,32 +187,28 @@ impl Metrics {
                         "Connections to each Docker host, idle or busy (hijacked ones excluded)",
                     ),
                     &["endpoint", "state"],
-                )
-                .unwrap(),
+                ),
             ),
             breaker_state: reg(
                 &r,
                 IntGaugeVec::new(
                     Opts::new(BREAKER_STATE, "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open"),
                     &["endpoint"],
-                )
-                .unwrap(),
+                ),
             ),
             connections_refused: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(CONNECTIONS_REFUSED, "Client connections closed at once by a connection limit"),
                     &["limit"],
-                )
-                .unwrap(),
+                ),
             ),
             stack_deploys: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(STACK_DEPLOYS, "Stack deployer runs by stack type, method and outcome"),
                     &["type", "method", "outcome"],
-                )
-                .unwrap(),
+                ),
             ),
             stack_deploy_duration: reg(
                 &r,
@@ -226,16 +216,14 @@ impl Metrics {
                     HistogramOpts::new(STACK_DEPLOY_DURATION, "Duration of stack operations (clone and deployer runs)")
                         .buckets(DEPLOY_BUCKETS.to_vec()),
                     &["type", "method"],
-                )
-                .unwrap(),
+                ),
             ),
             access_denied: reg(
                 &r,
                 IntCounterVec::new(
                     Opts::new(ACCESS_DENIED, "Standard users' Docker requests refused, by endpoint and rule"),
                     &["endpoint", "rule"],
-                )
-                .unwrap(),
+                ),
             ),
             proxy_series: DashMap::new(),
             registry: r,

@@ -3,6 +3,9 @@
 //! run against the real Docker engine; everything else uses the mock engine
 //! so it runs anywhere.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use berth_testkit::endpoints::*;

@@ -5,6 +5,9 @@
 //! (shared/reference/portainer-api.md §1–5, §12.1–12.2), except where
 //! Berth deliberately differs (berth-vs-portainer.md).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::Engine;

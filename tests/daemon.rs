@@ -2,6 +2,9 @@
 //! connection and request limits, the durable store, logs, metrics and
 //! graceful shutdown. Every test runs the real `berth` binary.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;

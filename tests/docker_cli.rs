@@ -8,6 +8,9 @@
 //! Everything a test creates is named `berth-dcli-<pid>-<test>-...` and is
 //! removed through the engine's own socket when the test ends, pass or fail.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

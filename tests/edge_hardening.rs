@@ -4,6 +4,9 @@
 //! proxy passes on and back (item 9: no cookie, no method override, no
 //! CORS header of the host; `X-Frame-Options` on every answer).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use berth_testkit::harness::*;

@@ -2,6 +2,9 @@
 //! (the seeds' HTTPie walkthrough against the real engine), files on disk,
 //! restarts, replacement uploads and TLS changes through `PUT`.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;

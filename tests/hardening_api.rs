@@ -8,6 +8,9 @@
 //! `PUT /api/users/{id}`, API keys surviving a password reset, the login
 //! limiter per IPv6 /64).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use berth_testkit::endpoints::*;
 use berth_testkit::harness::*;
 use berth_testkit::{FailMode, MockDocker, Pki};

@@ -2,6 +2,9 @@
 //! image), using only what exists without Berth's API: a stand-in process
 //! plays the daemon, and the mock or the real engine plays Docker.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use berth_testkit::harness::*;

@@ -4,6 +4,9 @@
 //! protocol violations, the store's lock and modes, and a second signal
 //! during the drain. Every wait is bounded; faults stay on loopback.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::large_futures)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -5,6 +5,9 @@
 //! connection and tunnel gauges, and the mock's open connections are back to
 //! where they were (pooled idle connections allowed).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,9 @@
 //! the engine answers comes back unchanged and unbuffered. Proven against the
 //! in-process mock engine, whose request log shows exactly what "Docker" saw.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -6,6 +6,9 @@
 //! dockerd sends them after their Basic challenge. With the mock engine:
 //! every refusal happens before anything reaches Docker.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -4,6 +4,9 @@
 //! controls changed through the same route, and the server setting that
 //! gives new endpoints Portainer's permissive security settings.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use berth_testkit::harness::*;
 use berth_testkit::users::*;
 use berth_testkit::{stacks as stacks_support, MockDocker};

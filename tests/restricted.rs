@@ -4,6 +4,9 @@
 //! mock's request log). Lists are filtered as they stream, 10,000 items
 //! included, and admins' lists are decorated once controls exist.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use berth_testkit::harness::*;

@@ -8,6 +8,9 @@
 //! Skips with a printed reason without an engine. Everything is named
 //! `berth-rx-<pid>-<test>-...` and removed through the engine's own socket.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;

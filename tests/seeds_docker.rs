@@ -10,6 +10,9 @@
 //! (no registry access) the local test image is tagged as such for the
 //! duration of the test.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::time::Duration;
 

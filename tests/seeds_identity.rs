@@ -3,6 +3,9 @@
 //! initialise the admin, log in, then call the API with
 //! `Authorization: Bearer <jwt>`.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use berth_testkit::harness::*;

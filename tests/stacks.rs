@@ -5,6 +5,9 @@
 //! deployer's timeout, environment and registry logins; name locking and
 //! collisions; standard users' ownership.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,9 @@
 //! spelling; their repository URLs stay off Berth's host and private
 //! networks; and per-user limits.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use berth_testkit::harness::*;

@@ -7,6 +7,9 @@
 //! The engine's swarm state is restored at the end, even on failure: a
 //! swarm initialised here is left (`docker swarm leave --force`).
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use berth_testkit::endpoints::*;

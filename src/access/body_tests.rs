@@ -1,3 +1,5 @@
+#![allow(clippy::needless_pass_by_value)] // table-driven test helpers take owned cases
+
 use super::*;
 use serde_json::json;
 

@@ -30,7 +30,7 @@ pub async fn clone(state: &Ops<'_>, p: &Principal, src: &git::Source, dest: &std
         max_size: state.config.max_clone_size,
         guard: (!p.is_admin()).then(|| git::AddressGuard::new(&state.config.git_allowed_hosts)),
     };
-    git::fetch(&state.stacks.tools, src, dest, &state.stacks.scratch_root, &limits).await.map_err(|e| git_failed(e, p))
+    git::fetch(&state.stacks.tools, src, dest, &state.stacks.scratch_root, &limits).await.map_err(|e| git_failed(&e, p))
 }
 
 /// Holds the stack name's lock; then the stack and its endpoint as they

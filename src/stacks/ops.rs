@@ -22,7 +22,7 @@ use super::git::{self, GitError};
 use super::policy::{self, Policy};
 use crate::auth::Principal;
 use crate::endpoints::EndpointEntry;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::response::store_err;
 use crate::store::model::{GitAuth, Id, Pair, Stack, StackGitConfig, STACK_ACTIVE, STACK_SWARM};
 use crate::store::STACKS;
@@ -253,20 +253,18 @@ pub fn deploy_failed(message: &str, e: DeployError) -> ApiError {
 /// A clone's failure as the API answers it. A standard user learns only
 /// that the clone failed: git's words would tell an open port from a
 /// closed one, or one internal service from another (they go to the log).
-pub fn git_failed(e: GitError, caller: &Principal) -> ApiError {
+pub fn git_failed(e: &GitError, caller: &Principal) -> ApiError {
     const MESSAGE: &str = "Unable to clone git repository";
     tracing::warn!(error = %e, "cloning a stack repository failed");
-    let (status, details) = match &e {
-        GitError::TooLarge(_) => (StatusCode::BAD_REQUEST, e.to_string()),
-        GitError::Refused(_) => (StatusCode::BAD_REQUEST, e.to_string()),
-        GitError::TimedOut(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let (kind, details) = match e {
+        GitError::TooLarge(_) | GitError::Refused(_) => (ErrorKind::BadRequest, e.to_string()),
+        GitError::TimedOut(_) | GitError::Local(_) => (ErrorKind::Internal, e.to_string()),
         GitError::Fetch(_) if !caller.is_admin() => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "the repository could not be fetched".to_string())
+            (ErrorKind::Internal, "the repository could not be fetched".to_string())
         }
-        GitError::Fetch(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        GitError::Local(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        GitError::Fetch(_) => (ErrorKind::Internal, e.to_string()),
     };
-    ApiError::new(status, MESSAGE, details)
+    ApiError::of(kind, MESSAGE, details)
 }
 
 /// The endpoint's swarm, for swarm stacks: it must be a manager of the
@@ -492,4 +490,46 @@ async fn create_in(
     state.stacks.put(stack.clone());
     tracing::info!(stack = id, name = %stack.name, endpoint = eid, r#type = type_label(d.kind), "stack deployed");
     Ok(super::view(&stack))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::StatusCode;
+
+    use super::git_failed;
+    use crate::auth::Principal;
+    use crate::stacks::git::GitError;
+    use crate::store::model::User;
+
+    fn caller(role: u8) -> Principal {
+        Principal {
+            user: Arc::new(User::new(7, "u", String::new(), role)),
+            via_api_key: false,
+            jti: None,
+            force_change_password: false,
+        }
+    }
+
+    #[test]
+    fn every_git_failure_has_its_status_and_standard_users_never_see_gits_words() {
+        let (admin, user) = (caller(1), caller(2));
+        let secret = "connect to 10.0.0.5 port 22: Connection refused";
+        let cases = [
+            (GitError::TooLarge(1 << 20), StatusCode::BAD_REQUEST),
+            (GitError::Refused("loopback".into()), StatusCode::BAD_REQUEST),
+            (GitError::TimedOut(Duration::from_secs(5)), StatusCode::INTERNAL_SERVER_ERROR),
+            (GitError::Local("disk full".into()), StatusCode::INTERNAL_SERVER_ERROR),
+            (GitError::Fetch(secret.into()), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (e, status) in &cases {
+            assert_eq!(git_failed(e, &admin).status(), *status, "{e}");
+            assert_eq!(git_failed(e, &user).status(), *status, "{e}");
+        }
+        let fetch = GitError::Fetch(secret.into());
+        assert!(git_failed(&fetch, &admin).to_string().contains("10.0.0.5"));
+        assert!(!git_failed(&fetch, &user).to_string().contains("10.0.0.5"));
+    }
 }

@@ -6,6 +6,9 @@
 //! `tcp ADDR` (with the real port when `:0` was asked for), then runs until
 //! SIGINT or SIGTERM.
 
+// Test support binary: setup failures stop it loudly.
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;

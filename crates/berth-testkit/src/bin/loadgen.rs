@@ -18,6 +18,9 @@
 //! Each prints one line of `key=value` pairs on stdout (`hijack-idle` also
 //! prints `READY ...` once every session is open, for the script to measure).
 
+// Load generator: setup failures stop it loudly.
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
