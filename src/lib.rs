@@ -31,7 +31,8 @@
 //!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
 //!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
 //!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
-//!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths).
+//!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths),
+//!   [`strict_json`] (the one JSON reader that refuses repeated keys).
 //! - [`sys`]: the system calls std lacks (thread priority, process groups); the only `unsafe`.
 //! - [`response`]: turns an [`error::ApiError`] (or a store error) into a response; the
 //!   response extensions the access log reads.
@@ -58,6 +59,7 @@ pub mod server;
 pub mod stacks;
 pub mod state;
 pub mod store;
+pub mod strict_json;
 pub mod sys;
 pub mod table;
 
@@ -97,7 +99,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     endpoints::load::load(&store, &endpoints, &config).await.context("loading endpoints")?;
     let registries = registries::Registries::default();
     for r in store.load_all::<store::model::Registry>(store::REGISTRIES)? {
-        registries.put(r);
+        registries.put(r.id, Arc::new(r));
     }
     let stacks = stacks::Stacks::load(&store, &config).await.context("loading stacks")?;
     let controls = controls::ControlTable::load(&store).context("loading resource controls")?;

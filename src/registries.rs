@@ -4,35 +4,13 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use crate::auth::Principal;
 use crate::store::model::{Id, Registry};
+use crate::table::Table;
 
-#[derive(Default)]
-pub struct Registries {
-    map: DashMap<Id, Arc<Registry>>,
-}
-
-impl Registries {
-    pub fn get(&self, id: Id) -> Option<Arc<Registry>> {
-        self.map.get(&id).map(|r| r.clone())
-    }
-
-    pub fn all(&self) -> Vec<Arc<Registry>> {
-        let mut v: Vec<_> = self.map.iter().map(|r| r.clone()).collect();
-        v.sort_by_key(|r| r.id);
-        v
-    }
-
-    pub fn put(&self, r: Registry) {
-        self.map.insert(r.id, Arc::new(r));
-    }
-
-    pub fn remove(&self, id: Id) {
-        self.map.remove(&id);
-    }
-}
+/// The container registries in memory, by id (`Table::all` lists them in
+/// id order). Not to be confused with [`crate::endpoints::EndpointMap`].
+pub type Registries = Table<Id, Arc<Registry>>;
 
 /// Admins use every registry; others need a grant on this endpoint, for
 /// themselves or one of their teams.

@@ -12,79 +12,16 @@
 //! (`Labels`, `Sysctls`, `DriverOpts`) are plain maps in Go too, where keys
 //! are exact, and are read with ordinary map access.
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::deny::{Denial, DenyRule, Verdict};
 
-/// A JSON value parsed with repeated keys refused.
-struct Strict(Value);
-
-impl<'de> serde::Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut v = Vec::new();
-        while let Some(Strict(x)) = seq.next_element()? {
-            v.push(x);
-        }
-        Ok(Value::Array(v))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut m = Map::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let Strict(v) = map.next_value()?;
-            if m.insert(k.clone(), v).is_some() {
-                return Err(de::Error::custom(format_args!("duplicate key {k:?}")));
-            }
-        }
-        Ok(Value::Object(m))
-    }
-}
-
 /// Parses an inspected body: well-formed JSON (serde_json's depth limit
 /// applies), no repeated key in any object.
 pub fn parse(body: &[u8]) -> Verdict<Value> {
-    match serde_json::from_slice::<Strict>(body) {
-        Ok(Strict(v)) => Ok(v),
-        Err(e) if e.to_string().starts_with("duplicate key") => {
+    match crate::strict_json::parse_strict(body) {
+        Ok(v) => Ok(v),
+        Err(e) if e.to_string().starts_with(crate::strict_json::REPEATED_KEY) => {
             Err(Denial::new(DenyRule::BodyAmbiguous, e.to_string()))
         }
         Err(e) => Err(Denial::new(DenyRule::BodyInvalid, format!("invalid JSON: {e}"))),

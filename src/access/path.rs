@@ -54,7 +54,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Go's `url.PathUnescape` / `QueryUnescape`: every `%XX` decoded, a bad
 /// escape is an error (Go answers 400), `+` is a space only in queries.
-fn unescape(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
+pub fn unescape(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -123,7 +123,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         })
         .await
         .map_err(store_err)?;
-    state.registries.put(r.clone());
+    state.registries.put(r.id, Arc::new(r.clone()));
     ok_json(&view(&r, true))
 }
 
@@ -134,7 +134,7 @@ pub async fn list(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<
 
 fn registry_of(state: &AppState, req: &ApiRequest) -> ApiResult<Arc<Registry>> {
     let id = req.id("id", "registry")?;
-    state.registries.get(id).ok_or_else(|| ApiError::not_found("a registry"))
+    state.registries.get(&id).ok_or_else(|| ApiError::not_found("a registry"))
 }
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -204,7 +204,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         })
         .await
         .map_err(store_err)?;
-    state.registries.put(r.clone());
+    state.registries.put(r.id, Arc::new(r.clone()));
     ok_json(&view(&r, true))
 }
 
@@ -212,7 +212,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
     let r = registry_of(&state, &req)?;
     let id = r.id;
     state.write(move |tx| tx.delete(REGISTRIES, id)).await.map_err(store_err)?;
-    state.registries.remove(id);
+    state.registries.remove(&id);
     no_content()
 }
 
@@ -246,7 +246,7 @@ pub async fn grant(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     let eid = req.id("id", "environment")?;
     let rid = req.id("registryId", "registry")?;
     state.endpoints.get(eid).ok_or_else(|| ApiError::not_found("an environment"))?;
-    let current = state.registries.get(rid).ok_or_else(|| ApiError::not_found("a registry"))?;
+    let current = state.registries.get(&rid).ok_or_else(|| ApiError::not_found("a registry"))?;
     let g: Grant = req.json().await?;
     let mut r = (*current).clone();
     r.registry_accesses.insert(
@@ -259,6 +259,6 @@ pub async fn grant(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     );
     let r2 = r.clone();
     state.write(move |tx| tx.put(REGISTRIES, r2.id, &r2)).await.map_err(store_err)?;
-    state.registries.put(r);
+    state.registries.put(r.id, Arc::new(r));
     no_content()
 }

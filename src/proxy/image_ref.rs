@@ -150,31 +150,10 @@ fn valid_digest(d: &str) -> bool {
 }
 
 /// Percent-decoding as Go's `url.PathUnescape` (`plus` false) or
-/// `QueryUnescape` (`plus` true): a malformed escape or invalid UTF-8 is
-/// `None`.
+/// `QueryUnescape` (`plus` true), the access policy's own decoder: a
+/// malformed escape or invalid UTF-8 is `None`.
 pub fn unescape(s: &str, plus: bool) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-                out.push(v);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(crate::access::path::unescape(s, plus)?).ok()
 }
 
 /// The value of query parameter `name`, as Docker's Go reads it: pairs split

@@ -175,7 +175,7 @@ pub async fn apply(
         Asked::Untouched => return Ok(None),
         Asked::Anonymous => return set_credentials(req.headers_mut(), "", "", super::image_ref::DOCKER_HUB),
         Asked::Registry(rid) => {
-            let r = state.registries.get(rid).ok_or_else(|| ApiError::not_found("a registry"))?;
+            let r = state.registries.get(&rid).ok_or_else(|| ApiError::not_found("a registry"))?;
             if !may_use(&r, principal, endpoint, &teams()) {
                 return Err(ApiError::forbidden("Access denied to resource", "Permission denied to use this registry"));
             }

@@ -45,11 +45,12 @@ use serde_json::{json, Value};
 
 use crate::auth::Principal;
 use crate::store::model::{Id, ResourceControl, Stack};
+use crate::table::Table;
 
 type LockKey = (Id, String);
 
 pub struct Stacks {
-    map: DashMap<Id, Arc<Stack>>,
+    map: Table<Id, Arc<Stack>>,
     locks: Arc<DashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
     pub tools: Arc<deploy::Tools>,
     /// `<data>/compose`, absolute.
@@ -99,9 +100,9 @@ impl Stacks {
             }
         }
         let stacks: Vec<Stack> = store.load_all(crate::store::STACKS).context("loading stacks")?;
-        let map = DashMap::new();
+        let map = Table::default();
         for s in stacks {
-            map.insert(s.id, Arc::new(s));
+            map.put(s.id, Arc::new(s));
         }
         // Project folders without a record: a creation cut short by a crash.
         // A git redeploy cut short between its two renames left the old
@@ -111,7 +112,7 @@ impl Stacks {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some((id, _)) = name.split_once(".old-") {
                     let live = compose_root.join(id);
-                    if id.parse::<Id>().is_ok_and(|id| map.contains_key(&id)) && !live.exists() {
+                    if id.parse::<Id>().is_ok_and(|id| map.contains(&id)) && !live.exists() {
                         tracing::warn!(folder = %live.display(), "restoring a stack folder after an interrupted redeploy");
                         if std::fs::rename(e.path(), &live).is_ok() {
                             continue;
@@ -120,7 +121,7 @@ impl Stacks {
                     deploy::remove_dir_logged(&e.path());
                     continue;
                 }
-                if name.parse::<Id>().map_or(true, |id| !map.contains_key(&id)) {
+                if name.parse::<Id>().map_or(true, |id| !map.contains(&id)) {
                     tracing::warn!(folder = %e.path().display(), "removing a stack folder without a stack");
                     deploy::remove_dir_logged(&e.path());
                 }
@@ -136,17 +137,16 @@ impl Stacks {
     }
 
     pub fn get(&self, id: Id) -> Option<Arc<Stack>> {
-        self.map.get(&id).map(|s| s.clone())
+        self.map.get(&id)
     }
 
+    /// Every stack, in id order.
     pub fn all(&self) -> Vec<Arc<Stack>> {
-        let mut v: Vec<_> = self.map.iter().map(|s| s.clone()).collect();
-        v.sort_by_key(|s| s.id);
-        v
+        self.map.all()
     }
 
     pub fn put(&self, s: Stack) {
-        self.map.insert(s.id, Arc::new(s));
+        self.map.put(s.id, Arc::new(s));
     }
 
     pub fn remove(&self, id: Id) {
@@ -160,7 +160,7 @@ impl Stacks {
 
     /// A Berth stack of that name on that endpoint.
     pub fn find(&self, endpoint: Id, name: &str) -> Option<Arc<Stack>> {
-        self.map.iter().find(|s| s.endpoint_id == endpoint && s.name == name).map(|s| s.clone())
+        self.map.find(|s| s.endpoint_id == endpoint && s.name == name)
     }
 
     pub fn project_dir(&self, id: Id) -> PathBuf {
@@ -183,7 +183,7 @@ impl Stacks {
     #[cfg(test)]
     pub(crate) fn empty() -> Stacks {
         Stacks {
-            map: DashMap::new(),
+            map: Table::default(),
             locks: Arc::default(),
             tools: Arc::new(deploy::Tools::new(
                 "docker",
