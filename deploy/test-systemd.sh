@@ -189,7 +189,9 @@ else
 fi
 wait_until 30 http_ok "http://127.0.0.1:$PORT/api/status" || fail "/api/status after the restart"
 
-warnings="$(sx journalctl -u berth --no-pager -o cat 2>/dev/null | grep -iE 'denied|not permitted|bad system call|EPERM' || true)"
+# Not the bare word "denied": the access log has a `denied=` field (the
+# restricted-access rule that refused a request, empty otherwise).
+warnings="$(sx journalctl -u berth --no-pager -o cat 2>/dev/null | grep -iE 'permission denied|access denied|not permitted|bad system call|EPERM' || true)"
 check "no permission or system-call errors in the service's journal" test -z "$warnings"
 [[ -z $warnings ]] || echo "$warnings" | sed 's/^/      /' >&2
 
