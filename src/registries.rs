@@ -26,24 +26,10 @@ pub fn may_use(r: &Registry, p: &Principal, endpoint: Id, teams: &[Id]) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::{AccessPolicies, RegistryAccess, User};
+    use crate::store::model::{AccessPolicies, RegistryAccess};
 
     fn principal(role: u8, id: u64) -> Principal {
-        Principal {
-            user: Arc::new(User {
-                id,
-                username: "u".into(),
-                password_hash: String::new(),
-                role,
-                token_issue_at: 0,
-                token_generation: 0,
-                theme_color: String::new(),
-                use_cache: true,
-            }),
-            via_api_key: false,
-            jti: None,
-            force_change_password: false,
-        }
+        Principal::for_tests(id, role)
     }
 
     fn registry() -> Registry {

@@ -32,6 +32,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A signed-in user with this id and role, for unit tests of the
+    /// modules that decide on principals.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: u64, role: u8) -> Principal {
+        Principal {
+            user: std::sync::Arc::new(crate::store::model::User::new(id, "u", String::new(), role)),
+            via_api_key: false,
+            jti: None,
+            force_change_password: false,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.user.is_admin()
     }

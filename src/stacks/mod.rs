@@ -332,22 +332,7 @@ mod tests {
 
     #[test]
     fn controls() {
-        use crate::store::model::User;
-        let p = |role, id| Principal {
-            user: Arc::new(User {
-                id,
-                username: "u".into(),
-                password_hash: String::new(),
-                role,
-                token_issue_at: 0,
-                token_generation: 0,
-                theme_color: String::new(),
-                use_cache: true,
-            }),
-            via_api_key: false,
-            jti: None,
-            force_change_password: false,
-        };
+        let p = |role, id| Principal::for_tests(id, role);
         let rc = resource_control(3, 1, "web", &p(2, 5));
         assert_eq!(rc.resource_id, "1_web");
         assert!(control_grants(&rc, &p(2, 5), &[]));

@@ -494,7 +494,6 @@ async fn create_in(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use http::StatusCode;
@@ -502,15 +501,9 @@ mod tests {
     use super::git_failed;
     use crate::auth::Principal;
     use crate::stacks::git::GitError;
-    use crate::store::model::User;
 
     fn caller(role: u8) -> Principal {
-        Principal {
-            user: Arc::new(User::new(7, "u", String::new(), role)),
-            via_api_key: false,
-            jti: None,
-            force_change_password: false,
-        }
+        Principal::for_tests(7, role)
     }
 
     #[test]
