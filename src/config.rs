@@ -44,6 +44,7 @@ pub mod defaults {
     pub const BREAKER_FAILURES: u32 = 5;
     pub const BREAKER_COOLDOWN: &str = "10s";
     pub const MAX_TUNNELS: usize = 20_000;
+    pub const TERMINAL_IDLE_TIMEOUT: &str = "30m";
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
     pub const HEALTH_CONCURRENCY: usize = 64;
@@ -181,6 +182,9 @@ pub struct Cli {
     /// Most hijacked tunnels (attach/exec/websocket) open at once
     #[arg(long = "max-tunnels", env = "BERTH_MAX_TUNNELS", value_name = "N")]
     pub max_tunnels: Option<String>,
+    /// A WebSocket terminal (`/api/websocket/exec|attach`) with no traffic either way for this long is closed
+    #[arg(long = "terminal-idle-timeout", env = "BERTH_TERMINAL_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub terminal_idle_timeout: Option<String>,
     /// How often every endpoint is checked (Portainer: snapshot interval)
     #[arg(long = "health-interval", env = "BERTH_HEALTH_INTERVAL", value_name = "DURATION")]
     pub health_interval: Option<String>,
@@ -293,6 +297,7 @@ pub struct FileDocker {
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown: Option<String>,
     pub max_tunnels: Option<usize>,
+    pub terminal_idle_timeout: Option<String>,
     pub health_interval: Option<String>,
     pub health_timeout: Option<String>,
     pub health_concurrency: Option<usize>,
@@ -367,6 +372,8 @@ pub struct Config {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
     pub max_tunnels: usize,
+    /// A terminal with no traffic either way for this long is closed.
+    pub terminal_idle_timeout: Duration,
     pub health_interval: Duration,
     pub health_timeout: Duration,
     pub health_concurrency: usize,
@@ -602,6 +609,10 @@ impl Config {
         );
         let max_tunnels = p.parse("max_tunnels", cli.max_tunnels).or(k.max_tunnels).unwrap_or(d::MAX_TUNNELS);
         let max_tunnels = p.positive("max_tunnels", max_tunnels);
+        let terminal_idle_timeout = p.dur(
+            "terminal_idle_timeout",
+            &cli.terminal_idle_timeout.or(k.terminal_idle_timeout).unwrap_or_else(|| d::TERMINAL_IDLE_TIMEOUT.into()),
+        );
         let health_interval = p.dur(
             "health_interval",
             &cli.health_interval.or(k.health_interval).unwrap_or_else(|| d::HEALTH_INTERVAL.into()),
@@ -677,6 +688,7 @@ impl Config {
             ("send_timeout", send_timeout),
             ("response_header_timeout", response_header_timeout),
             ("breaker_cooldown", breaker_cooldown),
+            ("terminal_idle_timeout", terminal_idle_timeout),
             ("connect_timeout", connect_timeout),
             ("ping_timeout", ping_timeout),
             ("health_interval", health_interval),
@@ -730,6 +742,7 @@ impl Config {
             breaker_failures,
             breaker_cooldown,
             max_tunnels,
+            terminal_idle_timeout,
             health_interval,
             health_timeout,
             health_concurrency,

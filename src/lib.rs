@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
-//! `server` → {`api`, `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
+//! `server` → {`api`, `terminal` → `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
 //! {`connector`, `store`} → leaves.
 //! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
 //!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
@@ -13,6 +13,8 @@
 //! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
 //!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels, and
 //!   what standard users may see of a failure ([`proxy::redact`]).
+//! - [`terminal`]: container terminals over WebSocket (`/api/websocket/exec|attach`):
+//!   handshake, access (through the restricted proxy's policy), the session bridge.
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
 //! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
 //! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
@@ -62,6 +64,7 @@ pub mod store;
 pub mod strict_json;
 pub mod sys;
 pub mod table;
+pub mod terminal;
 
 use std::sync::Arc;
 use std::time::Instant;

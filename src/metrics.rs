@@ -35,6 +35,9 @@ pub const BREAKER_STATE: &str = "berth_upstream_breaker_state";
 pub const CONNECTIONS_REFUSED: &str = "berth_connections_refused_total";
 pub const ACCESS_DENIED: &str = "berth_access_denied_total";
 pub const STACK_DEPLOYS: &str = "berth_stack_deploys_total";
+pub const TERMINALS_OPEN: &str = "berth_terminals_open";
+pub const TERMINAL_BYTES: &str = "berth_terminal_bytes_total";
+pub const TERMINAL_SESSIONS: &str = "berth_terminal_sessions_total";
 pub const STACK_DEPLOY_DURATION: &str = "berth_stack_deploy_duration_seconds";
 
 /// Stack operations run child processes for seconds to minutes.
@@ -76,6 +79,13 @@ pub struct Metrics {
     /// Standard users' Docker requests refused, by endpoint and rule
     /// ([`crate::access::DenyRule::name`], a fixed set).
     pub access_denied: IntCounterVec,
+    /// WebSocket terminals open now, by endpoint.
+    pub terminals_open: IntGaugeVec,
+    /// Terminal bytes by endpoint and direction (`to_docker`, `to_client`).
+    pub terminal_bytes: IntCounterVec,
+    /// Terminal sessions ended, by kind (exec, attach) and why they ended
+    /// (a fixed set: see `terminal::End`).
+    pub terminal_sessions: IntCounterVec,
     /// Handles of the proxy's per-endpoint series, see [`Metrics::proxy_series`].
     proxy_series: DashMap<u64, Arc<ProxySeries>>,
 }
@@ -223,6 +233,24 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(ACCESS_DENIED, "Standard users' Docker requests refused, by endpoint and rule"),
                     &["endpoint", "rule"],
+                ),
+            ),
+            terminals_open: reg(
+                &r,
+                IntGaugeVec::new(Opts::new(TERMINALS_OPEN, "WebSocket terminals open now, by endpoint"), &["endpoint"]),
+            ),
+            terminal_bytes: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(TERMINAL_BYTES, "WebSocket terminal bytes by endpoint and direction"),
+                    &["endpoint", "direction"],
+                ),
+            ),
+            terminal_sessions: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(TERMINAL_SESSIONS, "WebSocket terminal sessions ended, by kind and reason"),
+                    &["kind", "end"],
                 ),
             ),
             proxy_series: DashMap::new(),

@@ -14,6 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::*;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 use crate::connector::{ConnectorSettings, DockerUrl, TlsFiles, TlsOptions};
 use berth_testkit::servers::{chan_body, spawn_tcp, ChanBody};
 
@@ -273,7 +277,7 @@ async fn hash_body(req: Request<Incoming>) -> Response<Full<Bytes>> {
             hasher.update(&data);
         }
     }
-    let out = serde_json::json!({ "len": len, "sha256": format!("{:x}", hasher.finalize()) });
+    let out = serde_json::json!({ "len": len, "sha256": hex(&hasher.finalize()) });
     Response::new(Full::new(Bytes::from(out.to_string())))
 }
 
@@ -296,7 +300,7 @@ async fn large_uploads_stream_through_intact() {
         let (t, _) = tunnels(4);
         let addr = front(upstream_to(backend), t).await;
         let payload = Bytes::from(test_payload(8 * 1024 * 1024 + 17));
-        let want = format!("{:x}", Sha256::digest(&payload));
+        let want = hex(&Sha256::digest(&payload));
 
         // Chunked, as `docker build` and `docker load` send it.
         let mut c = client::<ChanBody>(addr).await;

@@ -73,10 +73,23 @@ pub fn refuse<B>(
     req: &Request<B>,
     tls: bool,
 ) -> Option<(Response<ResponseBody>, &'static str)> {
+    let path = req.uri().path();
+    // A WebSocket handshake is a GET, but what it opens (a root shell in a
+    // container) is what cross-site WebSocket hijacking is after: a
+    // cookie-authenticated handshake must come from Berth's own origin.
+    if let Some(kind) = crate::terminal::route(path) {
+        if !cookie_session(req.headers()) {
+            return None;
+        }
+        let refusal = check_origin(req.headers(), tls, &state.config.allowed_origins).err()?;
+        return Some((
+            ApiError::forbidden("Cross-site WebSocket request refused", refusal).into_response(),
+            kind.template(),
+        ));
+    }
     if is_safe(req.method()) || !cookie_session(req.headers()) {
         return None;
     }
-    let path = req.uri().path();
     let (kind, label) = if crate::proxy::route::split_docker_path(path).is_some() {
         (BodyKind::Docker, "/api/endpoints/{id}/docker/*")
     } else {

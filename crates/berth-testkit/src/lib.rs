@@ -19,6 +19,7 @@
 //!   the connector's and the proxy's unit tests.
 //! - [`harness`]: starts the real `berth` binary on free loopback ports with
 //!   a temporary data directory; Docker and CLI availability checks.
+//! - [`terminal`]: a WebSocket client for the terminal routes.
 //! - [`endpoints`], [`stacks`], [`users`]: helpers of the endpoint, stack
 //!   and restricted-access test binaries.
 //!
@@ -35,6 +36,7 @@ pub mod mock_docker;
 pub mod pki;
 pub mod servers;
 pub mod stacks;
+pub mod terminal;
 pub mod users;
 
 pub use checksum::Fnv1a64;

@@ -180,6 +180,34 @@ impl<'a> Restricted<'a> {
         Ok(Response::from_parts(parts, ResponseBody::full(answer)))
     }
 
+    /// Whether the caller may open a terminal (`/api/websocket/exec` on an
+    /// exec instance, `/api/websocket/attach` on a container): decided as
+    /// the proxy's own `POST /exec/{id}/start` or `POST
+    /// /containers/{id}/attach` would be, so the governing container must
+    /// be visible to the caller (Portainer checks only the endpoint).
+    /// Returns the object's full id and the governing container's inspect
+    /// answer; a refusal is the response to send.
+    pub async fn terminal(&self, kind: ResourceKind, id: &str) -> Result<(String, Value), Response<ResponseBody>> {
+        let checked = async {
+            let encoded = objects::encode(id);
+            let path = match kind {
+                ResourceKind::Exec => format!("/exec/{encoded}/start"),
+                _ => format!("/containers/{encoded}/attach"),
+            };
+            let decision = access::authorize(&http::Method::POST, &path, None, self.settings())?;
+            let Action::Owner { kind, id, .. } = decision.action else {
+                return Err(Denial::new(DenyRule::ResourceAccess, "terminals open on owned objects only").into());
+            };
+            let (full_id, governed_kind, object) = self.resolve(kind, &id).await?;
+            self.visible(governed_kind, &object).await?;
+            Ok::<_, Stop>((full_id, object))
+        };
+        checked.await.map_err(|stop| match stop {
+            Stop::Answer(resp) => *resp,
+            Stop::Denied(d) => denied(self.state, self.entry.record.id, &d),
+        })
+    }
+
     /// Inspects the object an owner-only route names: its full id, the
     /// kind whose control governs it (an exec instance's container) and
     /// that object's inspect answer.
