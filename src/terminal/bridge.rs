@@ -81,6 +81,8 @@ pub enum End {
     WriteTimeout,
     ClientError,
     DockerError,
+    /// Berth is shutting down.
+    Shutdown,
 }
 
 impl End {
@@ -93,6 +95,7 @@ impl End {
             End::WriteTimeout => "write_timeout",
             End::ClientError => "client_error",
             End::DockerError => "docker_error",
+            End::Shutdown => "shutdown",
         }
     }
 
@@ -105,6 +108,7 @@ impl End {
             End::WriteTimeout => (CloseCode::Away, "the client stopped reading"),
             End::ClientError => (CloseCode::Protocol, "invalid WebSocket message"),
             End::DockerError => (CloseCode::Error, "the Docker stream failed"),
+            End::Shutdown => (CloseCode::Away, "the server is shutting down"),
         };
         Some(CloseFrame { code, reason: reason.into() })
     }
@@ -251,7 +255,10 @@ async fn pump(s: &Session, ws: Ws, mut docker_r: DockerRead, mut docker_w: Docke
         let idle_limit = s.state.config.terminal_idle_timeout;
         let mut tick = tokio::time::interval(ACCESS_CHECK);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = s.state.shutdown.cancelled() => return End::Shutdown,
+            }
             if !still_allowed(s) {
                 return End::AccessEnded;
             }
