@@ -189,7 +189,13 @@ fn registry(n: u64, groups: u64) -> EndpointMap {
 }
 
 fn principal(identity: &Identity, id: u64) -> Principal {
-    Principal { user: identity.user(id).unwrap(), via_api_key: false, jti: None, force_change_password: false }
+    Principal {
+        user: identity.user(id).unwrap(),
+        via_api_key: false,
+        jti: None,
+        force_change_password: false,
+        bundle: None,
+    }
 }
 
 /// What `proxy_route` does between authentication and forwarding.

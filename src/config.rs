@@ -45,6 +45,8 @@ pub mod defaults {
     pub const BREAKER_COOLDOWN: &str = "10s";
     pub const MAX_TUNNELS: usize = 20_000;
     pub const TERMINAL_IDLE_TIMEOUT: &str = "30m";
+    pub const TLS_SAN: &[&str] = &["localhost", "127.0.0.1", "::1"];
+    pub const BUNDLE_LIFETIME: &str = "90days";
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
     pub const HEALTH_CONCURRENCY: usize = 64;
@@ -140,6 +142,15 @@ pub struct Cli {
     /// Extra listen address that serves only /metrics (no auth)
     #[arg(long = "metrics-bind", env = "BERTH_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<String>,
+    /// Names and addresses the generated HTTPS certificate is valid for, so that clients can verify it with a bundle's ca.pem (comma separated; default localhost,127.0.0.1,::1)
+    #[arg(long = "tls-san", env = "BERTH_TLS_SAN", value_name = "NAMES", value_delimiter = ',')]
+    pub tls_san: Option<Vec<String>>,
+    /// Whether the HTTPS listener asks for (never requires) a client certificate of Berth's CA (client bundles; default true)
+    #[arg(long = "client-certs", env = "BERTH_CLIENT_CERTS", value_name = "BOOL")]
+    pub client_certs: Option<String>,
+    /// Default lifetime of a client bundle's certificate (default 90 days)
+    #[arg(long = "bundle-lifetime", env = "BERTH_BUNDLE_LIFETIME", value_name = "DURATION")]
+    pub bundle_lifetime: Option<String>,
     /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma separated)
     #[arg(long = "trusted-proxies", env = "BERTH_TRUSTED_PROXIES", value_name = "IPS", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -272,6 +283,9 @@ pub struct FileServer {
     pub metrics_bind: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub tls_san: Option<Vec<String>>,
+    pub client_certs: Option<bool>,
+    pub bundle_lifetime: Option<String>,
     pub workers: Option<usize>,
 }
 
@@ -359,6 +373,12 @@ pub struct Config {
     /// Normalised `scheme://host:port` (see [`normalize_origin`]).
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Subject alternative names of the generated HTTPS certificate.
+    pub tls_san: Vec<String>,
+    /// The HTTPS listener asks for a client certificate of Berth's CA.
+    pub client_certs: bool,
+    /// Default lifetime of a client bundle.
+    pub bundle_lifetime: Duration,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
     pub setup_token: Option<String>,
@@ -561,6 +581,30 @@ impl Config {
                 None => p.0.push(format!("allowed_origins: {o:?} is not an origin (scheme://host[:port])")),
             }
         }
+        let mut tls_san = Vec::new();
+        for n in cli.tls_san.or(s.tls_san).unwrap_or_else(|| d::TLS_SAN.iter().map(|n| n.to_string()).collect()) {
+            let n = n.trim();
+            if n.is_empty() {
+                continue;
+            }
+            let valid = n.parse::<std::net::IpAddr>().is_ok()
+                || (n.len() <= 253
+                    && n.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                    }));
+            if valid {
+                tls_san.push(n.to_ascii_lowercase());
+            } else {
+                p.0.push(format!("tls_san: {n:?} is neither a DNS name nor an IP address"));
+            }
+        }
+        let client_certs = p.parse("client_certs", cli.client_certs).or(s.client_certs).unwrap_or(true);
+        let bundle_lifetime = p.dur(
+            "bundle_lifetime",
+            &cli.bundle_lifetime.or(s.bundle_lifetime).unwrap_or_else(|| d::BUNDLE_LIFETIME.into()),
+        );
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -689,6 +733,7 @@ impl Config {
             ("response_header_timeout", response_header_timeout),
             ("breaker_cooldown", breaker_cooldown),
             ("terminal_idle_timeout", terminal_idle_timeout),
+            ("bundle_lifetime", bundle_lifetime),
             ("connect_timeout", connect_timeout),
             ("ping_timeout", ping_timeout),
             ("health_interval", health_interval),
@@ -728,6 +773,9 @@ impl Config {
             metrics_auth,
             metrics_bind,
             allowed_origins,
+            tls_san,
+            client_certs,
+            bundle_lifetime,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,

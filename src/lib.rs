@@ -23,6 +23,8 @@
 //!   and updating endpoints, health checks; they take an [`endpoints::Ops`], not `AppState`.
 //! - [`registries`]: container registries in memory and who may use them (the
 //!   `X-Registry-Auth` translation is in [`proxy::registry_auth`]).
+//! - [`bundles`]: client bundles (issue 18): Berth's CA, the live bundles a client
+//!   certificate must belong to, the zip a user downloads.
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
 //!   policy the proxy asks (issue 14); it imports only the store's records. [`controls`]:
 //!   the resource controls it reads (durable, in memory; stacks' own through the stack table).
@@ -44,6 +46,7 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod body;
+pub mod bundles;
 pub mod config;
 pub mod connector;
 pub mod controls;
@@ -109,6 +112,8 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     controls::stack_ids::reserve(&store, &stacks, &controls).await.context("reserving resource control ids")?;
     let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
         .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
+    let ca = bundles::ca::Ca::load_or_create(&config.data.join("ca")).context("loading Berth's CA")?;
+    let bundles = bundles::Bundles::new(ca, store.load_all::<store::model::Bundle>(store::BUNDLES)?);
     let state = AppState {
         dummy_hash: tokio::task::spawn_blocking({
             let cost = config.bcrypt_cost;
@@ -130,6 +135,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         sealer,
         stacks,
         controls,
+        bundles,
     };
     Ok(Arc::new(state))
 }
@@ -189,7 +195,7 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     bootstrap_admin(&state).await?;
     let server = server::Server::new(state.clone());
     let tls = match &listeners.https {
-        Some(_) => Some(server::tls::acceptor(&state.config)?),
+        Some(_) => Some(server::tls::acceptor(&state.config, &state.bundles.ca)?),
         None => None,
     };
     let mut tasks = tokio::task::JoinSet::new();

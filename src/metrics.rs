@@ -17,6 +17,7 @@ use prometheus::{
 pub const HTTP_REQUESTS: &str = "berth_http_requests_total";
 pub const HTTP_DURATION: &str = "berth_http_request_duration_seconds";
 pub const AUTH_FAILURES: &str = "berth_auth_failures_total";
+pub const AUTH_TOTAL: &str = "berth_auth_total";
 pub const RATE_LIMITED: &str = "berth_rate_limited_total";
 pub const STORE_WRITE: &str = "berth_store_write_duration_seconds";
 pub const PROXY_REQUESTS: &str = "berth_proxy_requests_total";
@@ -53,6 +54,11 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub auth_failures: IntCounterVec,
+    /// Authenticated requests by credential: `berth_auth_total{method}`,
+    /// one handle per method so the request path does no label lookup.
+    pub auth_jwt: IntCounter,
+    pub auth_api_key: IntCounter,
+    pub auth_bundle: IntCounter,
     pub rate_limited: IntCounterVec,
     pub store_write: Histogram,
     pub proxy_requests: IntCounterVec,
@@ -109,7 +115,12 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let h = |name: &str, help: &str| HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+        let auth_total =
+            reg(&r, IntCounterVec::new(Opts::new(AUTH_TOTAL, "Authenticated requests by credential"), &["method"]));
         let m = Metrics {
+            auth_jwt: auth_total.with_label_values(&["jwt"]),
+            auth_api_key: auth_total.with_label_values(&["apikey"]),
+            auth_bundle: auth_total.with_label_values(&["bundle"]),
             http_requests: reg(
                 &r,
                 IntCounterVec::new(

@@ -37,6 +37,8 @@ pub struct AppState {
     pub stacks: crate::stacks::Stacks,
     /// Resource controls of Docker objects, read by the restricted proxy.
     pub controls: crate::controls::ControlTable,
+    /// Client bundles and Berth's CA.
+    pub bundles: crate::bundles::Bundles,
 }
 
 impl AppState {
@@ -63,11 +65,38 @@ impl AppState {
     /// Authenticates a request's credentials, counting a failure by its
     /// reason. Every authenticated route goes through here (the API router,
     /// `/metrics`, the Docker proxy), so no path can forget the count.
-    pub fn authenticate(&self, headers: &http::HeaderMap, query: Option<&str>) -> Result<Principal, ApiError> {
-        crate::auth::extract::authenticate(headers, query, &self.identity, &self.jwt).map_err(|f| {
-            self.metrics.auth_failures.with_label_values(&[f.label()]).inc();
-            f.to_error()
-        })
+    ///
+    /// The credentials are the request's headers and, on HTTPS, the client
+    /// certificate the connection presented (a [`crate::bundles::ClientCert`]
+    /// in the request's extensions).
+    pub fn authenticate<B>(&self, req: &http::Request<B>) -> Result<Principal, ApiError> {
+        let cert = req.extensions().get::<crate::bundles::ClientCert>();
+        let (headers, query) = (req.headers(), req.uri().query());
+        match crate::auth::extract::authenticate_with_cert(
+            headers,
+            query,
+            cert,
+            &self.identity,
+            &self.jwt,
+            &self.bundles,
+        ) {
+            Ok(p) => {
+                let m = &self.metrics;
+                let by = if p.bundle.is_some() {
+                    &m.auth_bundle
+                } else if p.via_api_key {
+                    &m.auth_api_key
+                } else {
+                    &m.auth_jwt
+                };
+                by.inc();
+                Ok(p)
+            }
+            Err(f) => {
+                self.metrics.auth_failures.with_label_values(&[f.label()]).inc();
+                Err(f.to_error())
+            }
+        }
     }
 
     /// What endpoint changes and health checks use, and nothing else.

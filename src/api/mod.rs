@@ -3,6 +3,7 @@
 //! Portainer resource.
 
 pub mod auth;
+pub mod bundles;
 pub mod decode;
 pub mod endpoint_groups;
 pub mod endpoints;
@@ -197,6 +198,11 @@ pub fn table() -> Routes {
         vec![(M::GET, Restricted, h!(users::list_tokens)), (M::POST, Restricted, h!(users::create_token))],
     );
     add("/api/users/{id}/tokens/{keyId}", vec![(M::DELETE, Restricted, h!(users::delete_token))]);
+    add(
+        "/api/users/{id}/bundles",
+        vec![(M::GET, Restricted, h!(bundles::list)), (M::POST, Restricted, h!(bundles::create))],
+    );
+    add("/api/users/{id}/bundles/{bundleId}", vec![(M::DELETE, Restricted, h!(bundles::delete))]);
     add("/api/teams", vec![(M::GET, Restricted, h!(teams::list)), (M::POST, Admin, h!(teams::create))]);
     add(
         "/api/teams/{id}",

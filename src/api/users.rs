@@ -409,6 +409,8 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
     target_user(&state, &req)?;
     let keys: Vec<u64> = state.identity.api_keys_of(id).iter().map(|k| k.id).collect();
     let memberships: Vec<u64> = state.identity.memberships().iter().filter(|m| m.user_id == id).map(|m| m.id).collect();
+    let bundles: Vec<u64> = state.bundles.of_user(id).iter().map(|b| b.id).collect();
+    let gone_bundles = bundles.clone();
     let r = state
         .write(move |tx| {
             let users: Vec<User> = tx.all(USERS)?;
@@ -423,6 +425,9 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
             for m in memberships {
                 tx.delete(TEAM_MEMBERSHIPS, m)?;
             }
+            for b in bundles {
+                tx.delete(crate::store::BUNDLES, b)?;
+            }
             Ok(())
         })
         .await;
@@ -433,6 +438,9 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
         Err(e) => return Err(store_err(e)),
     }
     state.identity.remove_user(id);
+    for b in gone_bundles {
+        state.bundles.remove(b);
+    }
     no_content()
 }
 

@@ -29,6 +29,9 @@ pub struct Principal {
     /// From the token: the password used to log in is shorter than the
     /// required length, so clients should ask for a new one.
     pub force_change_password: bool,
+    /// Set when the connection's client certificate (a bundle) authenticated
+    /// the request: the bundle's id, for the access log.
+    pub bundle: Option<u64>,
 }
 
 impl Principal {
@@ -41,6 +44,7 @@ impl Principal {
             via_api_key: false,
             jti: None,
             force_change_password: false,
+            bundle: None,
         }
     }
 
@@ -68,6 +72,12 @@ pub enum AuthFailure {
     /// token, which Portainer accepts): another scheme, no token, extra
     /// spaces or characters a token cannot hold.
     MalformedAuthorization,
+    /// A client certificate of Berth's CA whose bundle was revoked (or
+    /// never issued by this store).
+    BundleRevoked,
+    BundleExpired,
+    /// A client certificate of one user and a header credential of another.
+    CertificateMismatch,
 }
 
 impl AuthFailure {
@@ -82,6 +92,9 @@ impl AuthFailure {
             AuthFailure::BadApiKey => "invalid_api_key",
             AuthFailure::BothCredentials => "both_credentials",
             AuthFailure::MalformedAuthorization => "malformed_authorization",
+            AuthFailure::BundleRevoked => "bundle_revoked",
+            AuthFailure::BundleExpired => "bundle_expired",
+            AuthFailure::CertificateMismatch => "certificate_mismatch",
         }
     }
 
@@ -101,6 +114,21 @@ impl AuthFailure {
             AuthFailure::MalformedAuthorization => ApiError::bad_request(
                 "Invalid Authorization header",
                 "expected \"Authorization: Bearer <token>\": the scheme Bearer, one space, then the token",
+            ),
+            AuthFailure::BundleRevoked => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "Invalid client certificate",
+                "this client bundle was revoked",
+            ),
+            AuthFailure::BundleExpired => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "Invalid client certificate",
+                "this client bundle has expired",
+            ),
+            AuthFailure::CertificateMismatch => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "Conflicting credentials",
+                "the client certificate and the credential header name different users",
             ),
             AuthFailure::BadJwt | AuthFailure::Expired | AuthFailure::Revoked | AuthFailure::BadApiKey => {
                 ApiError::unauthorized("Invalid JWT token")
@@ -146,6 +174,43 @@ fn bearer_token(value: &[u8]) -> Option<&str> {
     valid.then(|| std::str::from_utf8(token).ok()).flatten()
 }
 
+/// Whether the request carries a credential header (or the session cookie).
+fn has_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-api-key")
+        || headers.contains_key(http::header::AUTHORIZATION)
+        || cookie_value(headers, COOKIE_NAME).is_some()
+}
+
+/// [`authenticate`] on a connection that presented a client certificate
+/// (`cert`, verified by the TLS handshake): alone, the certificate's live
+/// bundle is the caller; with a credential header too, both must name the
+/// same user.
+pub fn authenticate_with_cert(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cert: Option<&crate::bundles::ClientCert>,
+    identity: &Identity,
+    keys: &JwtKeys,
+    bundles: &crate::bundles::Bundles,
+) -> Result<Principal, AuthFailure> {
+    let Some(cert) = cert else {
+        return authenticate(headers, query, identity, keys);
+    };
+    let bundle = bundles.authenticate(cert, super::now_secs()).map_err(|r| match r {
+        crate::bundles::Refusal::Revoked => AuthFailure::BundleRevoked,
+        crate::bundles::Refusal::Expired => AuthFailure::BundleExpired,
+    })?;
+    if has_credentials(headers) {
+        let p = authenticate(headers, query, identity, keys)?;
+        if p.id() != bundle.user_id {
+            return Err(AuthFailure::CertificateMismatch);
+        }
+        return Ok(Principal { bundle: Some(bundle.id), ..p });
+    }
+    let user = identity.user(bundle.user_id).ok_or(AuthFailure::UserGone)?;
+    Ok(Principal { user, via_api_key: false, jti: None, force_change_password: false, bundle: Some(bundle.id) })
+}
+
 /// Authenticates a request from its headers and query string alone: no
 /// store access, no lock beyond a dashmap shard read.
 pub fn authenticate(
@@ -170,7 +235,7 @@ pub fn authenticate(
         }
         let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
         identity.touch_api_key(&key, super::now_secs());
-        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false });
+        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false, bundle: None });
     }
     let token = if let Some(c) = cookie {
         c
@@ -202,6 +267,7 @@ pub fn authenticate(
         via_api_key: false,
         force_change_password: claims.force_change_password,
         jti: Some((claims.jti.clone(), claims.exp)),
+        bundle: None,
     })
 }
 

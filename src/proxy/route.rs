@@ -40,7 +40,7 @@ pub async fn handle(
     raw_id: &str,
     docker_path: &str,
 ) -> Response<ResponseBody> {
-    let principal = match state.authenticate(req.headers(), req.uri().query()) {
+    let principal = match state.authenticate(&req) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

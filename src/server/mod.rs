@@ -110,12 +110,17 @@ impl Server {
                         let hs =
                             tokio::time::timeout(this.state.config.header_read_timeout, acceptor.accept(stream)).await;
                         match hs {
-                            Ok(Ok(s)) => this.serve_conn(s, peer, true, surface).await,
+                            Ok(Ok(s)) => {
+                                // Verified by the handshake; read once per connection.
+                                let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                let cert = cert.and_then(|der| crate::bundles::ClientCert::from_der(der));
+                                this.serve_conn(s, peer, Some(cert), surface).await
+                            }
                             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
-                    None => this.serve_conn(stream, peer, false, surface).await,
+                    None => this.serve_conn(stream, peer, None, surface).await,
                 }
                 this.state.metrics.connections_open.dec();
                 drop(permit);
@@ -145,14 +150,26 @@ impl Server {
         }
     }
 
-    async fn serve_conn<IO>(&self, io: IO, peer: SocketAddr, tls: bool, surface: Surface)
-    where
+    /// `tls` is `None` for plain HTTP, and for HTTPS the client certificate
+    /// the connection presented, if any.
+    async fn serve_conn<IO>(
+        &self,
+        io: IO,
+        peer: SocketAddr,
+        tls: Option<Option<crate::bundles::ClientCert>>,
+        surface: Surface,
+    ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router.clone();
-        let svc = service_fn(move |req| {
+        let is_tls = tls.is_some();
+        let cert = tls.flatten();
+        let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let router = router.clone();
-            async move { Ok::<_, std::convert::Infallible>(router::handle(&router, req, peer, tls, surface).await) }
+            if let Some(c) = &cert {
+                req.extensions_mut().insert(c.clone());
+            }
+            async move { Ok::<_, std::convert::Infallible>(router::handle(&router, req, peer, is_tls, surface).await) }
         });
         let io = limits::SendTimeout::new(io, self.state.config.send_timeout);
         let conn = self.builder().serve_connection(TokioIo::new(io), svc).with_upgrades();

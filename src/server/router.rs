@@ -178,7 +178,7 @@ async fn route(
             return (method_not_allowed(), "/metrics");
         }
         if state.config.metrics_auth {
-            match state.authenticate(req.headers(), req.uri().query()) {
+            match state.authenticate(&req) {
                 Ok(p) if p.is_admin() => {}
                 Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
                 Err(e) => return (e.into_response(), "/metrics"),
@@ -214,7 +214,7 @@ async fn route(
     let principal = if policy == Policy::Public {
         None
     } else {
-        match state.authenticate(req.headers(), req.uri().query()) {
+        match state.authenticate(&req) {
             Ok(p) => Some(p),
             Err(e) => return (e.into_response(), template),
         }

@@ -33,12 +33,14 @@ pub const STACKS: Table = TableDefinition::new("stacks");
 pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
 /// Resource controls of Docker objects ([`crate::controls`]).
 pub const RESOURCE_CONTROLS: Table = TableDefinition::new("resource_controls");
+/// Client bundles: certificates of Berth's CA and whose they are ([`crate::bundles`]).
+pub const BUNDLES: Table = TableDefinition::new("bundles");
 /// Singletons and id sequences, keyed by name.
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 /// Revoked JWT ids with their expiry (unix seconds), so logouts survive a restart.
 const REVOKED: TableDefinition<'static, &'static str, u64> = TableDefinition::new("revoked_tokens");
 
-pub const ALL_TABLES: [Table; 11] = [
+pub const ALL_TABLES: [Table; 12] = [
     USERS,
     TEAMS,
     TEAM_MEMBERSHIPS,
@@ -50,6 +52,7 @@ pub const ALL_TABLES: [Table; 11] = [
     STACKS,
     SNAPSHOTS,
     RESOURCE_CONTROLS,
+    BUNDLES,
 ];
 
 #[derive(Debug, thiserror::Error)]

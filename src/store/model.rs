@@ -93,6 +93,39 @@ pub struct TeamMembership {
     pub role: u8,
 }
 
+/// A client bundle (issue 18): a certificate of Berth's CA that
+/// authenticates its user over HTTPS. The private key is never stored; a
+/// certificate whose bundle is gone (revoked) is refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Bundle {
+    pub id: Id,
+    pub user_id: Id,
+    pub description: String,
+    /// The certificate's serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub fingerprint: String,
+    pub date_created: u64,
+    /// End of the certificate's validity (unix seconds).
+    pub expires_at: u64,
+}
+
+impl Bundle {
+    /// The API's view (lowerCamel, like API keys).
+    pub fn to_api(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "userId": self.user_id,
+            "description": self.description,
+            "serial": self.serial,
+            "fingerprint": self.fingerprint,
+            "dateCreated": self.date_created,
+            "expiresAt": self.expires_at,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: Id,

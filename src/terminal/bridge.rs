@@ -67,6 +67,8 @@ pub struct Session {
     pub client: IpAddr,
     /// The headers that authenticated the handshake.
     pub credentials: HeaderMap,
+    /// The connection's client certificate (a bundle), if it presented one.
+    pub cert: Option<crate::bundles::ClientCert>,
     /// Docker multiplexes the output (attach to a container without a TTY).
     pub multiplexed: bool,
 }
@@ -295,7 +297,10 @@ async fn send(tx: &mut futures_util::stream::SplitSink<Ws, Message>, msg: Messag
 /// reads only (the identity tables and the endpoint map).
 fn still_allowed(s: &Session) -> bool {
     let state = &s.state;
-    let Ok(p) = crate::auth::extract::authenticate(&s.credentials, None, &state.identity, &state.jwt) else {
+    let (headers, cert) = (&s.credentials, s.cert.as_ref());
+    let Ok(p) =
+        crate::auth::extract::authenticate_with_cert(headers, None, cert, &state.identity, &state.jwt, &state.bundles)
+    else {
         return false;
     };
     // A standard user's object check was made at the handshake; an admin

@@ -101,7 +101,7 @@ pub async fn handle(
             .with_header(header::ALLOW, HeaderValue::from_static("GET"));
         return e.into_response();
     }
-    let principal = match state.authenticate(req.headers(), req.uri().query()) {
+    let principal = match state.authenticate(&req) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -183,6 +183,7 @@ async fn open(
         was_admin: principal.is_admin(),
         client,
         credentials: credentials(req.headers()),
+        cert: req.extensions().get::<crate::bundles::ClientCert>().cloned(),
         multiplexed,
     };
     tunnels.spawn(slot, bridge::run(session, client_upgrade, docker_upgrade));
