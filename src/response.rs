@@ -15,6 +15,19 @@ use crate::store::StoreError;
 #[derive(Clone, Copy, Debug)]
 pub struct AuthedUser(pub u64);
 
+/// Set beside [`AuthedUser`] when a client bundle (its certificate)
+/// authenticated the caller: the bundle's id, for the access log.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthedBundle(pub u64);
+
+/// Marks a response with who made the request, for the access log.
+pub fn mark_caller<B>(resp: &mut http::Response<B>, p: &crate::auth::Principal) {
+    resp.extensions_mut().insert(AuthedUser(p.id()));
+    if let Some(b) = p.bundle {
+        resp.extensions_mut().insert(AuthedBundle(b));
+    }
+}
+
 /// Travels in response extensions so the access log can record the cause of
 /// a 5xx without it ever reaching the client.
 #[derive(Debug, Clone)]

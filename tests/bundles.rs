@@ -141,6 +141,13 @@ async fn a_certificate_alone_is_its_users_credential_and_refusals_are_clear() {
     let (s, body) = curl(&d, &format!("/api/users/{bob_id}"), pair(&cert), &ca, &[]).await.unwrap();
     assert_eq!(s, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["Username"], "bob");
+    // The access log names the bundle.
+    let logged = format!("bundle={}", b.id);
+    berth_testkit::endpoints::eventually(Duration::from_secs(10), "the access log line", || {
+        let found = d.logs().contains(&logged);
+        async move { found.then_some(()) }
+    })
+    .await;
     // Bob is a standard user: admin routes stay closed to his certificate.
     let (s, _) = curl(&d, "/api/users", pair(&cert), &ca, &[]).await.unwrap();
     assert_eq!(s, 403);

@@ -14,7 +14,6 @@ use crate::error::ApiError;
 use crate::metrics::docker_route_template;
 use crate::proxy::restrict::{self, Restricted};
 use crate::proxy::{forward, ProxyFailure, ProxyTarget, Tunnels};
-use crate::response::AuthedUser;
 use crate::state::AppState;
 
 /// Splits `/api/endpoints/{id}/docker/rest` without allocating; the id is
@@ -44,9 +43,8 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let user = AuthedUser(principal.id());
     let mut resp = proxied(state, tunnels, req, raw_id, docker_path, &principal).await;
-    resp.extensions_mut().insert(user);
+    crate::response::mark_caller(&mut resp, &principal);
     resp
 }
 

@@ -98,6 +98,7 @@ fn access_log(
     client_ip: IpAddr,
 ) {
     let user = resp.extensions().get::<AuthedUser>().map(|u| u.0);
+    let bundle = resp.extensions().get::<crate::response::AuthedBundle>().map(|b| b.0);
     // Bodies Berth builds carry no Content-Length yet (hyper adds it on
     // write): their exact size hint is the length.
     let bytes = resp
@@ -115,6 +116,7 @@ fn access_log(
         status,
         duration_us = elapsed.as_micros() as u64,
         user = user.map(|u| u as i64).unwrap_or(-1),
+        bundle = bundle.map(|b| b as i64).unwrap_or(-1),
         bytes = bytes.map(|b| b as i64).unwrap_or(-1),
         client = %client_ip,
         cause = cause.unwrap_or(""),
@@ -231,7 +233,7 @@ async fn route(
             return (r, template);
         }
     }
-    let user = principal.as_ref().map(|p| p.id());
+    let caller = principal.clone();
     let (parts, body) = req.into_parts();
     let body = Some(crate::body::ClientBody::new(body, state.config.body_read_timeout));
     let api_req = ApiRequest { parts, body, params, principal, client_ip, max_json_body: state.config.max_json_body };
@@ -244,8 +246,8 @@ async fn route(
             e.into_response()
         }
     };
-    if let Some(u) = user {
-        resp.extensions_mut().insert(AuthedUser(u));
+    if let Some(p) = &caller {
+        crate::response::mark_caller(&mut resp, p);
     }
     (resp, template)
 }

@@ -36,7 +36,6 @@ use crate::endpoints::EndpointEntry;
 use crate::error::ApiError;
 use crate::proxy::restrict::Restricted;
 use crate::proxy::{ProxyTarget, Tunnels};
-use crate::response::AuthedUser;
 use crate::state::AppState;
 use crate::store::model::Id;
 
@@ -88,7 +87,7 @@ pub fn route(path: &str) -> Option<Kind> {
 }
 
 /// Opens a terminal, or answers why not. The response carries the caller
-/// ([`AuthedUser`]) for the access log once they are known.
+/// ([`crate::response::AuthedUser`]) for the access log once they are known.
 pub async fn handle(
     state: &Arc<AppState>,
     tunnels: &Tunnels,
@@ -105,11 +104,11 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let user = AuthedUser(principal.id());
+    let caller = principal.clone();
     let mut resp = match open(state, tunnels, req, kind, client, principal).await {
         Ok(resp) | Err(resp) => resp,
     };
-    resp.extensions_mut().insert(user);
+    crate::response::mark_caller(&mut resp, &caller);
     resp
 }
 
