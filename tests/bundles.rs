@@ -251,6 +251,21 @@ async fn who_may_create_list_and_revoke_bundles() {
     assert_eq!(s, 401);
 }
 
+#[tokio::test]
+async fn a_demoted_users_bundle_loses_what_the_user_lost() {
+    let (_mock, d, admin, _) = mock_env().await;
+    let body = json!({"Username": "ops", "Password": password("ops"), "Role": 1});
+    let (s, v) = d.post_json("/api/users", Some(&admin), &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ops_id = v["Id"].as_u64().unwrap();
+    let b = bundle(&d, &admin, ops_id, ADMIN_PASSWORD).await;
+    let (ca, cert) = (b.file("ca.pem"), with(&b));
+    assert_eq!(curl(&d, "/api/users", pair(&cert), &ca, &[]).await.unwrap().0, 200);
+    let (s, v) = d.put_json(&format!("/api/users/{ops_id}"), Some(&admin), &json!({"Role": 2})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(curl(&d, "/api/users", pair(&cert), &ca, &[]).await.unwrap().0, 403);
+}
+
 // ------------------------------------------------------------ real engine
 
 /// The Docker CLI with a bundle and no header at all.

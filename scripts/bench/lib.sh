@@ -158,9 +158,13 @@ start_berth_variant() {
   local name=$1
   cp -f "$2" "$BIN/berth-$name"
   VARIANT_PORT=$((PORT_BERTH + 10 + $3))
+  # HTTPS only when the caller sets VARIANT_HTTPS_PORT; flags after the
+  # third argument go to berth as they are.
+  local https=(--bind-https off)
+  [ -n "${VARIANT_HTTPS_PORT:-}" ] && https=(--bind-https "127.0.0.1:$VARIANT_HTTPS_PORT")
   rm -rf "$BENCH_DIR/data-$name"
-  "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" --bind-https off --data "$BENCH_DIR/data-$name" \
-    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+  "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" "${https[@]}" --data "$BENCH_DIR/data-$name" \
+    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
   VARIANT_PID=$!
   echo "$VARIANT_PID" >"$BENCH_DIR/berth-$name.pid"
   _started+=("$BENCH_DIR/berth-$name.pid")

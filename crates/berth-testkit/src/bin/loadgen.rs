@@ -14,6 +14,7 @@
 //! loadgen hijack-idle --tcp ADDR --path /api/endpoints/1/docker/containers/x/attach --sessions 10000 --hold 20
 //! loadgen hijack-rate --unix SOCK --path /containers/x/attach --bytes N
 //! loadgen logins   --tcp ADDR --rate 20 --seconds 10 --user admin --password PW
+//! loadgen requests --tcp ADDR --path /api/endpoints/1/docker/_ping --tls-ca ca.pem [--tls-cert c --tls-key k] --seconds 5
 //! ```
 //! Each prints one line of `key=value` pairs on stdout (`hijack-idle` also
 //! prints `READY ...` once every session is open, for the script to measure).
@@ -115,6 +116,24 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Small GETs over HTTPS, closed loop on `connections` keep-alive
+    /// connections for `seconds` (what wrk does, plus client certificates).
+    Requests {
+        #[command(flatten)]
+        target: Target,
+        /// CA of the server's certificate (PEM).
+        #[arg(long)]
+        tls_ca: PathBuf,
+        /// Client certificate and key (PEM) to present.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// A paced stream of logins (`POST /api/auth`), open loop.
     Logins {
         #[command(flatten)]
@@ -193,6 +212,10 @@ async fn run(cmd: Cmd) -> Result<String, BoxError> {
                 Ok(rate_line(bytes, secs))
             })
             .await
+        }
+        Cmd::Requests { target, tls_ca, tls_cert, tls_key, connections, seconds } => {
+            let tls = tls_client(&tls_ca, tls_cert.as_deref().zip(tls_key.as_deref()))?;
+            requests(Arc::new(target), tls, connections, seconds).await
         }
         Cmd::Logins { target, rate, seconds, user, password, max_in_flight, spread } => {
             logins(target, rate, seconds, user, password, max_in_flight, spread).await
@@ -561,4 +584,67 @@ async fn logins(
         pct(0.5),
         pct(0.99)
     ))
+}
+
+/// A TLS client trusting `ca`, presenting `identity` (cert, key) if given.
+fn tls_client(
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<tokio_rustls::TlsConnector, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let cfg = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key)?)?
+        }
+        None => b.with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
+}
+
+async fn requests(
+    t: Arc<Target>,
+    tls: tokio_rustls::TlsConnector,
+    connections: usize,
+    seconds: f64,
+) -> Result<String, BoxError> {
+    let addr = t.tcp.ok_or("requests needs --tcp")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let done = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (t, tls, done) = (t.clone(), tls.clone(), done.clone());
+        set.spawn(async move {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let stream = tls.connect(name, tcp).await?;
+            let mut tx = handshake::<_, http_body_util::Empty<Bytes>>(stream).await?;
+            while Instant::now() < deadline {
+                let resp = tx.send_request(request(&t, Method::GET, http_body_util::Empty::new())).await?;
+                if !resp.status().is_success() {
+                    return Err::<(), BoxError>(format!("GET {} answered {}", t.path, resp.status()).into());
+                }
+                resp.into_body().collect().await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let n = done.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    Ok(format!("requests={n} seconds={secs:.3} rps={:.0}", n as f64 / secs))
 }
