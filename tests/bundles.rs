@@ -21,10 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_testkit::endpoints::Pki;
+use berth_testkit::endpoints::{with_local_engine, with_mock_engine, Pki};
 use berth_testkit::harness::*;
 use berth_testkit::users::*;
-use berth_testkit::MockDocker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -107,19 +106,9 @@ fn pair(p: &Option<(PathBuf, PathBuf)>) -> Option<(&Path, &Path)> {
     p.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))
 }
 
-async fn mock_env() -> (MockDocker, Daemon, String, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
-    std::mem::forget(dir);
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "mock", &mock.unix_url().unwrap()).await;
-    (mock, d, admin, eid)
-}
-
 #[tokio::test]
 async fn a_certificate_alone_is_its_users_credential_and_refusals_are_clear() {
-    let (_mock, d, admin, eid) = mock_env().await;
+    let (_mock, d, admin, eid) = with_mock_engine().await;
     let bob_id = create_user(&d, &admin, "bob").await;
     grant(&d, &admin, eid, &[bob_id]).await;
     let bob = d.login("bob", &password("bob")).await;
@@ -198,7 +187,7 @@ async fn a_certificate_alone_is_its_users_credential_and_refusals_are_clear() {
 
 #[tokio::test]
 async fn who_may_create_list_and_revoke_bundles() {
-    let (_mock, d, admin, _) = mock_env().await;
+    let (_mock, d, admin, _) = with_mock_engine().await;
     let bob_id = create_user(&d, &admin, "bob").await;
     let eve_id = create_user(&d, &admin, "eve").await;
     let bob = d.login("bob", &password("bob")).await;
@@ -253,7 +242,7 @@ async fn who_may_create_list_and_revoke_bundles() {
 
 #[tokio::test]
 async fn a_demoted_users_bundle_loses_what_the_user_lost() {
-    let (_mock, d, admin, _) = mock_env().await;
+    let (_mock, d, admin, _) = with_mock_engine().await;
     let body = json!({"Username": "ops", "Password": password("ops"), "Role": 1});
     let (s, v) = d.post_json("/api/users", Some(&admin), &body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -289,9 +278,7 @@ async fn the_docker_cli_works_with_a_bundle_and_no_headers() {
         return;
     }
     let image = test_image();
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "local", &format!("unix://{DOCKER_SOCKET}")).await;
+    let (d, admin, eid) = with_local_engine().await;
     let b = bundle(&d, &admin, 1, ADMIN_PASSWORD).await;
     let cli = bundle_cli(&d, eid, &b);
     assert!(!std::fs::read_to_string(cli.config_dir().join("config.json")).unwrap().contains("Header"));
@@ -418,9 +405,7 @@ async fn a_standard_users_bundle_is_bound_by_restricted_access() {
         return;
     }
     let image = test_image();
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "local", &format!("unix://{DOCKER_SOCKET}")).await;
+    let (d, admin, eid) = with_local_engine().await;
     let bob_id = create_user(&d, &admin, "bob").await;
     grant(&d, &admin, eid, &[bob_id]).await;
     let bob = d.login("bob", &password("bob")).await;

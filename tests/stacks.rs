@@ -892,24 +892,7 @@ async fn compose_through_tcp_and_mutual_tls() {
     let token = d.admin_token().await;
     let t = Some(token.as_str());
     let tcp = d.create_endpoint(&token, "tcp", &format!("tcp://127.0.0.1:{tcp_port}")).await;
-    let (s, v) = create_multipart(
-        &d,
-        &token,
-        &[
-            ("Name", "tls"),
-            ("URL", &format!("tcp://127.0.0.1:{tls_port}")),
-            ("EndpointCreationType", "1"),
-            ("TLS", "true"),
-        ],
-        &[
-            ("TLSCACertFile", pki.ca_pem.clone().into_bytes()),
-            ("TLSCertFile", pki.client_cert_pem.clone().into_bytes()),
-            ("TLSKeyFile", pki.client_key_pem.clone().into_bytes()),
-        ],
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let tls = v["Id"].as_u64().unwrap();
+    let tls = create_tls_endpoint(&d, &token, "tls", tls_port, &pki).await;
     let file = compose_file(image, "");
     let counters = [(tcp, tcp_conns.clone()), (tls, handshakes.clone())];
     for (eid, counter) in counters {

@@ -145,24 +145,7 @@ async fn seed_swarm_walkthrough_and_swarm_over_mutual_tls() {
     // The same swarm through a mutual-TLS endpoint.
     let pki = Pki::new();
     let (tls_port, handshakes) = tls_relay(DOCKER_SOCKET.into(), &pki).await;
-    let (s, v) = create_multipart(
-        &d,
-        &token,
-        &[
-            ("Name", "tls"),
-            ("URL", &format!("tcp://127.0.0.1:{tls_port}")),
-            ("EndpointCreationType", "1"),
-            ("TLS", "true"),
-        ],
-        &[
-            ("TLSCACertFile", pki.ca_pem.clone().into_bytes()),
-            ("TLSCertFile", pki.client_cert_pem.clone().into_bytes()),
-            ("TLSKeyFile", pki.client_key_pem.clone().into_bytes()),
-        ],
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let tls = v["Id"].as_u64().unwrap();
+    let tls = create_tls_endpoint(&d, &token, "tls", tls_port, &pki).await;
     let (s, _) = d.get_json(&format!("/api/endpoints/{tls}/docker/_ping"), Some(&token)).await;
     assert_eq!(s, StatusCode::OK);
     let before = handshakes.load(std::sync::atomic::Ordering::Relaxed);

@@ -20,26 +20,14 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_testkit::endpoints::{tcp_relay, tls_relay, Pki};
+use berth_testkit::endpoints::{create_tls_endpoint, tcp_relay, tls_relay, with_local_engine, with_mock_engine, Pki};
 use berth_testkit::harness::*;
 use berth_testkit::terminal::*;
 use berth_testkit::users::*;
-use berth_testkit::MockDocker;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn mock_env() -> (MockDocker, Daemon, String, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
-    // The mock keeps its socket; the directory may go.
-    std::mem::forget(dir);
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "mock", &mock.unix_url().unwrap()).await;
-    (mock, d, admin, eid)
-}
 
 fn exec_path(eid: u64, id: &str) -> String {
     format!("/api/websocket/exec?endpointId={eid}&id={id}")
@@ -58,7 +46,7 @@ async fn closed_within(ws: &mut Terminal, limit: Duration) -> Option<u16> {
 
 #[tokio::test]
 async fn refusals_come_before_the_upgrade_as_json_errors() {
-    let (_mock, d, admin, eid) = mock_env().await;
+    let (_mock, d, admin, eid) = with_mock_engine().await;
     let bearer = format!("Bearer {admin}");
     let ok = exec_path(eid, "abc123");
 
@@ -94,7 +82,7 @@ async fn refusals_come_before_the_upgrade_as_json_errors() {
 
 #[tokio::test]
 async fn cookie_sessions_must_come_from_berths_own_origin() {
-    let (_mock, d, admin, eid) = mock_env().await;
+    let (_mock, d, admin, eid) = with_mock_engine().await;
     let cookie = format!("portainer_api_key={admin}");
     let path = exec_path(eid, "abc123");
     for origin in [Some("http://evil.example"), Some("null"), None] {
@@ -115,7 +103,7 @@ async fn cookie_sessions_must_come_from_berths_own_origin() {
 
 #[tokio::test]
 async fn berth_starts_the_exec_with_a_tty_and_keeps_characters_whole() {
-    let (mock, d, admin, eid) = mock_env().await;
+    let (mock, d, admin, eid) = with_mock_engine().await;
     let mut ws = open_with_token(&d, &exec_path(eid, "ABC123"), &admin).await;
     let start = mock.wait_for_request(|r| r.path().ends_with("/start"), WAIT).await.unwrap();
     assert_eq!(start.path(), "/exec/abc123/start");
@@ -145,7 +133,7 @@ async fn berth_starts_the_exec_with_a_tty_and_keeps_characters_whole() {
 
 #[tokio::test]
 async fn a_logout_closes_an_open_terminal_within_a_second() {
-    let (_mock, d, admin, eid) = mock_env().await;
+    let (_mock, d, admin, eid) = with_mock_engine().await;
     let mut ws = open_with_token(&d, &exec_path(eid, "abc"), &admin).await;
     type_text(&mut ws, "ping\n").await;
     assert!(read_until(&mut ws, WAIT, |s| s.contains("ping")).await.text.contains("ping"));
@@ -161,7 +149,7 @@ async fn a_logout_closes_an_open_terminal_within_a_second() {
 
 #[tokio::test]
 async fn password_role_and_account_changes_close_terminals() {
-    let (_mock, d, admin, eid) = mock_env().await;
+    let (_mock, d, admin, eid) = with_mock_engine().await;
     // A second administrator, so that the first can change and delete it.
     let (s, v) = d
         .post_json("/api/users", Some(&admin), &json!({"Username": "ops", "Password": password("ops"), "Role": 1}))
@@ -287,24 +275,7 @@ async fn echo_runs_through_exec_over_unix_tcp_and_tls() {
     let (tls_port, tls_handshakes) = tls_relay(DOCKER_SOCKET.into(), &pki).await;
     let unix = d.create_endpoint(&admin, "unix", &format!("unix://{DOCKER_SOCKET}")).await;
     let tcp = d.create_endpoint(&admin, "tcp", &format!("tcp://127.0.0.1:{tcp_port}")).await;
-    let (s, v) = berth_testkit::endpoints::create_multipart(
-        &d,
-        &admin,
-        &[
-            ("Name", "tls"),
-            ("URL", &format!("tcp://127.0.0.1:{tls_port}")),
-            ("EndpointCreationType", "1"),
-            ("TLS", "true"),
-        ],
-        &[
-            ("TLSCACertFile", pki.ca_pem.clone().into_bytes()),
-            ("TLSCertFile", pki.client_cert_pem.clone().into_bytes()),
-            ("TLSKeyFile", pki.client_key_pem.clone().into_bytes()),
-        ],
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let tls = v["Id"].as_u64().unwrap();
+    let tls = create_tls_endpoint(&d, &admin, "tls", tls_port, &pki).await;
     let container = Engine { d: &d, eid: unix }.run(&admin, &names.name("c"), json!({})).await;
     for (transport, eid) in [("unix", unix), ("tcp", tcp), ("tls", tls)] {
         let e = Engine { d: &d, eid };
@@ -324,9 +295,8 @@ async fn an_interactive_shell_takes_input_and_exits() {
         return;
     }
     let names = Containers::new("shell");
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let e = Engine { d: &d, eid: d.create_endpoint(&admin, "local", &format!("unix://{DOCKER_SOCKET}")).await };
+    let (d, admin, eid) = with_local_engine().await;
+    let e = Engine { d: &d, eid };
     let container = e.run(&admin, &names.name("c"), json!({})).await;
     let exec = e.exec(&admin, &container, &["sh"]).await;
     let mut ws = open_with_token(&d, &e.exec_path(&exec), &admin).await;
@@ -348,9 +318,8 @@ async fn attach_and_multibyte_output_arrive_intact() {
         return;
     }
     let names = Containers::new("utf8");
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let e = Engine { d: &d, eid: d.create_endpoint(&admin, "local", &format!("unix://{DOCKER_SOCKET}")).await };
+    let (d, admin, eid) = with_local_engine().await;
+    let e = Engine { d: &d, eid };
 
     // Far more than one read of output, made of 2-, 3- and 4-byte
     // characters: reads end inside characters, frames must not.
@@ -383,9 +352,8 @@ async fn standard_users_open_terminals_on_their_own_containers_only() {
         return;
     }
     let names = Containers::new("owners");
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let e = Engine { d: &d, eid: d.create_endpoint(&admin, "local", &format!("unix://{DOCKER_SOCKET}")).await };
+    let (d, admin, eid) = with_local_engine().await;
+    let e = Engine { d: &d, eid };
     let bob_id = create_user(&d, &admin, "bob").await;
     grant(&d, &admin, e.eid, &[bob_id]).await;
     let bob = d.login("bob", &password("bob")).await;

@@ -39,6 +39,51 @@ pub async fn create_multipart(
     read_json(resp).await
 }
 
+/// Registers `tcp://127.0.0.1:{port}` with mutual TLS (the PKI's CA and
+/// client files uploaded, as Portainer's UI does) and returns its id.
+///
+/// # Panics
+/// Unless the daemon answers 200.
+pub async fn create_tls_endpoint(d: &Daemon, token: &str, name: &str, port: u16, pki: &Pki) -> u64 {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let (s, v) = create_multipart(
+        d,
+        token,
+        &[("Name", name), ("URL", &url), ("EndpointCreationType", "1"), ("TLS", "true")],
+        &[
+            ("TLSCACertFile", pki.ca_pem.clone().into_bytes()),
+            ("TLSCertFile", pki.client_cert_pem.clone().into_bytes()),
+            ("TLSKeyFile", pki.client_key_pem.clone().into_bytes()),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "TLS endpoint {name}: {v}");
+    v["Id"].as_u64().expect("an endpoint id")
+}
+
+/// A daemon with its admin and one endpoint on a fresh mock engine (on a
+/// unix socket): the mock, the daemon, the admin's token, the endpoint id.
+pub async fn with_mock_engine() -> (crate::MockDocker, Daemon, String, u64) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mock = crate::MockDocker::start_unix(dir.path().join("docker.sock")).await.expect("start the mock engine");
+    // The mock keeps its socket open; the directory is left for the OS.
+    std::mem::forget(dir);
+    let d = Daemon::start().await;
+    let admin = d.admin_token().await;
+    let eid = d.create_endpoint(&admin, "mock", &mock.unix_url().expect("a unix mock")).await;
+    (mock, d, admin, eid)
+}
+
+/// A daemon with its admin and one endpoint on the local engine
+/// ([`crate::harness::DOCKER_SOCKET`]): the daemon, the admin's token, the
+/// endpoint id. Call [`crate::harness::require_docker`] first.
+pub async fn with_local_engine() -> (Daemon, String, u64) {
+    let d = Daemon::start().await;
+    let admin = d.admin_token().await;
+    let eid = d.create_endpoint(&admin, "local", &format!("unix://{}", crate::harness::DOCKER_SOCKET)).await;
+    (d, admin, eid)
+}
+
 /// `POST /api/endpoints` as `application/x-www-form-urlencoded`.
 pub async fn create_urlencoded(d: &Daemon, token: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
     let body = serde_urlencoded::to_string(fields).unwrap();
