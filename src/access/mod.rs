@@ -55,6 +55,7 @@ pub mod gojson;
 pub mod list;
 pub mod path;
 pub mod rules;
+pub mod scope;
 
 pub use body::{BodyKind, Findings, Reference};
 pub use deny::{Denial, DenyRule, Verdict};

@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::identity::Identity;
 use super::jwt::{JwtError, JwtKeys};
+use crate::access::scope::{self, ScopeDenial};
 use crate::error::ApiError;
-use crate::store::model::User;
+use crate::store::model::{ApiKey, Endpoint, KeyScope, User};
 
 pub const COOKIE_NAME: &str = "portainer_api_key";
 
@@ -29,6 +30,10 @@ pub struct Principal {
     /// From the token: the password used to log in is shorter than the
     /// required length, so clients should ask for a new one.
     pub force_change_password: bool,
+    /// The API key, only when it carries restrictions (scope or expiry):
+    /// `None` for JWTs and unrestricted keys, so their requests pay one
+    /// `is_none` branch for scopes. Narrows, never widens, the user's rights.
+    pub scoped_key: Option<Arc<ApiKey>>,
 }
 
 impl Principal {
@@ -41,7 +46,33 @@ impl Principal {
             via_api_key: false,
             jti: None,
             force_change_password: false,
+            scoped_key: None,
         }
+    }
+
+    /// The key's scope when it has one that narrows anything.
+    pub fn scope(&self) -> Option<&KeyScope> {
+        self.scoped_key.as_deref().map(|k| &k.scope)
+    }
+
+    /// Whether the key (if scoped) may reach this endpoint: list filters
+    /// and access checks ask this beside the user's own rights.
+    pub fn endpoint_in_scope(&self, record: &Endpoint) -> bool {
+        self.scope().is_none_or(|s| scope::covers(s, record.id, Some(record.group_id)))
+    }
+
+    /// [`Principal::endpoint_in_scope`] with the refusal to answer.
+    pub fn check_endpoint_scope(&self, record: &Endpoint) -> Result<(), ScopeDenial> {
+        match self.scope() {
+            None => Ok(()),
+            Some(s) => scope::endpoint(s, record.id, Some(record.group_id)),
+        }
+    }
+
+    /// Whether the key is limited to some endpoints (instance-wide views
+    /// such as orphaned stacks are then closed to it).
+    pub fn limits_endpoints(&self) -> bool {
+        self.scope().is_some_and(KeyScope::limits_endpoints)
     }
 
     pub fn is_admin(&self) -> bool {
@@ -63,6 +94,8 @@ pub enum AuthFailure {
     Revoked,
     UserGone,
     BadApiKey,
+    /// An API key past its `expiresAt`.
+    ExpiredApiKey,
     BothCredentials,
     /// An `Authorization` header that is not `Bearer <token>` (or a bare
     /// token, which Portainer accepts): another scheme, no token, extra
@@ -80,6 +113,7 @@ impl AuthFailure {
             AuthFailure::Revoked => "revoked",
             AuthFailure::UserGone => "user_gone",
             AuthFailure::BadApiKey => "invalid_api_key",
+            AuthFailure::ExpiredApiKey => "expired_api_key",
             AuthFailure::BothCredentials => "both_credentials",
             AuthFailure::MalformedAuthorization => "malformed_authorization",
         }
@@ -94,6 +128,11 @@ impl AuthFailure {
                 "Tokens in the query string are refused: send an Authorization: Bearer header",
             ),
             AuthFailure::UserGone => ApiError::unauthorized("An authorization token is invalid"),
+            AuthFailure::ExpiredApiKey => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "API key expired",
+                "This API key is past its expiresAt: create a new one",
+            ),
             AuthFailure::BothCredentials => ApiError::forbidden(
                 "api key and auth header are not allowed at the same time",
                 "api key and auth header are not allowed at the same time",
@@ -168,9 +207,16 @@ pub fn authenticate(
         if !bool::from(stored.as_bytes().ct_eq(key.digest.as_bytes())) {
             return Err(AuthFailure::BadApiKey);
         }
+        let now = super::now_secs();
+        // Checked on every request, like the user's rights below: no
+        // cached answer outlives the key.
+        if key.expires_at != 0 && now >= key.expires_at {
+            return Err(AuthFailure::ExpiredApiKey);
+        }
         let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
-        identity.touch_api_key(&key, super::now_secs());
-        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false });
+        identity.touch_api_key(&key, now);
+        let scoped_key = key.is_restricted().then_some(key);
+        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false, scoped_key });
     }
     let token = if let Some(c) = cookie {
         c
@@ -202,6 +248,7 @@ pub fn authenticate(
         via_api_key: false,
         force_change_password: claims.force_change_password,
         jti: Some((claims.jti.clone(), claims.exp)),
+        scoped_key: None,
     })
 }
 
@@ -254,6 +301,51 @@ mod tests {
         let e = authenticate(&h, None, &identity, &keys).unwrap_err();
         assert_eq!(e, AuthFailure::MalformedAuthorization);
         assert_eq!(e.to_error().status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    /// A key of user 1 with this expiry and access; returns the raw key.
+    fn key_of(identity: &Identity, id: u64, expires_at: u64, access: crate::store::model::KeyAccess) -> String {
+        let raw = super::super::apikey::generate();
+        identity.put_api_key(ApiKey {
+            id,
+            user_id: 1,
+            description: "k".into(),
+            prefix: super::super::apikey::display_prefix(&raw),
+            digest: super::super::apikey::digest_b64(&super::super::apikey::digest(&raw)),
+            date_created: 0,
+            last_used: 0,
+            expires_at,
+            scope: KeyScope { access, ..Default::default() },
+        });
+        raw
+    }
+
+    #[test]
+    fn keys_carry_their_scope_only_when_restricted_and_expire() {
+        use crate::store::model::KeyAccess;
+        let (identity, keys) = (Identity::default(), JwtKeys::from_secret(&[7u8; 32]));
+        identity.put_user(User::new(1, "u", String::new(), 1));
+        let now = super::super::now_secs();
+        let auth = |raw: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-api-key", raw.parse().unwrap());
+            authenticate(&h, None, &identity, &keys)
+        };
+        let plain = key_of(&identity, 1, 0, KeyAccess::Full);
+        assert!(auth(&plain).unwrap().scope().is_none(), "an unrestricted key pays nothing");
+        let read = key_of(&identity, 2, now + 600, KeyAccess::Read);
+        let p = auth(&read).unwrap();
+        assert_eq!(p.scope().map(|s| s.access), Some(KeyAccess::Read));
+        assert!(p.is_admin(), "the scope narrows; the user's role is still read live");
+        let only_expiring = key_of(&identity, 3, now + 600, KeyAccess::Full);
+        assert!(auth(&only_expiring).unwrap().scope().is_some_and(|s| s.is_unrestricted()));
+        let expired = key_of(&identity, 4, now, KeyAccess::Full);
+        let e = auth(&expired).unwrap_err();
+        assert_eq!(e, AuthFailure::ExpiredApiKey);
+        assert_eq!(e.label(), "expired_api_key");
+        let err = e.to_error();
+        assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+        assert!(err.message.contains("expired"));
     }
 
     #[test]

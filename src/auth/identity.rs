@@ -329,6 +329,8 @@ mod tests {
             digest: crate::auth::apikey::digest_b64(&crate::auth::apikey::digest(&raw)),
             date_created: 0,
             last_used: 0,
+            expires_at: 0,
+            scope: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::Surface;
+use crate::access::scope::{self as access_scope, ScopeDenial};
 use crate::api::{self, ApiRequest, Match, Policy, Routes};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -230,6 +231,15 @@ async fn route(
             r.extensions_mut().insert(AuthedUser(p.id()));
             return (r, template);
         }
+        // Scoped API keys only: JWTs and unrestricted keys pay this branch.
+        if let Some(scope) = p.scope() {
+            let verdict = api_scope(state, scope, req.method(), template, policy == Policy::Admin, &params, &uri);
+            if let Err(d) = verdict {
+                let mut r = d.to_error().into_response();
+                r.extensions_mut().insert(AuthedUser(p.id()));
+                return (r, template);
+            }
+        }
     }
     let user = principal.as_ref().map(|p| p.id());
     let (parts, body) = req.into_parts();
@@ -248,6 +258,44 @@ async fn route(
         resp.extensions_mut().insert(AuthedUser(u));
     }
     (resp, template)
+}
+
+/// A scoped key on a management route: its access level, then every
+/// endpoint the request names, in the route (`/api/endpoints/{id}/...`,
+/// `{endpointId}`) or in an `endpointId` query parameter (stacks). A value
+/// that is not an id is refused for an endpoint-limited key rather than
+/// left for a handler that might read it otherwise.
+fn api_scope(
+    state: &AppState,
+    scope: &crate::store::model::KeyScope,
+    method: &Method,
+    template: &str,
+    admin_route: bool,
+    params: &[(String, String)],
+    uri: &http::Uri,
+) -> Result<(), ScopeDenial> {
+    access_scope::api(scope, method, template, admin_route)?;
+    if !scope.limits_endpoints() {
+        return Ok(());
+    }
+    let check = |raw: &str| {
+        let Ok(id) = raw.trim().parse::<u64>() else {
+            return access_scope::endpoint(scope, 0, None);
+        };
+        access_scope::endpoint(scope, id, state.endpoints.get(id).map(|e| e.record.group_id))
+    };
+    if let Some(name) = access_scope::endpoint_param(template) {
+        if let Some((_, v)) = params.iter().find(|(k, _)| k == name) {
+            check(v)?;
+        }
+    }
+    if let Some(q) = uri.query() {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap_or_default();
+        for (_, v) in pairs.iter().filter(|(k, _)| k == "endpointId") {
+            check(v)?;
+        }
+    }
+    Ok(())
 }
 
 fn metrics_response(state: &AppState) -> Response<ResponseBody> {
