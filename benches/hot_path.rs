@@ -115,6 +115,8 @@ fn auth_check(c: &mut Criterion) {
         digest: apikey::digest_b64(&apikey::digest(&raw)),
         date_created: 0,
         last_used: 0,
+        expires_at: 0,
+        scope: Default::default(),
     });
     let mut key_headers = HeaderMap::new();
     key_headers.insert("x-api-key", raw.parse().unwrap());
@@ -189,7 +191,13 @@ fn registry(n: u64, groups: u64) -> EndpointMap {
 }
 
 fn principal(identity: &Identity, id: u64) -> Principal {
-    Principal { user: identity.user(id).unwrap(), via_api_key: false, jti: None, force_change_password: false }
+    Principal {
+        user: identity.user(id).unwrap(),
+        via_api_key: false,
+        jti: None,
+        force_change_password: false,
+        scoped_key: None,
+    }
 }
 
 /// What `proxy_route` does between authentication and forwarding.

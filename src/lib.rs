@@ -24,7 +24,8 @@
 //! - [`registries`]: container registries in memory and who may use them (the
 //!   `X-Registry-Auth` translation is in [`proxy::registry_auth`]).
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
-//!   policy the proxy asks (issue 14); it imports only the store's records. [`controls`]:
+//!   policy the proxy asks (issue 14), and what a scoped API key may do ([`access::scope`],
+//!   issue 17); it imports only the store's records (and the error type for scope refusals). [`controls`]:
 //!   the resource controls it reads (durable, in memory; stacks' own through the stack table).
 //! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
 //! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.

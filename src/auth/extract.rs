@@ -305,18 +305,8 @@ mod tests {
 
     /// A key of user 1 with this expiry and access; returns the raw key.
     fn key_of(identity: &Identity, id: u64, expires_at: u64, access: crate::store::model::KeyAccess) -> String {
-        let raw = super::super::apikey::generate();
-        identity.put_api_key(ApiKey {
-            id,
-            user_id: 1,
-            description: "k".into(),
-            prefix: super::super::apikey::display_prefix(&raw),
-            digest: super::super::apikey::digest_b64(&super::super::apikey::digest(&raw)),
-            date_created: 0,
-            last_used: 0,
-            expires_at,
-            scope: KeyScope { access, ..Default::default() },
-        });
+        let (raw, key) = super::super::apikey::for_tests(id, 1);
+        identity.put_api_key(ApiKey { expires_at, scope: KeyScope { access, ..Default::default() }, ..key });
         raw
     }
 
