@@ -214,9 +214,12 @@ async fn an_endpoint_scope_hides_and_refuses_other_endpoints() {
     refused_by(s, &v, "endpoints");
     // Routes about no one endpoint are closed to an endpoint-limited key,
     // even an admin's.
-    for (m, path) in
-        [(Method::DELETE, "/api/endpoints"), (Method::GET, "/api/settings"), (Method::GET, "/api/registries")]
-    {
+    for (m, path) in [
+        (Method::DELETE, "/api/endpoints"),
+        (Method::GET, "/api/settings"),
+        (Method::GET, "/api/registries"),
+        (Method::GET, "/metrics"),
+    ] {
         let (s, v) = e.call(&key, m, path, Some(json!({"endpoints": [{"id": e.e2}]}))).await;
         refused_by(s, &v, "endpoints");
     }

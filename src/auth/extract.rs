@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::identity::Identity;
 use super::jwt::{JwtError, JwtKeys};
-use crate::access::scope::{self, ScopeDenial};
+use crate::access::scope;
 use crate::error::ApiError;
 use crate::store::model::{ApiKey, Endpoint, KeyScope, User};
 
@@ -59,14 +59,6 @@ impl Principal {
     /// and access checks ask this beside the user's own rights.
     pub fn endpoint_in_scope(&self, record: &Endpoint) -> bool {
         self.scope().is_none_or(|s| scope::covers(s, record.id, Some(record.group_id)))
-    }
-
-    /// [`Principal::endpoint_in_scope`] with the refusal to answer.
-    pub fn check_endpoint_scope(&self, record: &Endpoint) -> Result<(), ScopeDenial> {
-        match self.scope() {
-            None => Ok(()),
-            Some(s) => scope::endpoint(s, record.id, Some(record.group_id)),
-        }
     }
 
     /// Whether the key is limited to some endpoints (instance-wide views

@@ -180,7 +180,13 @@ async fn route(
         }
         if state.config.metrics_auth {
             match state.authenticate(req.headers(), req.uri().query()) {
-                Ok(p) if p.is_admin() => {}
+                // Every endpoint's figures: an admin route about no one
+                // endpoint, so a scoped key is asked like one.
+                Ok(p) if p.is_admin() => {
+                    if let Some(Err(d)) = p.scope().map(|s| access_scope::api(s, &Method::GET, "/metrics", true)) {
+                        return (d.to_error().into_response(), "/metrics");
+                    }
+                }
                 Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
                 Err(e) => return (e.into_response(), "/metrics"),
             }
