@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_testkit::endpoints::create_urlencoded;
 use berth_testkit::harness::*;
-use berth_testkit::terminal::open;
+use berth_testkit::terminal::{open, read_to_end, read_until, type_text};
 use berth_testkit::users::*;
 use berth_testkit::MockDocker;
 use reqwest::{Method, StatusCode};
@@ -270,6 +270,22 @@ async fn an_expired_key_answers_401_and_is_counted() {
     }
     let text = e.d.http().get(e.d.url("/metrics")).bearer_auth(&e.admin).send().await.unwrap().text().await.unwrap();
     assert_eq!(metric(&text, r#"berth_auth_failures_total{reason="expired_api_key"}"#), Some(2.0), "{text}");
+}
+
+#[tokio::test]
+async fn an_open_terminal_closes_when_its_key_expires() {
+    let e = env().await;
+    let expires = now() + 2;
+    let key = e.admin_key(json!({"access": "operate", "expiresAt": expires})).await;
+    let path = format!("/api/websocket/exec?endpointId={}&id=abc123", e.e1);
+    let mut ws = open(&e.d, &path, &[("X-API-Key", &key)]).await.unwrap();
+    type_text(&mut ws, "still here\n").await;
+    let t = read_until(&mut ws, Duration::from_secs(10), |s| s.contains("still here")).await;
+    assert!(t.text.contains("still here"), "{t:?}");
+    let t = read_to_end(&mut ws, Duration::from_secs(10)).await;
+    assert!(t.ended, "the session outlived its key: {t:?}");
+    let closed_at = now();
+    assert!((expires..=expires + 2).contains(&closed_at), "closed at {closed_at}, the key expired at {expires}");
 }
 
 #[tokio::test]
