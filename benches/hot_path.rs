@@ -115,6 +115,8 @@ fn auth_check(c: &mut Criterion) {
         digest: apikey::digest_b64(&apikey::digest(&raw)),
         date_created: 0,
         last_used: 0,
+        expires_at: 0,
+        scope: Default::default(),
     });
     let mut key_headers = HeaderMap::new();
     key_headers.insert("x-api-key", raw.parse().unwrap());
@@ -195,6 +197,7 @@ fn principal(identity: &Identity, id: u64) -> Principal {
         jti: None,
         force_change_password: false,
         bundle: None,
+        scoped_key: None,
     }
 }
 

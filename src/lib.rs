@@ -26,7 +26,8 @@
 //! - [`bundles`]: client bundles (issue 18): Berth's CA, the live bundles a client
 //!   certificate must belong to, the zip a user downloads.
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
-//!   policy the proxy asks (issue 14); it imports only the store's records. [`controls`]:
+//!   policy the proxy asks (issue 14), and what a scoped API key may do ([`access::scope`],
+//!   issue 17); it imports only the store's records (and the error type for scope refusals). [`controls`]:
 //!   the resource controls it reads (durable, in memory; stacks' own through the stack table).
 //! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
 //! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.

@@ -23,8 +23,8 @@ pub struct AuthedBundle(pub u64);
 /// Marks a response with who made the request, for the access log.
 pub fn mark_caller<B>(resp: &mut http::Response<B>, p: &crate::auth::Principal) {
     resp.extensions_mut().insert(AuthedUser(p.id()));
-    if let Some(b) = p.bundle {
-        resp.extensions_mut().insert(AuthedBundle(b));
+    if let Some(b) = &p.bundle {
+        resp.extensions_mut().insert(AuthedBundle(b.id));
     }
 }
 

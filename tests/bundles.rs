@@ -255,6 +255,48 @@ async fn a_demoted_users_bundle_loses_what_the_user_lost() {
     assert_eq!(curl(&d, "/api/users", pair(&cert), &ca, &[]).await.unwrap().0, 403);
 }
 
+#[tokio::test]
+async fn a_scoped_bundle_stays_in_its_scope() {
+    let (mock, d, admin, eid) = with_mock_engine().await;
+    let other = d.create_endpoint(&admin, "other", &mock.unix_url().unwrap()).await;
+    let body = json!({"password": ADMIN_PASSWORD, "description": "ep1 read", "endpointIds": [eid], "access": "read"});
+    let b = create_bundle(&d, &admin, 1, body).await.unwrap();
+    let (ca, cert) = (b.file("ca.pem"), with(&b));
+    // env.sh names only the endpoint in scope.
+    assert!(!b.text("env.sh").contains(&format!("/api/endpoints/{other}/docker")));
+    let ping = |e: u64| format!("/api/endpoints/{e}/docker/_ping");
+    assert_eq!(curl(&d, &ping(eid), pair(&cert), &ca, &[]).await.unwrap().0, 200);
+    let (s, body) = curl(&d, &ping(other), pair(&cert), &ca, &[]).await.unwrap();
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = curl(&d, "/api/endpoints", pair(&cert), &ca, &[]).await.unwrap();
+    assert_eq!(s, 200);
+    let listed: Vec<u64> = serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![eid]);
+    // read: no POST through the proxy, even for an admin's bundle.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(b.file("cert.pem"))
+        .arg("--key")
+        .arg(b.file("key.pem"))
+        .arg(d.https_url(&format!("/api/endpoints/{eid}/docker/containers/abc/stop")))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let (s, v) = d.get_json("/api/users/1/bundles", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v[0]["access"], "read");
+    assert_eq!(v[0]["endpointIds"], json!([eid]));
+}
+
 // ------------------------------------------------------------ real engine
 
 /// The Docker CLI with a bundle and no header at all.

@@ -5,7 +5,9 @@
 //! resource controls through [`control::Controls`], inspect answers).
 //!
 //! Admins are never restricted and never reach this module: the proxy's
-//! one branch is `if !caller.admin { access::authorize(..) }`.
+//! one branch is `if !caller.admin { access::authorize(..) }`. The one
+//! exception is [`scope`], what a scoped API key may do, which applies to
+//! any user's key (admins' too) and only ever narrows.
 //!
 //! For a standard user, in order:
 //! 1. [`authorize`] (method, raw path, raw query, settings) → a [`Decision`]
@@ -55,6 +57,7 @@ pub mod gojson;
 pub mod list;
 pub mod path;
 pub mod rules;
+pub mod scope;
 
 pub use body::{BodyKind, Findings, Reference};
 pub use deny::{Denial, DenyRule, Verdict};

@@ -37,6 +37,13 @@ struct CreateBundle {
     /// End of validity (unix seconds); the configured lifetime by default.
     #[serde(default, rename = "expiresat")]
     expires_at: Option<u64>,
+    // The same restrictions as API keys (issue 17's scope model).
+    #[serde(default)]
+    endpointids: Option<Vec<i64>>,
+    #[serde(default)]
+    groupids: Option<Vec<i64>>,
+    #[serde(default)]
+    access: Option<String>,
 }
 
 fn denied(message: &str) -> ApiError {
@@ -76,6 +83,14 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
             ))
         }
     };
+    let requested = super::key_scope::Requested {
+        expires_at: None,
+        endpoint_ids: body.endpointids,
+        group_ids: body.groupids,
+        access: body.access,
+    };
+    let (_, scope) = super::key_scope::validate(requested, now)?;
+    let scope = (!scope.is_unrestricted()).then_some(scope);
     let csr = match body.csr.as_deref() {
         None => None,
         Some(pem) if pem.len() > MAX_CSR => return Err(ApiError::invalid_payload("Invalid csr: too large")),
@@ -116,6 +131,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
                 fingerprint,
                 date_created: now,
                 expires_at,
+                scope,
             };
             tx.put(BUNDLES, bid, &b)?;
             Ok(b)
@@ -130,6 +146,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         via_api_key: false,
         jti: None,
         force_change_password: false,
+        scoped_key: None,
         bundle: None,
     };
     let mut endpoints: Vec<archive::Target> = state
@@ -137,6 +154,9 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         .all()
         .into_iter()
         .filter(|e| state.endpoints.may_access(&owner, &e.record, &teams))
+        .filter(|e| {
+            record.scope.as_ref().is_none_or(|s| crate::access::scope::covers(s, e.record.id, Some(e.record.group_id)))
+        })
         .map(|e| archive::Target { id: e.record.id, name: e.record.name.clone() })
         .collect();
     endpoints.sort_by_key(|e| e.id);

@@ -274,9 +274,10 @@ impl ListQuery {
     }
 }
 
-/// Who may see an endpoint: admins all, others per the access rule.
+/// Who may see an endpoint: admins all, others per the access rule; a
+/// scoped API key only what its scope covers (`may_access` asks it).
 fn visible(state: &AppState, p: &Principal, record: &Endpoint, teams: &[Id]) -> bool {
-    p.is_admin() || state.endpoints.may_access(p, record, teams)
+    state.endpoints.may_access(p, record, teams)
 }
 
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod endpoint_groups;
 pub mod endpoints;
 pub mod form;
+pub mod key_scope;
 pub mod registries;
 pub mod resource_controls;
 pub mod settings;

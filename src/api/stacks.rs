@@ -96,7 +96,8 @@ type Found = (Arc<Stack>, Option<Arc<EndpointEntry>>, Vec<Id>);
 fn stack_for(state: &AppState, p: &Principal, id: Id) -> ApiResult<Found> {
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     match state.endpoints.get(stack.endpoint_id) {
-        None if p.is_admin() => Ok((stack, None, Vec::new())),
+        // Orphans belong to no endpoint: closed to endpoint-limited keys.
+        None if p.is_admin() && !p.limits_endpoints() => Ok((stack, None, Vec::new())),
         None => Err(access_denied()),
         Some(entry) => {
             let teams = check_endpoint(state, p, &entry, false)?;
@@ -427,7 +428,12 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
     for s in state.stacks.all() {
         let entry = state.endpoints.get(s.endpoint_id);
         let orphan = entry.is_none();
-        if orphan && !f.include_orphans {
+        if orphan && (!f.include_orphans || p.limits_endpoints()) {
+            continue;
+        }
+        // A scoped key's endpoints, for admins too (`may_access` below asks
+        // it for standard users).
+        if entry.as_ref().is_some_and(|e| !p.endpoint_in_scope(&e.record)) {
             continue;
         }
         if filtered && !orphan {

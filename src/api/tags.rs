@@ -46,7 +46,8 @@ fn tag_view(state: &AppState, t: &Tag, viewer: Option<(&Principal, &[Id])>) -> V
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let teams = if p.is_admin() { Vec::new() } else { state.identity.teams_of(p.id()) };
-    let viewer = (!p.is_admin()).then_some((p, teams.as_slice()));
+    // An admin's endpoint-limited key sees the tags' endpoints of its scope only.
+    let viewer = (!p.is_admin() || p.limits_endpoints()).then_some((p, teams.as_slice()));
     let tags: Vec<Value> = state.endpoints.tags().iter().map(|t| tag_view(&state, t, viewer)).collect();
     ok_json(&Value::Array(tags))
 }

@@ -483,6 +483,15 @@ struct CreateToken {
     password: String,
     #[serde(default)]
     description: String,
+    // Berth's restrictions (issue 17); absent means Portainer's key.
+    #[serde(default)]
+    expiresat: Option<i64>,
+    #[serde(default)]
+    endpointids: Option<Vec<i64>>,
+    #[serde(default)]
+    groupids: Option<Vec<i64>>,
+    #[serde(default)]
+    access: Option<String>,
 }
 
 pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -506,6 +515,13 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
     if body.password.is_empty() {
         return Err(ApiError::invalid_payload("Invalid password: cannot be empty"));
     }
+    let requested = super::key_scope::Requested {
+        expires_at: body.expiresat,
+        endpoint_ids: body.endpointids,
+        group_ids: body.groupids,
+        access: body.access,
+    };
+    let (expires_at, scope) = super::key_scope::validate(requested, now_secs())?;
     if !password::verify(body.password, p.user.password_hash.clone()).await {
         return Err(wrong_password(&state));
     }
@@ -519,8 +535,17 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
     let key = state
         .write(move |tx| {
             let kid = tx.next_id(API_KEYS)?;
-            let k =
-                ApiKey { id: kid, user_id: id, description, prefix, digest, date_created: now_secs(), last_used: 0 };
+            let k = ApiKey {
+                id: kid,
+                user_id: id,
+                description,
+                prefix,
+                digest,
+                date_created: now_secs(),
+                last_used: 0,
+                expires_at,
+                scope,
+            };
             tx.put(API_KEYS, kid, &k)?;
             Ok(k)
         })

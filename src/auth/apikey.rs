@@ -23,6 +23,25 @@ pub fn display_prefix(raw: &str) -> String {
     raw.chars().take(7).collect()
 }
 
+/// A fresh unrestricted key record of `user_id` and its raw value, for the
+/// unit tests of the modules that hold and check keys.
+#[cfg(test)]
+pub(crate) fn for_tests(id: u64, user_id: u64) -> (String, crate::store::model::ApiKey) {
+    let raw = generate();
+    let key = crate::store::model::ApiKey {
+        id,
+        user_id,
+        description: "k".into(),
+        prefix: display_prefix(&raw),
+        digest: digest_b64(&digest(&raw)),
+        date_created: 0,
+        last_used: 0,
+        expires_at: 0,
+        scope: Default::default(),
+    };
+    (raw, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

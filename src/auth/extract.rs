@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::identity::Identity;
 use super::jwt::{JwtError, JwtKeys};
+use crate::access::scope;
 use crate::error::ApiError;
-use crate::store::model::User;
+use crate::store::model::{ApiKey, Endpoint, KeyScope, User};
 
 pub const COOKIE_NAME: &str = "portainer_api_key";
 
@@ -30,8 +31,13 @@ pub struct Principal {
     /// required length, so clients should ask for a new one.
     pub force_change_password: bool,
     /// Set when the connection's client certificate (a bundle) authenticated
-    /// the request: the bundle's id, for the access log.
-    pub bundle: Option<u64>,
+    /// the request: its id names it in the access log, its scope narrows
+    /// the request like a scoped key's (when no header credential came too).
+    pub bundle: Option<Arc<crate::store::model::Bundle>>,
+    /// The API key, only when it carries restrictions (scope or expiry):
+    /// `None` for JWTs and unrestricted keys, so their requests pay one
+    /// `is_none` branch for scopes. Narrows, never widens, the user's rights.
+    pub scoped_key: Option<Arc<ApiKey>>,
 }
 
 impl Principal {
@@ -45,7 +51,36 @@ impl Principal {
             jti: None,
             force_change_password: false,
             bundle: None,
+            scoped_key: None,
         }
+    }
+
+    /// The key's scope when it has one that narrows anything.
+    pub fn scope(&self) -> Option<&KeyScope> {
+        match &self.scoped_key {
+            Some(k) => Some(&k.scope),
+            None => self.bundle.as_deref().and_then(|b| b.scope.as_ref()),
+        }
+    }
+
+    /// A bundle that names the caller for the log but narrows nothing.
+    fn unscoped(b: Arc<crate::store::model::Bundle>) -> Arc<crate::store::model::Bundle> {
+        if b.scope.is_none() {
+            return b;
+        }
+        Arc::new(crate::store::model::Bundle { scope: None, ..(*b).clone() })
+    }
+
+    /// Whether the key (if scoped) may reach this endpoint: list filters
+    /// and access checks ask this beside the user's own rights.
+    pub fn endpoint_in_scope(&self, record: &Endpoint) -> bool {
+        self.scope().is_none_or(|s| scope::covers(s, record.id, Some(record.group_id)))
+    }
+
+    /// Whether the key is limited to some endpoints (instance-wide views
+    /// such as orphaned stacks are then closed to it).
+    pub fn limits_endpoints(&self) -> bool {
+        self.scope().is_some_and(KeyScope::limits_endpoints)
     }
 
     pub fn is_admin(&self) -> bool {
@@ -67,6 +102,8 @@ pub enum AuthFailure {
     Revoked,
     UserGone,
     BadApiKey,
+    /// An API key past its `expiresAt`.
+    ExpiredApiKey,
     BothCredentials,
     /// An `Authorization` header that is not `Bearer <token>` (or a bare
     /// token, which Portainer accepts): another scheme, no token, extra
@@ -90,6 +127,7 @@ impl AuthFailure {
             AuthFailure::Revoked => "revoked",
             AuthFailure::UserGone => "user_gone",
             AuthFailure::BadApiKey => "invalid_api_key",
+            AuthFailure::ExpiredApiKey => "expired_api_key",
             AuthFailure::BothCredentials => "both_credentials",
             AuthFailure::MalformedAuthorization => "malformed_authorization",
             AuthFailure::BundleRevoked => "bundle_revoked",
@@ -107,6 +145,11 @@ impl AuthFailure {
                 "Tokens in the query string are refused: send an Authorization: Bearer header",
             ),
             AuthFailure::UserGone => ApiError::unauthorized("An authorization token is invalid"),
+            AuthFailure::ExpiredApiKey => ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                "API key expired",
+                "This API key is past its expiresAt: create a new one",
+            ),
             AuthFailure::BothCredentials => ApiError::forbidden(
                 "api key and auth header are not allowed at the same time",
                 "api key and auth header are not allowed at the same time",
@@ -205,10 +248,19 @@ pub fn authenticate_with_cert(
         if p.id() != bundle.user_id {
             return Err(AuthFailure::CertificateMismatch);
         }
-        return Ok(Principal { bundle: Some(bundle.id), ..p });
+        // The header's credential (and its scope) decides: the user holds
+        // both, so neither can reach beyond what the user may do.
+        return Ok(Principal { bundle: Some(Principal::unscoped(bundle)), ..p });
     }
     let user = identity.user(bundle.user_id).ok_or(AuthFailure::UserGone)?;
-    Ok(Principal { user, via_api_key: false, jti: None, force_change_password: false, bundle: Some(bundle.id) })
+    Ok(Principal {
+        user,
+        via_api_key: false,
+        jti: None,
+        force_change_password: false,
+        scoped_key: None,
+        bundle: Some(bundle),
+    })
 }
 
 /// Authenticates a request from its headers and query string alone: no
@@ -233,9 +285,23 @@ pub fn authenticate(
         if !bool::from(stored.as_bytes().ct_eq(key.digest.as_bytes())) {
             return Err(AuthFailure::BadApiKey);
         }
+        let now = super::now_secs();
+        // Checked on every request, like the user's rights below: no
+        // cached answer outlives the key.
+        if key.expires_at != 0 && now >= key.expires_at {
+            return Err(AuthFailure::ExpiredApiKey);
+        }
         let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
-        identity.touch_api_key(&key, super::now_secs());
-        return Ok(Principal { user, via_api_key: true, jti: None, force_change_password: false, bundle: None });
+        identity.touch_api_key(&key, now);
+        let scoped_key = key.is_restricted().then_some(key);
+        return Ok(Principal {
+            user,
+            via_api_key: true,
+            jti: None,
+            force_change_password: false,
+            scoped_key,
+            bundle: None,
+        });
     }
     let token = if let Some(c) = cookie {
         c
@@ -268,6 +334,7 @@ pub fn authenticate(
         force_change_password: claims.force_change_password,
         jti: Some((claims.jti.clone(), claims.exp)),
         bundle: None,
+        scoped_key: None,
     })
 }
 
@@ -320,6 +387,41 @@ mod tests {
         let e = authenticate(&h, None, &identity, &keys).unwrap_err();
         assert_eq!(e, AuthFailure::MalformedAuthorization);
         assert_eq!(e.to_error().status(), http::StatusCode::BAD_REQUEST);
+    }
+
+    /// A key of user 1 with this expiry and access; returns the raw key.
+    fn key_of(identity: &Identity, id: u64, expires_at: u64, access: crate::store::model::KeyAccess) -> String {
+        let (raw, key) = super::super::apikey::for_tests(id, 1);
+        identity.put_api_key(ApiKey { expires_at, scope: KeyScope { access, ..Default::default() }, ..key });
+        raw
+    }
+
+    #[test]
+    fn keys_carry_their_scope_only_when_restricted_and_expire() {
+        use crate::store::model::KeyAccess;
+        let (identity, keys) = (Identity::default(), JwtKeys::from_secret(&[7u8; 32]));
+        identity.put_user(User::new(1, "u", String::new(), 1));
+        let now = super::super::now_secs();
+        let auth = |raw: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-api-key", raw.parse().unwrap());
+            authenticate(&h, None, &identity, &keys)
+        };
+        let plain = key_of(&identity, 1, 0, KeyAccess::Full);
+        assert!(auth(&plain).unwrap().scope().is_none(), "an unrestricted key pays nothing");
+        let read = key_of(&identity, 2, now + 600, KeyAccess::Read);
+        let p = auth(&read).unwrap();
+        assert_eq!(p.scope().map(|s| s.access), Some(KeyAccess::Read));
+        assert!(p.is_admin(), "the scope narrows; the user's role is still read live");
+        let only_expiring = key_of(&identity, 3, now + 600, KeyAccess::Full);
+        assert!(auth(&only_expiring).unwrap().scope().is_some_and(|s| s.is_unrestricted()));
+        let expired = key_of(&identity, 4, now, KeyAccess::Full);
+        let e = auth(&expired).unwrap_err();
+        assert_eq!(e, AuthFailure::ExpiredApiKey);
+        assert_eq!(e.label(), "expired_api_key");
+        let err = e.to_error();
+        assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+        assert!(err.message.contains("expired"));
     }
 
     #[test]

@@ -320,16 +320,7 @@ mod tests {
     use super::*;
 
     fn key(id: Id) -> ApiKey {
-        let raw = crate::auth::apikey::generate();
-        ApiKey {
-            id,
-            user_id: 1,
-            description: "k".into(),
-            prefix: crate::auth::apikey::display_prefix(&raw),
-            digest: crate::auth::apikey::digest_b64(&crate::auth::apikey::digest(&raw)),
-            date_created: 0,
-            last_used: 0,
-        }
+        crate::auth::apikey::for_tests(id, 1).1
     }
 
     #[test]

@@ -120,6 +120,7 @@ mod tests {
             fingerprint: String::new(),
             date_created: 0,
             expires_at,
+            scope: None,
         }
     }
 

@@ -109,7 +109,12 @@ impl EndpointMap {
 
     /// Portainer's rule: a standard user may use an endpoint when they, or
     /// one of their teams, hold a policy on the endpoint or on its group.
+    /// A scoped API key must also cover the endpoint, admins' keys too:
+    /// the scope narrows whatever the user may do.
     pub fn may_access(&self, p: &Principal, record: &Endpoint, teams: &[Id]) -> bool {
+        if !p.endpoint_in_scope(record) {
+            return false;
+        }
         if p.is_admin() {
             return true;
         }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::access;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::docker_route_template;
@@ -60,7 +61,19 @@ async fn proxied(
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    let Some(entry) = state.endpoints.get(id) else {
+    let entry = state.endpoints.get(id);
+    // Scoped API keys only (JWTs and unrestricted keys pay this one
+    // branch): the endpoint, then the method and route, before anything
+    // else; an unknown endpoint outside the scope is a 403, not a 404.
+    if let Some(scope) = principal.scope() {
+        let group = entry.as_ref().map(|e| e.record.group_id);
+        let verdict = access::scope::endpoint(scope, id, group)
+            .and_then(|()| access::scope::docker(scope, req.method(), docker_path));
+        if let Err(d) = verdict {
+            return d.to_error().into_response();
+        }
+    }
+    let Some(entry) = entry else {
         return ApiError::not_found("an environment").into_response();
     };
     // A standard user's teams: they also mark the request for the

@@ -13,6 +13,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::Surface;
+use crate::access::scope::{self as access_scope, ScopeDenial};
 use crate::api::{self, ApiRequest, Match, Policy, Routes};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -181,7 +182,13 @@ async fn route(
         }
         if state.config.metrics_auth {
             match state.authenticate(&req) {
-                Ok(p) if p.is_admin() => {}
+                // Every endpoint's figures: an admin route about no one
+                // endpoint, so a scoped key is asked like one.
+                Ok(p) if p.is_admin() => {
+                    if let Some(Err(d)) = p.scope().map(|s| access_scope::api(s, &Method::GET, "/metrics", true)) {
+                        return (d.to_error().into_response(), "/metrics");
+                    }
+                }
                 Ok(_) => return (ApiError::access_denied().into_response(), "/metrics"),
                 Err(e) => return (e.into_response(), "/metrics"),
             }
@@ -232,6 +239,15 @@ async fn route(
             r.extensions_mut().insert(AuthedUser(p.id()));
             return (r, template);
         }
+        // Scoped API keys only: JWTs and unrestricted keys pay this branch.
+        if let Some(scope) = p.scope() {
+            let verdict = api_scope(state, scope, req.method(), template, policy == Policy::Admin, &params, &uri);
+            if let Err(d) = verdict {
+                let mut r = d.to_error().into_response();
+                r.extensions_mut().insert(AuthedUser(p.id()));
+                return (r, template);
+            }
+        }
     }
     let caller = principal.clone();
     let (parts, body) = req.into_parts();
@@ -250,6 +266,44 @@ async fn route(
         crate::response::mark_caller(&mut resp, p);
     }
     (resp, template)
+}
+
+/// A scoped key on a management route: its access level, then every
+/// endpoint the request names, in the route (`/api/endpoints/{id}/...`,
+/// `{endpointId}`) or in an `endpointId` query parameter (stacks). A value
+/// that is not an id is refused for an endpoint-limited key rather than
+/// left for a handler that might read it otherwise.
+fn api_scope(
+    state: &AppState,
+    scope: &crate::store::model::KeyScope,
+    method: &Method,
+    template: &str,
+    admin_route: bool,
+    params: &[(String, String)],
+    uri: &http::Uri,
+) -> Result<(), ScopeDenial> {
+    access_scope::api(scope, method, template, admin_route)?;
+    if !scope.limits_endpoints() {
+        return Ok(());
+    }
+    let check = |raw: &str| {
+        let Ok(id) = raw.trim().parse::<u64>() else {
+            return access_scope::endpoint(scope, 0, None);
+        };
+        access_scope::endpoint(scope, id, state.endpoints.get(id).map(|e| e.record.group_id))
+    };
+    if let Some(name) = access_scope::endpoint_param(template) {
+        if let Some((_, v)) = params.iter().find(|(k, _)| k == name) {
+            check(v)?;
+        }
+    }
+    if let Some(q) = uri.query() {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).unwrap_or_default();
+        for (_, v) in pairs.iter().filter(|(k, _)| k == "endpointId") {
+            check(v)?;
+        }
+    }
+    Ok(())
 }
 
 fn metrics_response(state: &AppState) -> Response<ResponseBody> {

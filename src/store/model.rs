@@ -109,6 +109,10 @@ pub struct Bundle {
     pub date_created: u64,
     /// End of the certificate's validity (unix seconds).
     pub expires_at: u64,
+    /// What the bundle may reach beyond its user's own rights (which
+    /// always apply too), as for API keys; `None`: no restriction.
+    #[serde(default)]
+    pub scope: Option<KeyScope>,
 }
 
 impl Bundle {
@@ -122,6 +126,9 @@ impl Bundle {
             "fingerprint": self.fingerprint,
             "dateCreated": self.date_created,
             "expiresAt": self.expires_at,
+            "endpointIds": self.scope.as_ref().map(|s| s.endpoint_ids.clone()).unwrap_or_default(),
+            "groupIds": self.scope.as_ref().map(|s| s.group_ids.clone()).unwrap_or_default(),
+            "access": self.scope.as_ref().map_or("full", |s| s.access.name()),
         })
     }
 }
@@ -136,10 +143,73 @@ pub struct ApiKey {
     pub digest: String,
     pub date_created: u64,
     pub last_used: u64,
+    /// Unix seconds after which the key no longer authenticates; 0 = never
+    /// (Portainer's keys, and keys stored before scopes existed).
+    #[serde(default)]
+    pub expires_at: u64,
+    /// What the key may reach, beyond its user's own rights (which always
+    /// apply too). Defaults to no restriction, so older records load as
+    /// the unrestricted keys they were.
+    #[serde(default)]
+    pub scope: KeyScope,
+}
+
+/// How far a key may act: the pure decision on these fields is in
+/// `access::scope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAccess {
+    /// GET and HEAD only, on the Docker API and the management API.
+    Read,
+    /// Read, plus starting, stopping and exec-ing into existing containers.
+    Operate,
+    /// Everything the key's user may do.
+    #[default]
+    Full,
+}
+
+impl KeyAccess {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAccess::Read => "read",
+            KeyAccess::Operate => "operate",
+            KeyAccess::Full => "full",
+        }
+    }
+}
+
+/// An API key's restrictions. Empty lists mean "no endpoint restriction"
+/// (creation refuses an explicitly empty list, so the two cannot be confused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScope {
+    #[serde(default)]
+    pub endpoint_ids: Vec<Id>,
+    #[serde(default)]
+    pub group_ids: Vec<Id>,
+    #[serde(default)]
+    pub access: KeyAccess,
+}
+
+impl KeyScope {
+    /// Whether an endpoint list (by id or by group) narrows the key.
+    pub fn limits_endpoints(&self) -> bool {
+        !self.endpoint_ids.is_empty() || !self.group_ids.is_empty()
+    }
+
+    pub fn is_unrestricted(&self) -> bool {
+        !self.limits_endpoints() && self.access == KeyAccess::Full
+    }
 }
 
 impl ApiKey {
-    /// Portainer's lowerCamel key object; the digest is shown only at creation.
+    /// Whether anything narrows the key: only such keys pay for scope checks.
+    pub fn is_restricted(&self) -> bool {
+        self.expires_at != 0 || !self.scope.is_unrestricted()
+    }
+
+    /// Portainer's lowerCamel key object; the digest is shown only at
+    /// creation. A key without restrictions keeps Portainer's exact shape;
+    /// a restricted one also shows its scope and expiry.
     pub fn to_api(&self, with_digest: bool) -> serde_json::Value {
         let mut v = serde_json::json!({
             "id": self.id,
@@ -151,6 +221,12 @@ impl ApiKey {
         });
         if with_digest {
             v["digest"] = self.digest.clone().into();
+        }
+        if self.is_restricted() {
+            v["expiresAt"] = self.expires_at.into();
+            v["endpointIds"] = self.scope.endpoint_ids.clone().into();
+            v["groupIds"] = self.scope.group_ids.clone().into();
+            v["access"] = self.scope.access.name().into();
         }
         v
     }

@@ -311,5 +311,14 @@ fn still_allowed(s: &Session) -> bool {
     let Some(entry) = state.endpoints.get(s.endpoint_id) else {
         return false;
     };
+    // A key's scope does not change, but it is asked again like the rest,
+    // so that nothing here depends on that.
+    if let Some(scope) = p.scope() {
+        let in_scope = crate::access::scope::endpoint(scope, s.endpoint_id, Some(entry.record.group_id))
+            .and_then(|()| crate::access::scope::terminal(scope));
+        if in_scope.is_err() {
+            return false;
+        }
+    }
     p.is_admin() || state.endpoints.may_access(&p, &entry.record, &state.identity.teams_of(p.id()))
 }

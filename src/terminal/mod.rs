@@ -29,7 +29,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::access::ResourceKind;
+use crate::access::{scope, ResourceKind};
 use crate::auth::Principal;
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::endpoints::EndpointEntry;
@@ -123,8 +123,16 @@ async fn open(
     principal: Principal,
 ) -> Answer {
     let (endpoint_id, id) = query(req.uri().query()).map_err(ApiError::into_response)?;
-    let entry =
-        state.endpoints.get(endpoint_id).ok_or_else(|| ApiError::not_found("an environment").into_response())?;
+    let entry = state.endpoints.get(endpoint_id);
+    // A scoped API key: the endpoint must be in its scope, and a terminal
+    // writes into a container, so `read` keys never open one.
+    if let Some(s) = principal.scope() {
+        let group = entry.as_ref().map(|e| e.record.group_id);
+        scope::endpoint(s, endpoint_id, group)
+            .and_then(|()| scope::terminal(s))
+            .map_err(|d| d.to_error().into_response())?;
+    }
+    let entry = entry.ok_or_else(|| ApiError::not_found("an environment").into_response())?;
     let teams = state.identity.teams_of(principal.id());
     if !state.endpoints.may_access(&principal, &entry.record, &teams) {
         return Err(ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
