@@ -197,6 +197,7 @@ fn principal(identity: &Identity, id: u64) -> Principal {
         jti: None,
         force_change_password: false,
         bundle: None,
+        api_key_id: None,
         scoped_key: None,
     }
 }

@@ -1,6 +1,7 @@
 //! The periodic tasks `run` starts beside the listeners: the endpoint
 //! health rounds, and housekeeping (pruning expired revocations and idle
-//! rate-limit buckets, recording API keys' last use). Each ends when
+//! rate-limit buckets, recording API keys' last use, pruning the audit
+//! trail) and the audit trail's writer. Each ends when
 //! `state.shutdown` is cancelled.
 
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use crate::state::AppState;
 pub fn spawn_all(state: &Arc<AppState>) {
     spawn_health_checks(state);
     spawn_housekeeping(state);
+    let s = state.clone();
+    tokio::spawn(async move { s.audit.run_writer(s.store.clone(), s.shutdown.clone()).await });
 }
 
 /// Checks every endpoint every `health_interval`, the first round at once.
@@ -68,6 +71,9 @@ fn spawn_housekeeping(state: &Arc<AppState>) {
             }
             let st = s.settings();
             s.limiter.prune(st.login_rate_burst, st.login_rate_per_second);
+            if let Err(e) = crate::audit::prune(&s.store, st.audit_log_retention_days, st.audit_log_max_entries).await {
+                tracing::warn!(error = %e, "pruning the audit trail failed");
+            }
         }
     });
 }

@@ -47,6 +47,7 @@ pub mod defaults {
     pub const TERMINAL_IDLE_TIMEOUT: &str = "30m";
     pub const TLS_SAN: &[&str] = &["localhost", "127.0.0.1", "::1"];
     pub const BUNDLE_LIFETIME: &str = "90days";
+    pub const AUDIT_QUEUE: usize = 4096;
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
     pub const HEALTH_CONCURRENCY: usize = 64;
@@ -151,6 +152,15 @@ pub struct Cli {
     /// Default lifetime of a client bundle's certificate (default 90 days)
     #[arg(long = "bundle-lifetime", env = "BERTH_BUNDLE_LIFETIME", value_name = "DURATION")]
     pub bundle_lifetime: Option<String>,
+    /// Proxied Docker calls waiting to be written to the audit trail; past it they are dropped and counted (default 4096)
+    #[arg(long = "audit-queue", env = "BERTH_AUDIT_QUEUE", value_name = "N")]
+    pub audit_queue: Option<String>,
+    /// Whether mutating Docker calls through the proxy are recorded in the audit trail (default true)
+    #[arg(long = "audit-proxy", env = "BERTH_AUDIT_PROXY", value_name = "BOOL")]
+    pub audit_proxy: Option<String>,
+    /// Also append every audit event to this JSON-lines file, for log shippers (mode 0600; off by default)
+    #[arg(long = "audit-file", env = "BERTH_AUDIT_FILE", value_name = "PATH")]
+    pub audit_file: Option<PathBuf>,
     /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma separated)
     #[arg(long = "trusted-proxies", env = "BERTH_TRUSTED_PROXIES", value_name = "IPS", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -285,6 +295,9 @@ pub struct FileServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub tls_san: Option<Vec<String>>,
     pub client_certs: Option<bool>,
+    pub audit_queue: Option<usize>,
+    pub audit_proxy: Option<bool>,
+    pub audit_file: Option<PathBuf>,
     pub bundle_lifetime: Option<String>,
     pub workers: Option<usize>,
 }
@@ -379,6 +392,12 @@ pub struct Config {
     pub client_certs: bool,
     /// Default lifetime of a client bundle.
     pub bundle_lifetime: Duration,
+    /// Capacity of the audit queue of proxied Docker calls.
+    pub audit_queue: usize,
+    /// Mutating Docker calls through the proxy are audited.
+    pub audit_proxy: bool,
+    /// JSON-lines copy of the audit trail.
+    pub audit_file: Option<PathBuf>,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
     pub setup_token: Option<String>,
@@ -605,6 +624,10 @@ impl Config {
             "bundle_lifetime",
             &cli.bundle_lifetime.or(s.bundle_lifetime).unwrap_or_else(|| d::BUNDLE_LIFETIME.into()),
         );
+        let audit_queue = p.parse("audit_queue", cli.audit_queue).or(s.audit_queue).unwrap_or(d::AUDIT_QUEUE);
+        let audit_queue = p.positive("audit_queue", audit_queue);
+        let audit_proxy = p.parse("audit_proxy", cli.audit_proxy).or(s.audit_proxy).unwrap_or(true);
+        let audit_file = cli.audit_file.or(s.audit_file);
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -776,6 +799,9 @@ impl Config {
             tls_san,
             client_certs,
             bundle_lifetime,
+            audit_queue,
+            audit_proxy,
+            audit_file,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,

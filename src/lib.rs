@@ -23,6 +23,8 @@
 //!   and updating endpoints, health checks; they take an [`endpoints::Ops`], not `AppState`.
 //! - [`registries`]: container registries in memory and who may use them (the
 //!   `X-Registry-Auth` translation is in [`proxy::registry_auth`]).
+//! - [`audit`]: the audit trail (issue 15): events, the durable writes and the queue of
+//!   proxied calls, pruning, the queries behind `/api/useractivity/*`.
 //! - [`bundles`]: client bundles (issue 18): Berth's CA, the live bundles a client
 //!   certificate must belong to, the zip a user downloads.
 //! - [`access`]: restricted access for standard users through the Docker proxy: a pure
@@ -44,6 +46,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod body;
@@ -115,6 +118,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
     let ca = bundles::ca::Ca::load_or_create(&config.data.join("ca")).context("loading Berth's CA")?;
     let bundles = bundles::Bundles::new(ca, store.load_all::<store::model::Bundle>(store::BUNDLES)?);
+    let audit = audit::Trail::new(&config, &metrics).context("setting up the audit trail")?;
     let state = AppState {
         dummy_hash: tokio::task::spawn_blocking({
             let cost = config.bcrypt_cost;
@@ -137,6 +141,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         stacks,
         controls,
         bundles,
+        audit,
     };
     Ok(Arc::new(state))
 }

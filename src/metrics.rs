@@ -18,6 +18,9 @@ pub const HTTP_REQUESTS: &str = "berth_http_requests_total";
 pub const HTTP_DURATION: &str = "berth_http_request_duration_seconds";
 pub const AUTH_FAILURES: &str = "berth_auth_failures_total";
 pub const AUTH_TOTAL: &str = "berth_auth_total";
+pub const AUDIT_EVENTS: &str = "berth_audit_events_total";
+pub const AUDIT_DROPPED: &str = "berth_audit_dropped_total";
+pub const AUDIT_FAILURES: &str = "berth_audit_write_failures_total";
 pub const RATE_LIMITED: &str = "berth_rate_limited_total";
 pub const STORE_WRITE: &str = "berth_store_write_duration_seconds";
 pub const PROXY_REQUESTS: &str = "berth_proxy_requests_total";
@@ -59,6 +62,12 @@ pub struct Metrics {
     pub auth_jwt: IntCounter,
     pub auth_api_key: IntCounter,
     pub auth_bundle: IntCounter,
+    /// Audit events written, by kind (api, docker, auth, terminal).
+    pub audit_events: IntCounterVec,
+    /// Proxied calls whose audit event was dropped: the queue was full.
+    pub audit_dropped: IntCounter,
+    /// Audit events that could not be written (store or file errors).
+    pub audit_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub store_write: Histogram,
     pub proxy_requests: IntCounterVec,
@@ -121,6 +130,15 @@ impl Metrics {
             auth_jwt: auth_total.with_label_values(&["jwt"]),
             auth_api_key: auth_total.with_label_values(&["apikey"]),
             auth_bundle: auth_total.with_label_values(&["bundle"]),
+            audit_events: reg(
+                &r,
+                IntCounterVec::new(Opts::new(AUDIT_EVENTS, "Audit events written, by kind"), &["kind"]),
+            ),
+            audit_dropped: reg(
+                &r,
+                IntCounter::new(AUDIT_DROPPED, "Audit events of proxied calls dropped because the queue was full"),
+            ),
+            audit_failures: reg(&r, IntCounter::new(AUDIT_FAILURES, "Audit events that could not be written")),
             http_requests: reg(
                 &r,
                 IntCounterVec::new(

@@ -20,11 +20,19 @@ pub struct AuthedUser(pub u64);
 #[derive(Clone, Copy, Debug)]
 pub struct AuthedBundle(pub u64);
 
-/// Marks a response with who made the request, for the access log.
+/// Set beside [`AuthedUser`] when an API key authenticated the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthedKey(pub u64);
+
+/// Marks a response with who made the request, for the access log and
+/// the audit trail.
 pub fn mark_caller<B>(resp: &mut http::Response<B>, p: &crate::auth::Principal) {
     resp.extensions_mut().insert(AuthedUser(p.id()));
     if let Some(b) = &p.bundle {
         resp.extensions_mut().insert(AuthedBundle(b.id));
+    }
+    if let Some(k) = p.api_key_id {
+        resp.extensions_mut().insert(AuthedKey(k));
     }
 }
 

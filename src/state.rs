@@ -39,6 +39,8 @@ pub struct AppState {
     pub controls: crate::controls::ControlTable,
     /// Client bundles and Berth's CA.
     pub bundles: crate::bundles::Bundles,
+    /// The audit trail: who changed what.
+    pub audit: crate::audit::Trail,
 }
 
 impl AppState {

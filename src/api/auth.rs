@@ -1,5 +1,6 @@
 //! `POST /api/auth` (login) and `POST /api/auth/logout`.
 
+use crate::audit::{Event, Kind, AUTH_FAILURE, AUTH_LOGOUT, AUTH_SUCCESS};
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Response, StatusCode};
@@ -74,10 +75,21 @@ pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| state.dummy_hash.clone());
     let pw_len = body.password.len();
     let ok = password::verify(body.password, hash).await;
+    let mut event = Event::new(Kind::Auth, "login", req.client_ip);
+    // The name tried, bounded: a failed login's "username" may be anything.
+    event.username = body.username.chars().take(128).collect();
     let Some(user) = user.filter(|_| ok) else {
         state.metrics.auth_failures.with_label_values(&["bad_credentials"]).inc();
+        event.auth_type = Some(AUTH_FAILURE);
+        event.status = StatusCode::UNPROCESSABLE_ENTITY.as_u16();
+        state.audit.record(&state.store, event).await;
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid credentials", "Unauthorized"));
     };
+    event.auth_type = Some(AUTH_SUCCESS);
+    event.status = 200;
+    event.user_id = Some(user.id);
+    event.username = user.username.clone();
+    state.audit.record(&state.store, event).await;
     let force = pw_len < state.settings().required_password_length;
     let (jwt, exp) = issue_token(&state, &user, force);
     let mut resp = json_response(StatusCode::OK, &serde_json::json!({ "jwt": jwt }));
@@ -99,6 +111,10 @@ pub async fn logout(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
             let j = jti.clone();
             state.write(move |tx| tx.revoke(&j, exp)).await.map_err(store_err)?;
             state.identity.revoke(jti, exp);
+            let mut event = Event::new(Kind::Auth, "logout", req.client_ip).by(&p);
+            event.auth_type = Some(AUTH_LOGOUT);
+            event.status = 204;
+            state.audit.record(&state.store, event).await;
         }
     }
     let mut r = no_content()?;

@@ -148,6 +148,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         force_change_password: false,
         scoped_key: None,
         bundle: None,
+        api_key_id: None,
     };
     let mut endpoints: Vec<archive::Target> = state
         .endpoints

@@ -16,6 +16,7 @@ pub mod stacks;
 pub mod status;
 pub mod tags;
 pub mod teams;
+pub mod useractivity;
 pub mod users;
 
 use std::collections::HashMap;
@@ -204,6 +205,8 @@ pub fn table() -> Routes {
         vec![(M::GET, Restricted, h!(bundles::list)), (M::POST, Restricted, h!(bundles::create))],
     );
     add("/api/users/{id}/bundles/{bundleId}", vec![(M::DELETE, Restricted, h!(bundles::delete))]);
+    add("/api/useractivity/logs", vec![(M::GET, Admin, h!(useractivity::logs))]);
+    add("/api/useractivity/authlogs", vec![(M::GET, Admin, h!(useractivity::authlogs))]);
     add("/api/teams", vec![(M::GET, Restricted, h!(teams::list)), (M::POST, Admin, h!(teams::create))]);
     add(
         "/api/teams/{id}",

@@ -49,6 +49,8 @@ fn full(s: &Settings) -> serde_json::Value {
         "LoginRateLimit": {"Burst": s.login_rate_burst, "PerSecond": s.login_rate_per_second},
         "AdminInitWindow": s.admin_init_window,
         "PortainerSecurityDefaults": s.portainer_security_defaults,
+        "AuditLogRetentionDays": s.audit_log_retention_days,
+        "AuditLogMaxEntries": s.audit_log_max_entries,
     })
 }
 
@@ -82,6 +84,8 @@ struct Update {
     requiredpasswordlength: Option<usize>,
     loginratelimit: Option<RateLimit>,
     portainersecuritydefaults: Option<bool>,
+    auditlogretentiondays: Option<u32>,
+    auditlogmaxentries: Option<u64>,
 }
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -135,12 +139,33 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     if let Some(v) = u.portainersecuritydefaults {
         s.portainer_security_defaults = v;
     }
+    let audit_changed = u.auditlogretentiondays.is_some() || u.auditlogmaxentries.is_some();
+    if let Some(v) = u.auditlogretentiondays {
+        if (1..=3650).contains(&v) {
+            s.audit_log_retention_days = v;
+        } else {
+            problems.push("AuditLogRetentionDays: must be between 1 and 3650".into());
+        }
+    }
+    if let Some(v) = u.auditlogmaxentries {
+        if (1..=10_000_000).contains(&v) {
+            s.audit_log_max_entries = v;
+        } else {
+            problems.push("AuditLogMaxEntries: must be between 1 and 10000000".into());
+        }
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid_payload(problems.join("; ")));
     }
     let stored = s.clone();
     state.write(move |tx| tx.put_meta(SETTINGS_KEY, &stored)).await.map_err(store_err)?;
     state.set_settings(s.clone());
+    if audit_changed {
+        // New limits apply at once, not at the next housekeeping round.
+        if let Err(e) = crate::audit::prune(&state.store, s.audit_log_retention_days, s.audit_log_max_entries).await {
+            tracing::warn!(error = %e, "pruning the audit trail failed");
+        }
+    }
     ok_json(&full(&s))
 }
 

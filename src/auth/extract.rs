@@ -34,6 +34,8 @@ pub struct Principal {
     /// the request: its id names it in the access log, its scope narrows
     /// the request like a scoped key's (when no header credential came too).
     pub bundle: Option<Arc<crate::store::model::Bundle>>,
+    /// The API key that authenticated the request, for the audit trail.
+    pub api_key_id: Option<u64>,
     /// The API key, only when it carries restrictions (scope or expiry):
     /// `None` for JWTs and unrestricted keys, so their requests pay one
     /// `is_none` branch for scopes. Narrows, never widens, the user's rights.
@@ -52,6 +54,7 @@ impl Principal {
             force_change_password: false,
             bundle: None,
             scoped_key: None,
+            api_key_id: None,
         }
     }
 
@@ -260,6 +263,7 @@ pub fn authenticate_with_cert(
         force_change_password: false,
         scoped_key: None,
         bundle: Some(bundle),
+        api_key_id: None,
     })
 }
 
@@ -293,6 +297,7 @@ pub fn authenticate(
         }
         let user = identity.user(key.user_id).ok_or(AuthFailure::UserGone)?;
         identity.touch_api_key(&key, now);
+        let key_id = key.id;
         let scoped_key = key.is_restricted().then_some(key);
         return Ok(Principal {
             user,
@@ -301,6 +306,7 @@ pub fn authenticate(
             force_change_password: false,
             scoped_key,
             bundle: None,
+            api_key_id: Some(key_id),
         });
     }
     let token = if let Some(c) = cookie {
@@ -335,6 +341,7 @@ pub fn authenticate(
         jti: Some((claims.jti.clone(), claims.exp)),
         bundle: None,
         scoped_key: None,
+        api_key_id: None,
     })
 }
 

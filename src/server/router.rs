@@ -74,6 +74,9 @@ pub async fn handle(
     if matches!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
         resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        crate::server::activity::record(state, &method, uri.path(), route, &resp, client_ip).await;
+    }
     let status = resp.status().as_u16();
     crate::server::csrf::security_headers(resp.headers_mut());
     let elapsed = start.elapsed();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -35,12 +35,14 @@ pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
 pub const RESOURCE_CONTROLS: Table = TableDefinition::new("resource_controls");
 /// Client bundles: certificates of Berth's CA and whose they are ([`crate::bundles`]).
 pub const BUNDLES: Table = TableDefinition::new("bundles");
+/// The audit trail ([`crate::audit`]): ids grow with time.
+pub const AUDIT: Table = TableDefinition::new("audit");
 /// Singletons and id sequences, keyed by name.
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 /// Revoked JWT ids with their expiry (unix seconds), so logouts survive a restart.
 const REVOKED: TableDefinition<'static, &'static str, u64> = TableDefinition::new("revoked_tokens");
 
-pub const ALL_TABLES: [Table; 12] = [
+pub const ALL_TABLES: [Table; 13] = [
     USERS,
     TEAMS,
     TEAM_MEMBERSHIPS,
@@ -53,6 +55,7 @@ pub const ALL_TABLES: [Table; 12] = [
     SNAPSHOTS,
     RESOURCE_CONTROLS,
     BUNDLES,
+    AUDIT,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +170,33 @@ impl Tx<'_> {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// Removes the oldest records of `table` (ascending id) while
+    /// `remove(record, records left)` says so, at most `max` of them;
+    /// returns how many went. Records that do not decode stop the walk.
+    pub fn remove_oldest<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        max: usize,
+        mut remove: impl FnMut(&T, u64) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut t = self.txn.open_table(table)?;
+        let mut left = t.len()?;
+        let mut doomed = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let Ok(record) = serde_json::from_slice::<T>(v.value()) else { break };
+            if doomed.len() >= max || !remove(&record, left) {
+                break;
+            }
+            doomed.push(k.value());
+            left -= 1;
+        }
+        for k in &doomed {
+            t.remove(*k)?;
+        }
+        Ok(doomed.len())
     }
 
     pub fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {

@@ -263,6 +263,20 @@ pub struct Settings {
     /// everything-denied default. Off unless an admin turns it on.
     #[serde(default)]
     pub portainer_security_defaults: bool,
+    /// Berth's audit trail: entries older than this many days are pruned.
+    #[serde(default = "default_audit_days")]
+    pub audit_log_retention_days: u32,
+    /// Berth's audit trail: at most this many entries are kept (oldest go first).
+    #[serde(default = "default_audit_entries")]
+    pub audit_log_max_entries: u64,
+}
+
+fn default_audit_days() -> u32 {
+    90
+}
+
+fn default_audit_entries() -> u64 {
+    100_000
 }
 
 impl Default for Settings {
@@ -276,6 +290,8 @@ impl Default for Settings {
             admin_init_window: "5m".into(),
             logo_url: String::new(),
             portainer_security_defaults: false,
+            audit_log_retention_days: default_audit_days(),
+            audit_log_max_entries: default_audit_entries(),
         }
     }
 }

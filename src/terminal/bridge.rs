@@ -164,8 +164,15 @@ pub async fn run(s: Session, client: OnUpgrade, docker: OnUpgrade) {
         client = %s.client,
         "terminal opened"
     );
+    let at = (s.endpoint_id, s.object_id.as_str());
+    let who = (s.user_id, s.username.as_str());
+    s.state.audit.enqueue(crate::audit::Event::terminal(s.kind.label(), "start", at, who, s.client, None));
     let started = Instant::now();
     let (end, to_docker, to_client) = pump(&s, ws, docker_r, docker_w).await;
+    let mut ended =
+        crate::audit::Event::terminal(s.kind.label(), "end", at, who, s.client, Some((to_docker, to_client)));
+    ended.payload.insert("end".into(), end.label().into());
+    s.state.audit.enqueue(ended);
     open.dec();
     m.terminal_sessions.with_label_values(&[s.kind.label(), end.label()]).inc();
     tracing::info!(
