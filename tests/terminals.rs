@@ -145,6 +145,21 @@ async fn a_logout_closes_an_open_terminal_within_a_second() {
     let metrics = metrics.text().await.unwrap();
     let ended = "berth_terminal_sessions_total{end=\"access_ended\",kind=\"exec\"}";
     assert_eq!(metric(&metrics, ended), Some(1.0), "{metrics}");
+    // The audit trail has the session's start and end, with its bytes.
+    let trail = berth_testkit::endpoints::eventually(WAIT, "the terminal's end in the trail", || {
+        let (d, fresh) = (&d, fresh.clone());
+        async move {
+            let (_, v) = d.get_json("/api/useractivity/logs?keyword=exec", Some(&fresh)).await;
+            let logs = v["logs"].as_array().cloned().unwrap_or_default();
+            logs.iter().any(|e| e["action"] == "exec end").then_some(logs)
+        }
+    })
+    .await;
+    let end = trail.iter().find(|e| e["action"] == "exec end").unwrap();
+    assert_eq!((end["username"].as_str(), end["object"].as_str()), (Some("admin"), Some("abc")), "{end}");
+    assert_eq!(end["payload"]["bytesToDocker"], 5, "{end}");
+    assert_eq!(end["payload"]["end"], "access_ended");
+    assert!(trail.iter().any(|e| e["action"] == "exec start"));
 }
 
 #[tokio::test]

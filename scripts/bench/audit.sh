@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The audit trail under load (issue 15): mutating Docker calls through the
+# proxy with the audit of proxied calls on (the default) and off, side by
+# side in one run, rounds interleaved.
+#
+#   floor      wrk straight to the mock backend (no proxy)
+#   audit-on   Berth as a user starts it: every POST is queued for the trail
+#   audit-off  Berth with --audit-proxy false
+#
+# Requests: POST /v1.41/containers/bench/start (the mock answers 404 at
+# once, so what is measured is the proxy and its audit, not Docker).
+# Servers on core $SERVER_CPUS, wrk on core $CLIENT_CPUS.
+#
+# Usage: scripts/bench/audit.sh
+# Knobs: ROUNDS (5), DURATION (5s), CONNS (64), SKIP_BUILD=1.
+source "$(dirname "$0")/lib.sh"
+
+rounds=${ROUNDS:-5}
+dur=${DURATION:-5s}
+conns=${CONNS:-64}
+
+have wrk || die "wrk is not installed (apt-get install -y wrk)"
+build_berth
+start_mock
+start_berth_variant on "$BIN/berth" 0
+on_port=$VARIANT_PORT on_token=$BERTH_TOKEN on_endpoint=$BERTH_ENDPOINT
+start_berth_variant off "$BIN/berth" 1 --audit-proxy false
+off_port=$VARIANT_PORT off_token=$BERTH_TOKEN off_endpoint=$BERTH_ENDPOINT
+
+post="$BENCH_DIR/post.lua"
+echo 'wrk.method = "POST"' >"$post"
+path=/v1.41/containers/bench/start
+targets=(
+  "floor|http://127.0.0.1:$PORT_FLOOR$path|none"
+  "audit-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker$path|$on_token"
+  "audit-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker$path|$off_token"
+)
+note "$(machine_line)"
+note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
+results=$(mktemp)
+for ((r = 1; r <= rounds; r++)); do
+  n=${#targets[@]}
+  for ((j = 0; j < n; j++)); do
+    IFS='|' read -r name url tok <<<"${targets[$(((j + r - 1) % n))]}"
+    out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$post" -H "Authorization: Bearer $tok" "$url")
+    grep -q 'Socket errors' <<<"$out" && { echo "$out" >&2; die "$name had socket errors under load"; }
+    echo "$name $r $(awk '/Requests\/sec/{print $2}' <<<"$out")" | tee -a "$results" >&2
+  done
+done
+
+events=$(curl -fsS -H "Authorization: Bearer $on_token" "http://127.0.0.1:$on_port/metrics" |
+  awk '/^berth_audit_events_total\{kind="docker"\}/{print $2} /^berth_audit_dropped_total /{print "dropped", $2}' | tr '\n' ' ')
+note "audit-on wrote: $events"
+
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, _, rps = line.split()
+    rows.setdefault(name, []).append(float(rps))
+med = {n: statistics.median(v) for n, v in rows.items()}
+print(f"{'target':<10} {'rps':>8} {'x floor':>8}  per round (x floor)")
+for n, v in med.items():
+    print(f"{n:<10} {v:8.0f} {v / med['floor']:8.2f}  " + " ".join(f"{x / med['floor']:.2f}" for x in v))
+print(f"audit-on / audit-off: {med['audit-on'] / med['audit-off']:.2f}")
+PY
