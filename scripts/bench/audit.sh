@@ -6,6 +6,8 @@
 #   floor      wrk straight to the mock backend (no proxy)
 #   audit-on   Berth as a user starts it: every POST is queued for the trail
 #   audit-off  Berth with --audit-proxy false
+#   get-on, get-off  the same two with GET /_ping (what load.sh sends: reads
+#              are never audited, so these should be equal)
 #
 # Requests: POST /v1.41/containers/bench/start (the mock answers 404 at
 # once, so what is measured is the proxy and its audit, not Docker).
@@ -34,6 +36,8 @@ targets=(
   "floor|http://127.0.0.1:$PORT_FLOOR$path|none"
   "audit-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker$path|$on_token"
   "audit-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker$path|$off_token"
+  "get-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker/v1.41/_ping|$on_token"
+  "get-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker/v1.41/_ping|$off_token"
 )
 note "$(machine_line)"
 note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
@@ -42,7 +46,9 @@ for ((r = 1; r <= rounds; r++)); do
   n=${#targets[@]}
   for ((j = 0; j < n; j++)); do
     IFS='|' read -r name url tok <<<"${targets[$(((j + r - 1) % n))]}"
-    out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$post" -H "Authorization: Bearer $tok" "$url")
+    script=()
+    [[ $name == get-* ]] || script=(-s "$post")
+    out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" "${script[@]}" -H "Authorization: Bearer $tok" "$url")
     grep -q 'Socket errors' <<<"$out" && { echo "$out" >&2; die "$name had socket errors under load"; }
     echo "$name $r $(awk '/Requests\/sec/{print $2}' <<<"$out")" | tee -a "$results" >&2
   done
@@ -61,6 +67,7 @@ for line in open(sys.argv[1]):
 med = {n: statistics.median(v) for n, v in rows.items()}
 print(f"{'target':<10} {'rps':>8} {'x floor':>8}  per round (x floor)")
 for n, v in med.items():
-    print(f"{n:<10} {v:8.0f} {v / med['floor']:8.2f}  " + " ".join(f"{x / med['floor']:.2f}" for x in v))
-print(f"audit-on / audit-off: {med['audit-on'] / med['audit-off']:.2f}")
+    print(f"{n:<10} {v:8.0f} {v / med['floor']:8.2f}  " + " ".join(f"{x / med['floor']:.2f}" for x in rows[n]))
+print(f"POST (every call audited): audit-on / audit-off: {med['audit-on'] / med['audit-off']:.2f}")
+print(f"GET  (the load benchmark's traffic): audit-on / audit-off: {med['get-on'] / med['get-off']:.2f}")
 PY

@@ -33,8 +33,9 @@ use tokio::sync::mpsc;
 use crate::store::model::Id;
 use crate::store::{Store, StoreError, AUDIT};
 
-/// Events written in one store transaction by the queue's writer.
-const BATCH: usize = 256;
+/// Events written in one store transaction by the queue's writer: one
+/// commit (and fsync) per batch under load.
+const BATCH: usize = 1024;
 /// Records removed per pruning transaction.
 const PRUNE_BATCH: usize = 10_000;
 
@@ -247,8 +248,9 @@ impl Trail {
         let r = store
             .write(move |tx| {
                 let mut written = Vec::with_capacity(events.len());
-                for mut e in events {
-                    e.id = tx.next_id(AUDIT)?;
+                let first = tx.next_ids(AUDIT, events.len() as u64)?;
+                for (i, mut e) in events.into_iter().enumerate() {
+                    e.id = first + i as u64;
                     tx.put(AUDIT, e.id, &e)?;
                     written.push(e);
                 }

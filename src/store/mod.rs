@@ -112,6 +112,14 @@ impl Tx<'_> {
         Ok(next)
     }
 
+    /// `n` consecutive ids of a table at once (the first of them): one
+    /// sequence update for a batch of records.
+    pub fn next_ids(&self, table: Table, n: u64) -> Result<u64, StoreError> {
+        let first = self.last_id(table)? + 1;
+        self.set_last_id(table, first + n.saturating_sub(1))?;
+        Ok(first)
+    }
+
     /// The last id handed out for `table` (0 before the first).
     fn last_id(&self, table: Table) -> Result<u64, StoreError> {
         let meta = self.txn.open_table(META)?;
