@@ -243,7 +243,11 @@ impl Trail {
 
     async fn write(&self, store: &Store, events: Vec<Event>) {
         let file = self.file.clone();
-        let kinds: Vec<Kind> = events.iter().filter_map(|e| e.kind).collect();
+        // Counted per kind once per batch, not per event.
+        let mut per_kind = [0u64; 4];
+        for k in events.iter().filter_map(|e| e.kind) {
+            per_kind[k as usize] += 1;
+        }
         let count = events.len();
         let r = store
             .write(move |tx| {
@@ -265,8 +269,10 @@ impl Trail {
                 return;
             }
         };
-        for k in kinds {
-            self.events.with_label_values(&[k.name()]).inc();
+        for (k, n) in [Kind::Api, Kind::Docker, Kind::Auth, Kind::Terminal].into_iter().zip(per_kind) {
+            if n > 0 {
+                self.events.with_label_values(&[k.name()]).inc_by(n);
+            }
         }
         let Some(file) = file else { return };
         // Blocking file I/O: off the async workers.
