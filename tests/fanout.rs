@@ -218,25 +218,19 @@ async fn a_standard_user_sees_only_their_endpoints_and_their_own_containers() {
     assert_eq!(ours(T, &v), want, "{v}");
 }
 
+/// Two endpoints on one mock engine (three containers, one volume each).
 struct Mocked {
     d: Daemon,
     admin: String,
     mock: MockDocker,
     e1: u64,
     e2: u64,
-    _dir: tempfile::TempDir,
 }
 
-/// Two endpoints on one mock engine (three containers, one volume each).
 async fn mocked() -> Mocked {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
-    let d = Daemon::builder().args(["--bcrypt-cost", "4"]).start().await;
-    let admin = d.admin_token().await;
-    let url = mock.unix_url().unwrap();
-    let e1 = d.create_endpoint(&admin, "one", &url).await;
-    let e2 = d.create_endpoint(&admin, "two", &url).await;
-    Mocked { d, admin, mock, e1, e2, _dir: dir }
+    let (mock, d, admin, e1) = berth_testkit::endpoints::with_mock_engine().await;
+    let e2 = d.create_endpoint(&admin, "two", &mock.unix_url().unwrap()).await;
+    Mocked { d, admin, mock, e1, e2 }
 }
 
 impl Mocked {
