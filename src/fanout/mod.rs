@@ -258,16 +258,24 @@ impl Call {
     /// dropped): dropping the task set aborts the hosts' exchanges.
     async fn run(self, entries: Vec<Arc<EndpointEntry>>, concurrency: usize, tx: mpsc::Sender<Bytes>) {
         let started = Instant::now();
+        let (state, kind) = (self.state.clone(), self.kind);
+        self.write(entries, concurrency, tx).await;
+        // Counted however the call ended (done, or the client gone).
+        state.metrics.fanout_duration.with_label_values(&[kind.label()]).observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn write(self, entries: Vec<Arc<EndpointEntry>>, concurrency: usize, tx: mpsc::Sender<Bytes>) {
         let call = Arc::new(self);
         let permits = Arc::new(Semaphore::new(concurrency));
         let mut tasks = JoinSet::new();
+        // Which endpoint a task was for, should it fail without saying.
         let mut names = std::collections::HashMap::new();
         for entry in entries {
             let (call, permits) = (call.clone(), permits.clone());
             let who = (entry.record.id, entry.record.name.clone());
             let handle = tasks.spawn(async move {
-                // Held until the answer has been written out: finished
-                // answers waiting for a slow client count against the bound.
+                // Held until this task's answer is taken from the set:
+                // finished answers not yet written count against the bound.
                 let permit = permits.acquire_owned().await;
                 (call.ask(&entry).await, permit)
             });
@@ -313,11 +321,6 @@ impl Call {
         }
         failures.sort_by_key(|f| f.endpoint_id);
         let _ = tx.send(document::tail(&failures)).await;
-        call.state
-            .metrics
-            .fanout_duration
-            .with_label_values(&[call.kind.label()])
-            .observe(started.elapsed().as_secs_f64());
     }
 
     /// One host: its labelled items, or why there are none.
