@@ -189,8 +189,10 @@ async fn a_standard_user_sees_only_their_endpoints_and_their_own_containers() {
     let url = format!("unix://{DOCKER_SOCKET}");
     let mine = d.create_endpoint(&admin, "granted", &url).await;
     let other = d.create_endpoint(&admin, "not-granted", &url).await;
+    let dead = endpoint_at(&d, &admin, "dead", &url, &format!("tcp://127.0.0.1:{}", dead_port().await)).await;
     let alice_id = create_user(&d, &admin, "alice").await;
     grant(&d, &admin, mine, &[alice_id]).await;
+    grant(&d, &admin, dead, &[alice_id]).await;
     let alice = d.login("alice", &password("alice")).await;
     let (admins, alices) = (named(T, "admins"), named(T, "alices"));
     create_container(&d, &admin, mine, &admins).await;
@@ -200,12 +202,16 @@ async fn a_standard_user_sees_only_their_endpoints_and_their_own_containers() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(ours(T, &v), vec![(alices.clone(), mine)], "{v}");
     assert!(items(&v).iter().all(|i| i["BerthEndpoint"]["Id"] == mine), "{v}");
-    assert!(errors(&v).is_empty(), "{v}");
+    // A failed host is named, its address is not (as on the proxy).
+    let errs = errors(&v);
+    assert_eq!(errs.len(), 1, "{v}");
+    assert_eq!((errs[0]["endpointId"].as_u64(), errs[0]["reason"].as_str()), (Some(dead), Some("unreachable")));
+    assert!(!errs[0].to_string().contains("127.0.0.1"), "{v}");
     // Naming an endpoint she may not use does not widen anything.
     let (s, v) = d.get_json(&format!("/api/docker/containers/json?all=1&endpointIds[]={other}"), Some(&alice)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(items(&v).is_empty() && errors(&v).is_empty(), "{v}");
-    let (s, v) = d.get_json("/api/docker/info", Some(&alice)).await;
+    let (s, v) = d.get_json(&format!("/api/docker/info?endpointIds[]={mine}"), Some(&alice)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(items(&v).len(), 1, "{v}");
     assert_eq!(items(&v)[0]["BerthEndpoint"], json!({"Id": mine, "Name": "granted"}), "{v}");
@@ -216,6 +222,8 @@ async fn a_standard_user_sees_only_their_endpoints_and_their_own_containers() {
     let mut want = vec![(admins.clone(), mine), (admins, other), (alices.clone(), mine), (alices, other)];
     want.sort();
     assert_eq!(ours(T, &v), want, "{v}");
+    // The admin's copy of a failure keeps its cause.
+    assert!(errors(&v)[0]["details"].as_str().unwrap().contains("127.0.0.1"), "{v}");
 }
 
 /// Two endpoints on one mock engine (three containers, one volume each).
@@ -284,6 +292,14 @@ async fn a_scoped_key_sees_only_its_endpoints_and_the_query_narrows_strictly() {
     let (s, v) = m.get("/api/docker/containers/json?groupIds[]=99", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(m.per_endpoint(&v), (0, 0));
+    let (s, tag) = m.d.post_json("/api/tags", Some(&m.admin), &json!({"Name": "prod"})).await;
+    assert_eq!(s, StatusCode::OK, "{tag}");
+    let tag = tag["ID"].as_u64().or(tag["Id"].as_u64()).unwrap();
+    let (s, v) = m.d.put_json(&format!("/api/endpoints/{}", m.e2), Some(&m.admin), &json!({"TagIds": [tag]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = m.get(&format!("/api/docker/containers/json?tagIds[]={tag}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(m.per_endpoint(&v), (0, 3));
 
     // Volumes are flattened, a version prefix passes on.
     m.mock.clear_requests();
