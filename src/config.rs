@@ -51,6 +51,8 @@ pub mod defaults {
     pub const HEALTH_INTERVAL: &str = "5m";
     pub const HEALTH_TIMEOUT: &str = "5s";
     pub const HEALTH_CONCURRENCY: usize = 64;
+    pub const FANOUT_TIMEOUT: &str = "10s";
+    pub const FANOUT_CONCURRENCY: usize = 16;
     pub const STACK_DEPLOY_TIMEOUT: &str = "10m";
     pub const GIT_CLONE_TIMEOUT: &str = "2m";
     pub const MAX_STACK_FILE: usize = 4 * 1024 * 1024;
@@ -215,6 +217,12 @@ pub struct Cli {
     /// Most endpoint checks running at once
     #[arg(long = "health-concurrency", env = "BERTH_HEALTH_CONCURRENCY", value_name = "N")]
     pub health_concurrency: Option<String>,
+    /// Per-endpoint time limit of a fan-out call (`/api/docker/...`): a host that has not answered whole by then is listed as failed
+    #[arg(long = "fanout-timeout", env = "BERTH_FANOUT_TIMEOUT", value_name = "DURATION")]
+    pub fanout_timeout: Option<String>,
+    /// Most endpoints one fan-out call (`/api/docker/...`) asks at once
+    #[arg(long = "fanout-concurrency", env = "BERTH_FANOUT_CONCURRENCY", value_name = "N")]
+    pub fanout_concurrency: Option<String>,
     /// Worker threads of the async runtime (default: one per core)
     #[arg(long = "workers", env = "BERTH_WORKERS", value_name = "N")]
     pub workers: Option<String>,
@@ -328,6 +336,8 @@ pub struct FileDocker {
     pub health_interval: Option<String>,
     pub health_timeout: Option<String>,
     pub health_concurrency: Option<usize>,
+    pub fanout_timeout: Option<String>,
+    pub fanout_concurrency: Option<usize>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -416,6 +426,10 @@ pub struct Config {
     pub health_interval: Duration,
     pub health_timeout: Duration,
     pub health_concurrency: usize,
+    /// Per-endpoint time limit of a fan-out call (request, answer and filtering).
+    pub fanout_timeout: Duration,
+    /// Most endpoints one fan-out call asks at once (bounds its memory too).
+    pub fanout_concurrency: usize,
     pub workers: Option<usize>,
     pub stack_deploy_timeout: Duration,
     pub git_clone_timeout: Duration,
@@ -693,6 +707,15 @@ impl Config {
             .or(k.health_concurrency)
             .unwrap_or(d::HEALTH_CONCURRENCY);
         let health_concurrency = p.positive("health_concurrency", health_concurrency);
+        let fanout_timeout = p.dur(
+            "fanout_timeout",
+            &cli.fanout_timeout.or(k.fanout_timeout).unwrap_or_else(|| d::FANOUT_TIMEOUT.into()),
+        );
+        let fanout_concurrency = p
+            .parse("fanout_concurrency", cli.fanout_concurrency)
+            .or(k.fanout_concurrency)
+            .unwrap_or(d::FANOUT_CONCURRENCY);
+        let fanout_concurrency = p.positive("fanout_concurrency", fanout_concurrency);
         let stack_deploy_timeout = p.dur(
             "stack_deploy_timeout",
             &cli.stack_deploy_timeout.or(st.stack_deploy_timeout).unwrap_or_else(|| d::STACK_DEPLOY_TIMEOUT.into()),
@@ -761,6 +784,7 @@ impl Config {
             ("ping_timeout", ping_timeout),
             ("health_interval", health_interval),
             ("health_timeout", health_timeout),
+            ("fanout_timeout", fanout_timeout),
         ] {
             if v.is_zero() && !p.0.iter().any(|e| e.starts_with(name)) {
                 p.0.push(format!("{name}: must be greater than 0"));
@@ -820,6 +844,8 @@ impl Config {
             health_interval,
             health_timeout,
             health_concurrency,
+            fanout_timeout,
+            fanout_concurrency,
             workers,
             stack_deploy_timeout,
             git_clone_timeout,

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
-//! `server` → {`api`, `terminal` → `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
+//! `server` → {`api`, `terminal` → `proxy`, `fanout` → `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
 //! {`connector`, `store`} → leaves.
 //! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
 //!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
@@ -15,6 +15,9 @@
 //!   what standard users may see of a failure ([`proxy::redact`]).
 //! - [`terminal`]: container terminals over WebSocket (`/api/websocket/exec|attach`):
 //!   handshake, access (through the restricted proxy's policy), the session bridge.
+//! - [`fanout`]: `GET /api/docker/containers/json` and the other fan-out routes: one call
+//!   to every endpoint the caller may use, filtered per host by the restricted proxy,
+//!   streamed as one document (issue 17).
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
 //! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
 //! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
@@ -58,6 +61,7 @@ pub mod deadline;
 pub mod docker_url;
 pub mod endpoints;
 pub mod error;
+pub mod fanout;
 pub mod fsutil;
 pub mod ids;
 pub mod metrics;

@@ -43,6 +43,10 @@ pub const TERMINALS_OPEN: &str = "berth_terminals_open";
 pub const TERMINAL_BYTES: &str = "berth_terminal_bytes_total";
 pub const TERMINAL_SESSIONS: &str = "berth_terminal_sessions_total";
 pub const STACK_DEPLOY_DURATION: &str = "berth_stack_deploy_duration_seconds";
+pub const FANOUT_REQUESTS: &str = "berth_fanout_requests_total";
+pub const FANOUT_FAILURES: &str = "berth_fanout_endpoint_failures_total";
+pub const FANOUT_DURATION: &str = "berth_fanout_duration_seconds";
+pub const FANOUT_ENDPOINTS: &str = "berth_fanout_endpoints_total";
 
 /// Stack operations run child processes for seconds to minutes.
 const DEPLOY_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -101,6 +105,16 @@ pub struct Metrics {
     /// Terminal sessions ended, by kind (exec, attach) and why they ended
     /// (a fixed set: see `terminal::End`).
     pub terminal_sessions: IntCounterVec,
+    /// Fan-out calls (`/api/docker/...`) started, by kind (the fixed route
+    /// list: `containers`, `images`, ...).
+    pub fanout_requests: IntCounterVec,
+    /// Endpoints asked by fan-out calls, by kind.
+    pub fanout_endpoints: IntCounterVec,
+    /// Endpoints a fan-out call listed as failed, by kind and reason (a
+    /// fixed set: see `fanout::Reason`).
+    pub fanout_failures: IntCounterVec,
+    /// Time from the start of a fan-out call to the end of its document.
+    pub fanout_duration: HistogramVec,
     /// Handles of the proxy's per-endpoint series, see [`Metrics::proxy_series`].
     proxy_series: DashMap<u64, Arc<ProxySeries>>,
 }
@@ -255,6 +269,28 @@ impl Metrics {
                     HistogramOpts::new(STACK_DEPLOY_DURATION, "Duration of stack operations (clone and deployer runs)")
                         .buckets(DEPLOY_BUCKETS.to_vec()),
                     &["type", "method"],
+                ),
+            ),
+            fanout_requests: reg(
+                &r,
+                IntCounterVec::new(Opts::new(FANOUT_REQUESTS, "Fan-out calls (/api/docker/...) by kind"), &["kind"]),
+            ),
+            fanout_endpoints: reg(
+                &r,
+                IntCounterVec::new(Opts::new(FANOUT_ENDPOINTS, "Endpoints asked by fan-out calls, by kind"), &["kind"]),
+            ),
+            fanout_failures: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(FANOUT_FAILURES, "Endpoints a fan-out call listed as failed, by kind and reason"),
+                    &["kind", "reason"],
+                ),
+            ),
+            fanout_duration: reg(
+                &r,
+                HistogramVec::new(
+                    h(FANOUT_DURATION, "Duration of fan-out calls, to the end of the document"),
+                    &["kind"],
                 ),
             ),
             access_denied: reg(

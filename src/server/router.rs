@@ -175,6 +175,10 @@ async fn route(
         let resp = crate::terminal::handle(state, &router.tunnels, req, kind, client_ip).await;
         return (resp, kind.template());
     }
+    if let Some(fan) = crate::fanout::route(path) {
+        let resp = crate::fanout::handle(state, &router.tunnels, req, fan).await;
+        return (resp, fan.kind.template());
+    }
     if let Some((raw_id, docker_path)) = crate::proxy::route::split_docker_path(path) {
         let resp = crate::proxy::route::handle(state, &router.tunnels, req, raw_id, docker_path).await;
         return (resp, "/api/endpoints/{id}/docker/*");

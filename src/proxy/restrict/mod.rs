@@ -117,15 +117,8 @@ impl<'a> Restricted<'a> {
         };
         let decision = access::authorize(req.method(), raw_path, raw_query, self.settings())?;
         match decision.action.clone() {
-            Action::Forward => Ok(forward(self.target, req, path_and_query).await),
-            Action::ForwardRedacted(r) => {
-                let resp = forward(self.target, req, path_and_query).await;
-                Ok(answer::rewrite_json(resp, |v| r.apply(v)).await)
-            }
-            Action::FilterList(kind) => {
-                let filter = self.list_filter(kind).await?;
-                let resp = forward(self.target, req, path_and_query).await;
-                Ok(list::filtered(resp, filter))
+            a @ (Action::Forward | Action::ForwardRedacted(_) | Action::FilterList(_)) => {
+                self.read(a, Outgoing::Client(req), path_and_query).await
             }
             Action::CheckReferences(refs) => {
                 self.check_references(&refs).await?;
@@ -135,6 +128,53 @@ impl<'a> Restricted<'a> {
             Action::Owner { kind, id, op } => {
                 self.owner(req, OwnerRequest { raw_query, d: &decision, kind, id: &id, op }).await
             }
+        }
+    }
+
+    /// A GET Berth sends itself on the user's behalf (the fan-out of
+    /// `/api/docker/...` to every endpoint): decided by the same policy as
+    /// the user's own request through the proxy, and its answer filtered or
+    /// redacted the same way, so the two can never disagree. Only the
+    /// actions that read without naming an object apply; any other
+    /// decision is refused (the fan-out asks list and info routes only).
+    /// `path_and_query` is the Docker path and the query to send.
+    pub async fn get(self, path_and_query: &str) -> Response<ResponseBody> {
+        let (state, endpoint) = (self.state, self.entry.record.id);
+        let (raw_path, raw_query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let verdict = access::authorize(&http::Method::GET, raw_path, raw_query, self.settings()).map_err(Stop::from);
+        let result = match verdict.map(|d| d.action) {
+            Ok(a @ (Action::Forward | Action::ForwardRedacted(_) | Action::FilterList(_))) => {
+                let mut req = Request::new(UpstreamBody::empty());
+                req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+                self.read(a, Outgoing::Own(req), path_and_query).await
+            }
+            Ok(_) => Err(Denial::new(DenyRule::ResourceAccess, "only list and read routes are fanned out").into()),
+            Err(stop) => Err(stop),
+        };
+        match result {
+            Ok(resp) => resp,
+            Err(Stop::Answer(resp)) => *resp,
+            Err(Stop::Denied(d)) => denied(state, endpoint, &d),
+        }
+    }
+
+    /// The actions that only read: forward, forward redacted, filter a
+    /// list. Shared by the user's own requests and Berth's [`Self::get`].
+    async fn read(self, action: Action, req: Outgoing, path_and_query: &str) -> Flow<Response<ResponseBody>> {
+        match action {
+            Action::ForwardRedacted(r) => {
+                let resp = req.send(self.target, path_and_query).await;
+                Ok(answer::rewrite_json(resp, |v| r.apply(v)).await)
+            }
+            Action::FilterList(kind) => {
+                let filter = self.list_filter(kind).await?;
+                let resp = req.send(self.target, path_and_query).await;
+                Ok(list::filtered(resp, filter))
+            }
+            _ => Ok(req.send(self.target, path_and_query).await),
         }
     }
 
@@ -326,6 +366,22 @@ impl<'a> Restricted<'a> {
         }
         let body = if bytes.is_empty() { UpstreamBody::empty() } else { UpstreamBody::Full(Some(bytes)) };
         forward_body(self.target, Request::from_parts(parts, body), pq).await
+    }
+}
+
+/// What the read-only actions forward: the client's own request, or a
+/// GET Berth built ([`Restricted::get`]).
+enum Outgoing {
+    Client(Request<Incoming>),
+    Own(Request<UpstreamBody>),
+}
+
+impl Outgoing {
+    async fn send(self, target: ProxyTarget<'_>, path_and_query: &str) -> Response<ResponseBody> {
+        match self {
+            Outgoing::Client(req) => forward(target, req, path_and_query).await,
+            Outgoing::Own(req) => forward_body(target, req, path_and_query).await,
+        }
     }
 }
 
