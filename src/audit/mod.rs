@@ -36,6 +36,8 @@ use crate::store::{Store, StoreError, AUDIT};
 /// Events written in one store transaction by the queue's writer: one
 /// commit (and fsync) per batch under load.
 const BATCH: usize = 1024;
+/// How long the writer lets queued events gather before a commit.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 /// Records removed per pruning transaction.
 const PRUNE_BATCH: usize = 10_000;
 
@@ -226,6 +228,15 @@ impl Trail {
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         return;
+                    }
+                    // Let a burst gather: one commit (one fsync) for many
+                    // events instead of one for each.
+                    if batch.len() < BATCH {
+                        tokio::time::sleep(GATHER).await;
+                        while batch.len() < BATCH {
+                            let Ok(e) = rx.try_recv() else { break };
+                            batch.push(e);
+                        }
                     }
                     self.write(&store, batch).await;
                 }
