@@ -58,16 +58,5 @@ events=$(curl -fsS -H "Authorization: Bearer $on_token" "http://127.0.0.1:$on_po
   awk '/^berth_audit_events_total\{kind="docker"\}/{print $2} /^berth_audit_dropped_total /{print "dropped", $2}' | tr '\n' ' ')
 note "audit-on wrote: $events"
 
-python3 - "$results" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, _, rps = line.split()
-    rows.setdefault(name, []).append(float(rps))
-med = {n: statistics.median(v) for n, v in rows.items()}
-print(f"{'target':<10} {'rps':>8} {'x floor':>8}  per round (x floor)")
-for n, v in med.items():
-    print(f"{n:<10} {v:8.0f} {v / med['floor']:8.2f}  " + " ".join(f"{x / med['floor']:.2f}" for x in rows[n]))
-print(f"POST (every call audited): audit-on / audit-off: {med['audit-on'] / med['audit-off']:.2f}")
-print(f"GET  (the load benchmark's traffic): audit-on / audit-off: {med['get-on'] / med['get-off']:.2f}")
-PY
+summarize "$results" floor audit-on/audit-off get-on/get-off
+note "audit-on/audit-off: every call audited (POST); get-on/get-off: the load benchmark's reads"

@@ -68,17 +68,4 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
-python3 - "$results" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, _, rps = line.split()
-    rows.setdefault(name, []).append(float(rps))
-med = {n: statistics.median(v) for n, v in rows.items()}
-print(f"{'target':<10} {'rps':>8} {'x jwt-plain':>12}  per round")
-for n, v in med.items():
-    per = " ".join(f"{x / statistics.median(rows['jwt-plain']):.2f}" for x in rows[n])
-    print(f"{n:<10} {v:8.0f} {v / med['jwt-plain']:12.2f}  {per}")
-print(f"jwt-certs / jwt-plain: {med['jwt-certs'] / med['jwt-plain']:.2f}; "
-      f"bundle / jwt-certs: {med['bundle'] / med['jwt-certs']:.2f}")
-PY
+summarize "$results" jwt-plain jwt-certs/jwt-plain bundle/jwt-certs

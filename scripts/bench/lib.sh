@@ -266,3 +266,25 @@ machine_line() {
   cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
   echo "$(date -u +%Y-%m-%dT%H:%MZ) | $(nproc) x ${cpu:-unknown cpu} | kernel $(uname -r) | $(free -g | awk '/Mem:/{print $2}') GB RAM"
 }
+
+# summarize RESULTS BASE [A/B ...]: from "name round rps" lines, each
+# target's median rps and its ratio to BASE (overall and per round), then
+# the median ratio of each pair A/B given.
+summarize() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, _, rps = line.split()[:3]
+    rows.setdefault(name, []).append(float(rps))
+base = sys.argv[2]
+med = {n: statistics.median(v) for n, v in rows.items()}
+print(f"{'target':<12} {'rps':>8} {'x ' + base:>14}  per round")
+for n, v in med.items():
+    per = " ".join(f"{x / med[base]:.2f}" for x in rows[n])
+    print(f"{n:<12} {v:8.0f} {v / med[base]:14.2f}  {per}")
+for pair in sys.argv[3:]:
+    a, b = pair.split("/")
+    print(f"{a} / {b}: {med[a] / med[b]:.2f}")
+PY
+}
