@@ -161,6 +161,27 @@ async fn a_certificate_alone_is_its_users_credential_and_refusals_are_clear() {
         "another CA's certificate was accepted"
     );
 
+    // A change made with the certificate names the bundle in the audit trail.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "-o", "/dev/null", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(b.file("cert.pem"))
+        .arg("--key")
+        .arg(b.file("key.pem"))
+        .arg(d.https_url(&format!("/api/users/{bob_id}/tokens")))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let (s, v) = d.get_json("/api/useractivity/logs?keyword=bob", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    let by_bundle = v["logs"].as_array().unwrap().iter().find(|e| e["action"] == "POST /api/users/{id}/tokens");
+    let by_bundle = by_bundle.unwrap_or_else(|| panic!("the bundle's call is not in the trail: {v:#}"));
+    assert_eq!((by_bundle["bundleId"].as_u64(), by_bundle["username"].as_str()), (Some(b.id), Some("bob")));
+    // A bundle cannot mint an API key (that key would escape its scope).
+    assert_eq!(by_bundle["status"], 401, "{by_bundle}");
+
     // Revoked: refused at once on the next request.
     let (s, v) = d.delete(&format!("/api/users/{bob_id}/bundles/{}", b.id), Some(&bob)).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");

@@ -498,7 +498,9 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
     rate_limit(&state, &req, "/api/users/{id}/tokens")?;
     let id = req.id("id", "user")?;
     let p = req.principal().clone();
-    if p.via_api_key {
+    // A JWT only, as Portainer: neither a key nor a client bundle (whose
+    // scope a new key must not escape) may mint a key.
+    if p.via_api_key || p.bundle.is_some() {
         return Err(ApiError::unauthorized("Auth not supported"));
     }
     if p.id() != id {
