@@ -206,6 +206,24 @@ async fn password_role_and_account_changes_close_terminals() {
     closed_within(&mut ws, Duration::from_secs(1)).await;
 }
 
+#[tokio::test]
+async fn a_silent_terminal_is_closed_by_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = berth_testkit::MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
+    let d = Daemon::builder().args(["--terminal-idle-timeout", "1s"]).start().await;
+    let admin = d.admin_token().await;
+    let eid = d.create_endpoint(&admin, "mock", &mock.unix_url().unwrap()).await;
+    let mut ws = open_with_token(&d, &exec_path(eid, "abc"), &admin).await;
+    // Traffic keeps it open past the timeout...
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        type_text(&mut ws, &format!("{i}")).await;
+        assert!(read_until(&mut ws, WAIT, |s| s.contains(&i.to_string())).await.text.contains(&i.to_string()));
+    }
+    // ...silence closes it, with "going away".
+    assert_eq!(closed_within(&mut ws, Duration::from_secs(3)).await, Some(1001));
+}
+
 // ------------------------------------------------------------ real engine
 
 /// Names of this run's containers (removed through the engine on drop).
