@@ -122,9 +122,8 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     let (user_id, serial_hex) = (id, hex(&serial));
     let record = state
         .write(move |tx| {
-            let bid = tx.next_id(BUNDLES)?;
-            let b = Bundle {
-                id: bid,
+            tx.insert(BUNDLES, |id| Bundle {
+                id,
                 user_id,
                 description,
                 serial: serial_hex,
@@ -132,9 +131,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
                 date_created: now,
                 expires_at,
                 scope,
-            };
-            tx.put(BUNDLES, bid, &b)?;
-            Ok(b)
+            })
         })
         .await
         .map_err(store_err)?;

@@ -536,8 +536,7 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
     let _guard = state.identity.write_lock.lock().await;
     let key = state
         .write(move |tx| {
-            let kid = tx.next_id(API_KEYS)?;
-            let k = ApiKey {
+            tx.insert(API_KEYS, |kid| ApiKey {
                 id: kid,
                 user_id: id,
                 description,
@@ -547,9 +546,7 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
                 last_used: 0,
                 expires_at,
                 scope,
-            };
-            tx.put(API_KEYS, kid, &k)?;
-            Ok(k)
+            })
         })
         .await
         .map_err(store_err)?;

@@ -112,6 +112,15 @@ impl Tx<'_> {
         Ok(next)
     }
 
+    /// Stores the record `make` builds with the table's next id, and
+    /// returns it.
+    pub fn insert<T: Serialize>(&self, table: Table, make: impl FnOnce(u64) -> T) -> Result<T, StoreError> {
+        let id = self.next_id(table)?;
+        let record = make(id);
+        self.put(table, id, &record)?;
+        Ok(record)
+    }
+
     /// `n` consecutive ids of a table at once (the first of them): one
     /// sequence update for a batch of records.
     pub fn next_ids(&self, table: Table, n: u64) -> Result<u64, StoreError> {
