@@ -12,8 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use berth_testkit::endpoints::MockEnv;
 use berth_testkit::harness::*;
-use berth_testkit::{FailMode, MockDocker};
+use berth_testkit::FailMode;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,31 +22,29 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f).await.expect("test timed out")
+fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    berth_testkit::endpoints::bounded(LIMIT, f)
 }
 
-struct Env {
-    daemon: Daemon,
-    token: String,
-    mock: MockDocker,
-    id: u64,
-    _dir: tempfile::TempDir,
+/// The shared set-up ([`MockEnv`]) with this binary's helpers.
+struct Env(MockEnv);
+
+impl std::ops::Deref for Env {
+    type Target = MockEnv;
+    fn deref(&self) -> &MockEnv {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut MockEnv {
+        &mut self.0
+    }
 }
 
 impl Env {
     async fn start(args: &[&str]) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
-        let daemon = Daemon::builder().args(args).start().await;
-        let token = daemon.admin_token().await;
-        let id = daemon.create_endpoint(&token, "mock-engine", &mock.unix_url().unwrap()).await;
-        mock.clear_requests();
-        Env { daemon, token, mock, id, _dir: dir }
-    }
-
-    fn path(&self, rest: &str) -> String {
-        format!("/api/endpoints/{}/docker{rest}", self.id)
+        Env(MockEnv::start(args).await)
     }
 
     fn get(&self, rest: &str) -> reqwest::RequestBuilder {

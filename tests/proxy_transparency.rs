@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use berth_testkit::endpoints::MockEnv;
 use berth_testkit::harness::*;
 use berth_testkit::{mock_docker, Fnv1a64, MockDocker, RecordedRequest};
 use reqwest::{Method, StatusCode};
@@ -21,34 +22,29 @@ use tokio::net::{TcpListener, TcpStream};
 /// Every test is bounded: a hang is a failure, not a stuck run.
 const LIMIT: Duration = Duration::from_secs(90);
 
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(LIMIT, f).await.expect("test timed out")
+fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F::Output> {
+    berth_testkit::endpoints::bounded(LIMIT, f)
 }
 
-/// A daemon with an admin and one endpoint served by the mock on a unix
-/// socket.
-struct Env {
-    daemon: Daemon,
-    token: String,
-    mock: MockDocker,
-    id: u64,
-    _dir: tempfile::TempDir,
+/// The shared set-up ([`MockEnv`]) with this binary's helpers.
+struct Env(MockEnv);
+
+impl std::ops::Deref for Env {
+    type Target = MockEnv;
+    fn deref(&self) -> &MockEnv {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut MockEnv {
+        &mut self.0
+    }
 }
 
 impl Env {
     async fn start() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
-        let daemon = Daemon::start().await;
-        let token = daemon.admin_token().await;
-        let id = daemon.create_endpoint(&token, "mock", &mock.unix_url().unwrap()).await;
-        mock.clear_requests();
-        Env { daemon, token, mock, id, _dir: dir }
-    }
-
-    /// `/api/endpoints/{id}/docker{rest}`.
-    fn path(&self, rest: &str) -> String {
-        format!("/api/endpoints/{}/docker{rest}", self.id)
+        Env(MockEnv::start(&[]).await)
     }
 
     fn url(&self, rest: &str) -> String {

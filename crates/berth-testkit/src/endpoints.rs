@@ -62,16 +62,44 @@ pub async fn create_tls_endpoint(d: &Daemon, token: &str, name: &str, port: u16,
 }
 
 /// A daemon with its admin and one endpoint on a fresh mock engine (on a
-/// unix socket): the mock, the daemon, the admin's token, the endpoint id.
+/// unix socket in the daemon's scratch directory, so both go together):
+/// the mock, the daemon, the admin's token, the endpoint id.
 pub async fn with_mock_engine() -> (crate::MockDocker, Daemon, String, u64) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mock = crate::MockDocker::start_unix(dir.path().join("docker.sock")).await.expect("start the mock engine");
-    // The mock keeps its socket open; the directory is left for the OS.
-    std::mem::forget(dir);
-    let d = Daemon::start().await;
-    let admin = d.admin_token().await;
-    let eid = d.create_endpoint(&admin, "mock", &mock.unix_url().expect("a unix mock")).await;
-    (mock, d, admin, eid)
+    let env = MockEnv::start(&[]).await;
+    (env.mock, env.daemon, env.token, env.id)
+}
+
+/// A daemon started with `args`, its admin's token, and a mock engine
+/// registered as endpoint `id` (its recorded requests cleared): what the
+/// proxy's test binaries start from.
+pub struct MockEnv {
+    pub daemon: Daemon,
+    pub token: String,
+    pub mock: crate::MockDocker,
+    pub id: u64,
+}
+
+impl MockEnv {
+    pub async fn start(args: &[&str]) -> MockEnv {
+        let daemon = Daemon::builder().args(args).start().await;
+        let sock = daemon.scratch_dir().join("docker.sock");
+        let mock = crate::MockDocker::start_unix(sock).await.expect("start the mock engine");
+        let token = daemon.admin_token().await;
+        let id = daemon.create_endpoint(&token, "mock-engine", &mock.unix_url().expect("a unix mock")).await;
+        mock.clear_requests();
+        MockEnv { daemon, token, mock, id }
+    }
+
+    /// `rest` (a Docker API path) under this endpoint's proxy prefix.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/api/endpoints/{}/docker{rest}", self.id)
+    }
+}
+
+/// Runs `f`, failing the test if it takes longer than `limit`: a hang is a
+/// failure, not a stuck run.
+pub async fn bounded<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
+    tokio::time::timeout(limit, f).await.expect("test timed out")
 }
 
 /// A daemon with its admin and one endpoint on the local engine
