@@ -24,16 +24,36 @@ pub struct AuthedBundle(pub u64);
 #[derive(Clone, Copy, Debug)]
 pub struct AuthedKey(pub u64);
 
+/// Who made a request, in the few ids the access log and the audit trail
+/// read: kept when the principal itself moves into a handler.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    user: u64,
+    bundle: Option<u64>,
+    key: Option<u64>,
+}
+
+impl Caller {
+    pub fn of(p: &crate::auth::Principal) -> Caller {
+        Caller { user: p.id(), bundle: p.bundle.as_ref().map(|b| b.id), key: p.api_key_id }
+    }
+
+    /// Marks a response with these ids.
+    pub fn mark<B>(self, resp: &mut http::Response<B>) {
+        resp.extensions_mut().insert(AuthedUser(self.user));
+        if let Some(b) = self.bundle {
+            resp.extensions_mut().insert(AuthedBundle(b));
+        }
+        if let Some(k) = self.key {
+            resp.extensions_mut().insert(AuthedKey(k));
+        }
+    }
+}
+
 /// Marks a response with who made the request, for the access log and
 /// the audit trail.
 pub fn mark_caller<B>(resp: &mut http::Response<B>, p: &crate::auth::Principal) {
-    resp.extensions_mut().insert(AuthedUser(p.id()));
-    if let Some(b) = &p.bundle {
-        resp.extensions_mut().insert(AuthedBundle(b.id));
-    }
-    if let Some(k) = p.api_key_id {
-        resp.extensions_mut().insert(AuthedKey(k));
-    }
+    Caller::of(p).mark(resp);
 }
 
 /// Travels in response extensions so the access log can record the cause of

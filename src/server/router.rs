@@ -256,7 +256,7 @@ async fn route(
             }
         }
     }
-    let caller = principal.clone();
+    let caller = principal.as_ref().map(crate::response::Caller::of);
     let (parts, body) = req.into_parts();
     let body = Some(crate::body::ClientBody::new(body, state.config.body_read_timeout));
     let api_req = ApiRequest { parts, body, params, principal, client_ip, max_json_body: state.config.max_json_body };
@@ -269,8 +269,8 @@ async fn route(
             e.into_response()
         }
     };
-    if let Some(p) = &caller {
-        crate::response::mark_caller(&mut resp, p);
+    if let Some(c) = caller {
+        c.mark(&mut resp);
     }
     (resp, template)
 }

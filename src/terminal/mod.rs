@@ -104,11 +104,11 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let caller = principal.clone();
+    let caller = crate::response::Caller::of(&principal);
     let mut resp = match open(state, tunnels, req, kind, client, principal).await {
         Ok(resp) | Err(resp) => resp,
     };
-    crate::response::mark_caller(&mut resp, &caller);
+    caller.mark(&mut resp);
     resp
 }
 
