@@ -1,5 +1,5 @@
 //! The periodic tasks `run` starts beside the listeners: the endpoint
-//! health rounds, and housekeeping (pruning expired revocations and idle
+//! health rounds (on one replica at a time), and housekeeping (pruning expired revocations and idle
 //! rate-limit buckets, recording API keys' last use, pruning the audit
 //! trail) and the audit trail's writer. Each ends when
 //! `state.shutdown` is cancelled.
@@ -26,7 +26,12 @@ fn spawn_health_checks(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let interval = state.config.health_interval.max(Duration::from_millis(100));
         loop {
             let started = tokio::time::Instant::now();
-            state.health().round().await;
+            // On a shared store, one replica at a time checks (the lease
+            // passes on when it dies); the others learn the statuses it
+            // stores through the change feed.
+            if state.store.health_lease().await {
+                state.health().round().await;
+            }
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(started + interval) => {}

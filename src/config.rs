@@ -163,6 +163,18 @@ pub struct Cli {
     /// Also append every audit event to this JSON-lines file, for log shippers (mode 0600; off by default)
     #[arg(long = "audit-file", env = "BERTH_AUDIT_FILE", value_name = "PATH")]
     pub audit_file: Option<PathBuf>,
+    /// Shared store for several replicas: postgres://user@host/db (no password in it); the embedded store when absent
+    #[arg(long, env = "BERTH_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// File holding the PostgreSQL password (or set BERTH_STORE_PASSWORD)
+    #[arg(long = "store-password-file", env = "BERTH_STORE_PASSWORD_FILE", value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// PEM CA certificates that PostgreSQL's certificate must chain to (TLS to the store)
+    #[arg(long = "store-ca-file", env = "BERTH_STORE_CA_FILE", value_name = "FILE")]
+    pub store_ca_file: Option<PathBuf>,
+    /// This replica's name in /api/status and the store's change feed (default: host name and a random suffix)
+    #[arg(long = "replica-name", env = "BERTH_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
     /// Addresses of reverse proxies whose X-Forwarded-For is trusted (comma separated)
     #[arg(long = "trusted-proxies", env = "BERTH_TRUSTED_PROXIES", value_name = "IPS", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
@@ -276,6 +288,18 @@ pub struct FileConfig {
     pub log: FileLog,
     #[serde(default)]
     pub stacks: FileStacks,
+    #[serde(default)]
+    pub store: FileStore,
+}
+
+/// `[store]`: the shared PostgreSQL store of several replicas.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileStore {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub replica_name: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -408,6 +432,10 @@ pub struct Config {
     pub audit_proxy: bool,
     /// JSON-lines copy of the audit trail.
     pub audit_file: Option<PathBuf>,
+    /// The shared PostgreSQL store; `None` for the embedded one.
+    pub store: Option<crate::store::PgOptions>,
+    /// This replica's name (also given with the embedded store, in `/api/status`).
+    pub replica_name: String,
     pub jwt_secret_file: Option<PathBuf>,
     pub admin_init_window: Duration,
     pub setup_token: Option<String>,
@@ -466,6 +494,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Collects every validation problem, naming the field.
 struct Problems(Vec<String>);
+
+/// The host name and a random suffix: unique among replicas started from
+/// one image on one host.
+fn default_replica_name() -> String {
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
 
 impl Problems {
     fn dur(&mut self, field: &str, v: &str) -> Duration {
@@ -642,6 +677,33 @@ impl Config {
         let audit_queue = p.positive("audit_queue", audit_queue);
         let audit_proxy = p.parse("audit_proxy", cli.audit_proxy).or(s.audit_proxy).unwrap_or(true);
         let audit_file = cli.audit_file.or(s.audit_file);
+        let fs = file.store;
+        let replica_name = cli.replica_name.or(fs.replica_name).unwrap_or_else(default_replica_name);
+        let store = match cli.store.or(fs.url).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let password = match cli.store_password_file.or(fs.password_file) {
+                    Some(f) => match std::fs::read_to_string(&f) {
+                        Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
+                        Err(e) => {
+                            p.0.push(format!("store_password_file: reading {}: {e}", f.display()));
+                            None
+                        }
+                    },
+                    None => std::env::var("BERTH_STORE_PASSWORD").ok(),
+                };
+                let o = crate::store::PgOptions {
+                    url,
+                    password,
+                    ca_file: cli.store_ca_file.or(fs.ca_file),
+                    replica: replica_name.clone(),
+                };
+                if let Err(e) = crate::store::postgres::parse_options(&o) {
+                    p.0.push(format!("store: {e}"));
+                }
+                Some(o)
+            }
+        };
         let mut trusted_proxies = Vec::new();
         for ip in cli.trusted_proxies.or(s.trusted_proxies).unwrap_or_default() {
             let ip = ip.trim();
@@ -826,6 +888,8 @@ impl Config {
             audit_queue,
             audit_proxy,
             audit_file,
+            store,
+            replica_name,
             trusted_proxies,
             jwt_secret_file: cli.jwt_secret_file.or(a.jwt_secret_file),
             admin_init_window,

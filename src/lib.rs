@@ -67,6 +67,7 @@ pub mod ids;
 pub mod metrics;
 pub mod proxy;
 pub mod registries;
+pub mod replica;
 pub mod response;
 pub mod server;
 pub mod stacks;
@@ -93,11 +94,22 @@ use crate::store::Store;
 pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow::Result<Arc<AppState>> {
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("creating data directory {}", config.data.display()))?;
-    let store = Store::open_waiting(&config.data, config.store_lock_timeout).await?;
+    let store = open_store(&config).await?;
     let identity = auth::Identity::load(&store)?;
-    let secret_path = config.jwt_secret_file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
-    let jwt = auth::jwt::JwtKeys::load_or_create(&secret_path)
-        .with_context(|| format!("loading JWT secret {}", secret_path.display()))?;
+    let jwt = match (&config.jwt_secret_file, store.is_shared()) {
+        // Replicas agree on one secret, made once in the database.
+        (None, true) => {
+            let secret =
+                store.meta_get_or_create(store::copy::JWT_SECRET_KEY, || rand::random::<[u8; 32]>().to_vec())?;
+            anyhow::ensure!(secret.len() >= 32, "the store's JWT secret is shorter than 32 bytes");
+            auth::jwt::JwtKeys::from_secret(&secret)
+        }
+        (file, _) => {
+            let secret_path = file.clone().unwrap_or_else(|| config.data.join("jwt.secret"));
+            auth::jwt::JwtKeys::load_or_create(&secret_path)
+                .with_context(|| format!("loading JWT secret {}", secret_path.display()))?
+        }
+    };
     let settings: Settings = store.load_meta(api::settings::SETTINGS_KEY)?.unwrap_or_default();
     let instance_id: String = match store.load_meta::<String>("instance_id")? {
         Some(id) => id,
@@ -109,6 +121,7 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         }
     };
     let metrics = metrics::Metrics::new();
+    metrics.register_store(store.stats());
     let endpoints = endpoints::EndpointMap::default();
     endpoints::load::load(&store, &endpoints, &config).await.context("loading endpoints")?;
     let registries = registries::Registries::default();
@@ -118,9 +131,26 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     let stacks = stacks::Stacks::load(&store, &config).await.context("loading stacks")?;
     let controls = controls::ControlTable::load(&store).context("loading resource controls")?;
     controls::stack_ids::reserve(&store, &stacks, &controls).await.context("reserving resource control ids")?;
-    let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
-        .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
-    let ca = bundles::ca::Ca::load_or_create(&config.data.join("ca")).context("loading Berth's CA")?;
+    let (sealer, ca) = if store.is_shared() {
+        let key = store.meta_get_or_create(store::copy::SEAL_KEY_KEY, || rand::random::<[u8; 32]>().to_vec())?;
+        let sealer = auth::seal::Sealer::from_key(&key).context("the store's sealing key is not a 32-byte key")?;
+        let ca = store.meta_get_or_create(store::copy::CA_KEY, || {
+            bundles::ca::Ca::generate()
+                .map(|(cert, key)| serde_json::json!({"cert": cert, "key": key}).to_string().into_bytes())
+                .unwrap_or_default()
+        })?;
+        #[derive(serde::Deserialize)]
+        struct CaPems {
+            cert: String,
+            key: String,
+        }
+        let pems: CaPems = serde_json::from_slice(&ca).context("reading Berth's CA from the store")?;
+        (sealer, bundles::ca::Ca::from_pems(&pems.cert, &pems.key).context("loading Berth's CA from the store")?)
+    } else {
+        let sealer = auth::seal::Sealer::load_or_create(&config.data.join("secret.key"))
+            .with_context(|| format!("loading {}", config.data.join("secret.key").display()))?;
+        (sealer, bundles::ca::Ca::load_or_create(&config.data.join("ca")).context("loading Berth's CA")?)
+    };
     let bundles = bundles::Bundles::new(ca, store.load_all::<store::model::Bundle>(store::BUNDLES)?);
     let audit = audit::Trail::new(&config, &metrics).context("setting up the audit trail")?;
     let state = AppState {
@@ -148,6 +178,30 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         audit,
     };
     Ok(Arc::new(state))
+}
+
+/// The configured store: PostgreSQL when `--store` names it (waiting up to
+/// `--store-lock-timeout` for a database that is still starting, as
+/// replicas started together with it find it), else the embedded one.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let Some(o) = &config.store else {
+        return Ok(Store::open_waiting(&config.data, config.store_lock_timeout).await?);
+    };
+    let deadline = tokio::time::Instant::now() + config.store_lock_timeout;
+    loop {
+        let o2 = o.clone();
+        match tokio::task::spawn_blocking(move || Store::connect(&o2)).await? {
+            Ok(s) => {
+                tracing::info!(replica = %o.replica, "connected to the shared PostgreSQL store");
+                return Ok(s);
+            }
+            Err(store::StoreError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "the PostgreSQL store is not reachable yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("opening the PostgreSQL store"),
+        }
+    }
 }
 
 /// Creates user "admin" from `--admin-password-file` when no user exists.
@@ -220,6 +274,7 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
         tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
     }
     background::spawn_all(&state);
+    replica::spawn(&state);
     tokio::spawn(server.clone().keep_timer_armed());
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");

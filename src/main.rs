@@ -37,7 +37,82 @@ fn init_tracing(config: &Config) -> WorkerGuard {
     guard
 }
 
+/// `berth store ...`: maintenance of the store, not the daemon.
+#[derive(clap::Parser, Debug)]
+#[command(name = "berth store", about = "Maintenance of Berth's store")]
+enum StoreCommand {
+    /// Copy a whole store into another: a data directory into PostgreSQL or back
+    Copy {
+        /// The source: a data directory, or postgres://user@host/db
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        /// The target: a data directory, or postgres://user@host/db; must be empty unless --force
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+        /// Copy into a target that already holds data (same ids are replaced)
+        #[arg(long)]
+        force: bool,
+        /// File holding the PostgreSQL password (or set BERTH_STORE_PASSWORD)
+        #[arg(long = "store-password-file", env = "BERTH_STORE_PASSWORD_FILE", value_name = "FILE")]
+        password_file: Option<std::path::PathBuf>,
+        /// PEM CA certificates for TLS to PostgreSQL
+        #[arg(long = "store-ca-file", env = "BERTH_STORE_CA_FILE", value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
+    },
+}
+
+fn store_command(args: Vec<std::ffi::OsString>) -> ExitCode {
+    use berth::store::copy::{copy, End};
+    let cmd = match StoreCommand::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(64) } else { ExitCode::SUCCESS };
+        }
+    };
+    let StoreCommand::Copy { from, to, force, password_file, ca_file } = cmd;
+    let password = match password_file {
+        Some(f) => match std::fs::read_to_string(&f) {
+            Ok(pw) => Some(pw.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => {
+                eprintln!("berth: reading {}: {e}", f.display());
+                return ExitCode::from(64);
+            }
+        },
+        None => std::env::var("BERTH_STORE_PASSWORD").ok(),
+    };
+    let end = |s: &str| {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            End::Postgres(berth::store::PgOptions {
+                url: s.to_string(),
+                password: password.clone(),
+                ca_file: ca_file.clone(),
+                replica: "store-copy".into(),
+            })
+        } else {
+            End::Dir(s.into())
+        }
+    };
+    match copy(&end(&from), &end(&to), force) {
+        Ok(c) => {
+            println!(
+                "copied {} records, {} settings and sequences, {} revoked tokens, {} secrets from {from} to {to}",
+                c.records, c.meta, c.revoked, c.secrets
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: store copy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "store") {
+        return store_command(args.into_iter().skip(1).collect());
+    }
     // Usage errors exit 64 (EX_USAGE) like every other configuration error;
     // --help and --version print and exit 0.
     let cli = match Cli::try_parse() {

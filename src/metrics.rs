@@ -329,6 +329,14 @@ impl Metrics {
         m
     }
 
+    /// Adds the store's own series (latency, change feed) to this registry.
+    pub fn register_store(&self, s: &crate::store::Stats) {
+        let _ = self.registry.register(Box::new(s.op_seconds.clone()));
+        let _ = self.registry.register(Box::new(s.reconnects.clone()));
+        let _ = self.registry.register(Box::new(s.feed_up.clone()));
+        let _ = self.registry.register(Box::new(s.feed_lag.clone()));
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);

@@ -85,6 +85,16 @@ pub fn store_err(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(m) => ApiError::conflict(m.clone(), m),
         StoreError::NotFound => ApiError::not_found("an object"),
+        // Nothing was applied (the transaction did not commit); the
+        // replica keeps serving reads and the proxy from memory.
+        StoreError::Unavailable(why) => {
+            tracing::warn!(error = %why, "a write was refused: the store is unavailable");
+            ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "The store is unavailable",
+                "The database that holds Berth's data cannot be reached; nothing was changed. Retry later",
+            )
+        }
         other => ApiError::internal("Unable to persist changes inside the database", other),
     }
 }

@@ -67,10 +67,9 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The daemon's real signing key, read from `<data>/jwt.secret`.
+/// The daemon's real signing key (`<data>/jwt.secret`, or the store's).
 fn real_keys(d: &Daemon) -> JwtKeys {
-    let secret = std::fs::read(d.data_dir().join("jwt.secret")).expect("read jwt.secret");
-    JwtKeys::from_secret(&secret)
+    JwtKeys::from_secret(&d.jwt_secret())
 }
 
 fn claims(id: u64, username: &str, role: u8, iat: u64, exp: u64) -> Claims {

@@ -299,7 +299,7 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
 /// Stores a stack's new control under the stack's lock, on the record as
 /// it is now (a deploy may have changed it meanwhile).
 async fn set_stack_control(state: &AppState, seen: &Stack, rc: ResourceControl) -> ApiResult<ResourceControl> {
-    let _lock = state.stacks.lock(seen.endpoint_id, &seen.name).await;
+    let _lock = state.stacks.lock(seen.endpoint_id, &seen.name).await.map_err(crate::response::store_err)?;
     let mut stack = state.stacks.get(seen.id).filter(|s| s.resource_control.id == rc.id).ok_or_else(not_found)?;
     Arc::make_mut(&mut stack).resource_control = rc.clone();
     let stored = stack.clone();

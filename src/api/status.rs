@@ -18,6 +18,13 @@ pub async fn status(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Respons
         "Version": PORTAINER_API_VERSION,
         "InstanceID": state.instance_id,
         "BerthVersion": env!("CARGO_PKG_VERSION"),
+        // Which store and which replica answered: behind a load balancer,
+        // tells the replicas apart. The database's address is not shown.
+        "Store": {
+            "Backend": state.store.backend_name(),
+            "Replica": state.config.replica_name,
+            "ChangeFeed": state.store.is_shared().then(|| state.store.stats().feed_up.get() == 1),
+        },
         // Which Compose deploys standalone stacks; null when none answers,
         // {"Flavor":"detecting"} while Berth is still asking (start-up).
         "Compose": match state.stacks.tools.compose_detected() {

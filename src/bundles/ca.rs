@@ -46,32 +46,41 @@ impl Ca {
         private_dir(dir)?;
         let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
         if !cert_path.exists() || !key_path.exists() {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::default();
-            params.distinguished_name = name(CA_NAME);
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            let now = time::OffsetDateTime::now_utc();
-            params.not_before = now - time::Duration::hours(1);
-            params.not_after = now + time::Duration::days(365 * CA_YEARS);
-            params.serial_number = Some(random_serial());
-            let cert = params.self_signed(&key)?;
-            crate::fsutil::write_private_atomic(&key_path, key.serialize_pem().as_bytes())?;
-            crate::fsutil::write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+            let (cert, key) = Ca::generate()?;
+            crate::fsutil::write_private_atomic(&key_path, key.as_bytes())?;
+            crate::fsutil::write_atomic(&cert_path, cert.as_bytes(), 0o644)?;
             tracing::info!(ca = %cert_path.display(), "created Berth's client bundle CA");
         }
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| anyhow::anyhow!("securing {}: {e}", key_path.display()))?;
         let read =
             |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
-        let cert_pem = read(&cert_path)?;
-        let key =
-            KeyPair::from_pem(&read(&key_path)?).map_err(|e| anyhow::anyhow!("parsing {}: {e}", key_path.display()))?;
+        Ca::from_pems(&read(&cert_path)?, &read(&key_path)?)
+            .map_err(|e| anyhow::anyhow!("loading the CA {}: {e}", cert_path.display()))
+    }
+
+    /// A new CA: its certificate and key, PEM.
+    pub fn generate() -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(CA_NAME);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(365 * CA_YEARS);
+        params.serial_number = Some(random_serial());
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// The CA from its certificate and key (PEM), wherever they are kept.
+    pub fn from_pems(cert_pem: &str, key_pem: &str) -> anyhow::Result<Ca> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| anyhow::anyhow!("parsing the CA key: {e}"))?;
         let cert_der = rustls::pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", cert_path.display()))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(|e| anyhow::anyhow!("loading the CA {}: {e}", cert_path.display()))?;
-        Ok(Ca { cert_pem, cert_der, issuer })
+            .map_err(|e| anyhow::anyhow!("parsing the CA certificate: {e}"))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Ca { cert_pem: cert_pem.to_string(), cert_der, issuer })
     }
 
     /// A client certificate (`clientAuth` only) for `common_name`, with this

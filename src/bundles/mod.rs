@@ -88,6 +88,10 @@ impl Bundles {
         self.by_id.get(&id)
     }
 
+    pub fn all(&self) -> Vec<Arc<Bundle>> {
+        self.by_id.all()
+    }
+
     /// A user's bundles, oldest first.
     pub fn of_user(&self, user: Id) -> Vec<Arc<Bundle>> {
         let mut v = self.by_id.filter(|b| b.user_id == user);

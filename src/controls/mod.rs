@@ -173,6 +173,16 @@ impl ControlTable {
         Ok(rc)
     }
 
+    /// Puts a control another replica stored (or forgets one it deleted)
+    /// without writing: the store already holds it.
+    pub async fn apply_stored(&self, id: Id, rc: Option<ResourceControl>) {
+        let _w = self.write.lock().await;
+        self.unindex(id);
+        if let Some(rc) = rc {
+            self.index(Arc::new(rc));
+        }
+    }
+
     /// Deletes a control; `None` when there was none.
     pub async fn remove(&self, store: &Store, id: Id) -> Result<Option<Arc<ResourceControl>>, StoreError> {
         let _w = self.write.lock().await;

@@ -37,7 +37,7 @@ pub async fn clone(state: &Ops<'_>, p: &Principal, src: &git::Source, dest: &std
 /// are now.
 async fn locked(state: &Ops<'_>, id: Id) -> ApiResult<(super::NameLock, Arc<Stack>, Arc<EndpointEntry>)> {
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
+    let lock = state.stacks.lock(stack.endpoint_id, &stack.name).await.map_err(crate::response::store_err)?;
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     let entry = state.endpoints.get(stack.endpoint_id).ok_or_else(endpoint_not_found)?;
     Ok((lock, stack, entry))
@@ -192,7 +192,7 @@ pub async fn start(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> Api
 /// to remove anything from.
 pub async fn delete(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>, orphan: bool) -> ApiResult<()> {
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
-    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await;
+    let _lock = state.stacks.lock(stack.endpoint_id, &stack.name).await.map_err(crate::response::store_err)?;
     let stack = state.stacks.get(id).ok_or_else(stack_not_found)?;
     let entry = if orphan { None } else { state.endpoints.get(stack.endpoint_id) };
     if let Some(entry) = &entry {

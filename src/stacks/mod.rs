@@ -59,10 +59,14 @@ pub struct Stacks {
     pub scratch_root: PathBuf,
     /// Per-user limits on stacks, clones and deployer runs.
     pub quota: quota::Quota,
+    /// For name locks that hold across replicas (PostgreSQL store).
+    store: Option<crate::store::Store>,
 }
 
 /// Held while one stack (endpoint, name) is being changed.
 pub struct NameLock {
+    /// The same lock across replicas (shared store only), released first.
+    shared: Option<crate::store::SharedLock>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     key: LockKey,
     locks: Arc<DashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -70,6 +74,7 @@ pub struct NameLock {
 
 impl Drop for NameLock {
     fn drop(&mut self) {
+        drop(self.shared.take());
         drop(self.guard.take());
         // Nobody else holds or waits for it: forget it, so the map does not
         // grow with every name ever used. Cloning happens under the same
@@ -133,7 +138,15 @@ impl Stacks {
         tokio::spawn(async move {
             t.compose().await;
         });
-        Ok(Stacks { map, locks: Arc::default(), tools, compose_root, scratch_root, quota: Default::default() })
+        Ok(Stacks {
+            map,
+            locks: Arc::default(),
+            tools,
+            compose_root,
+            scratch_root,
+            quota: Default::default(),
+            store: Some(store.clone()),
+        })
     }
 
     pub fn get(&self, id: Id) -> Option<Arc<Stack>> {
@@ -167,12 +180,19 @@ impl Stacks {
         self.compose_root.join(id.to_string())
     }
 
-    /// Waits for, then holds, the lock of one (endpoint, name).
-    pub async fn lock(&self, endpoint: Id, name: &str) -> NameLock {
+    /// Waits for, then holds, the lock of one (endpoint, name): in this
+    /// process, then, on a shared store, across every replica (so two
+    /// replicas never deploy one stack at once). Fails only when the shared
+    /// store cannot be reached.
+    pub async fn lock(&self, endpoint: Id, name: &str) -> Result<NameLock, crate::store::StoreError> {
         let key = (endpoint, name.to_string());
         let m = self.locks.entry(key.clone()).or_default().clone();
         let guard = m.lock_owned().await;
-        NameLock { guard: Some(guard), key, locks: self.locks.clone() }
+        let mut lock = NameLock { shared: None, guard: Some(guard), key, locks: self.locks.clone() };
+        if let Some(store) = &self.store {
+            lock.shared = store.shared_lock(&format!("stack:{endpoint}:{name}")).await?;
+        }
+        Ok(lock)
     }
 
     /// Locks currently known (held or waited for).
@@ -194,6 +214,7 @@ impl Stacks {
             compose_root: PathBuf::from("/nonexistent"),
             scratch_root: PathBuf::from("/nonexistent"),
             quota: Default::default(),
+            store: None,
         }
     }
 }
@@ -313,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn name_locks_serialise_one_name_only_and_are_forgotten() {
         let stacks = Arc::new(Stacks::empty());
-        let held = stacks.lock(1, "web").await;
+        let held = stacks.lock(1, "web").await.unwrap();
         // Another name, and the same name on another endpoint, are free.
         let other = tokio::time::timeout(std::time::Duration::from_secs(1), stacks.lock(1, "db")).await;
         let elsewhere = tokio::time::timeout(std::time::Duration::from_secs(1), stacks.lock(2, "web")).await;

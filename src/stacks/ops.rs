@@ -376,7 +376,7 @@ pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<Value>
     if d.kind == STACK_SWARM {
         check_swarm(&d.entry, &d.swarm_id).await?;
     }
-    let _lock = state.stacks.lock(eid, &d.name).await;
+    let _lock = state.stacks.lock(eid, &d.name).await.map_err(store_err)?;
     // The endpoint as it is now: it may have changed while this waited.
     let mut d = d;
     d.entry = state.endpoints.get(eid).ok_or_else(endpoint_not_found)?;
@@ -386,10 +386,24 @@ pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<Value>
     check_docker_names(&d.entry, &d.name, d.kind).await?;
     let _slot = state.stacks.quota.stack_slot(state.stacks, &p, state.config)?;
     // The control's id comes from the controls' sequence (one id space).
+    // Memory was checked above; the store is checked again here, inside
+    // the transaction: another replica may have created the name a moment
+    // ago (it held the name's lock, released now) and this replica's
+    // memory may not show it yet.
+    let name = d.name.clone();
     let (id, control_id) = state
-        .write(|tx| Ok((tx.next_id(STACKS)?, tx.next_id(crate::store::RESOURCE_CONTROLS)?)))
+        .write(move |tx| {
+            let taken = tx.all::<Stack>(STACKS)?.iter().any(|s| s.endpoint_id == eid && s.name == name);
+            if taken {
+                return Err(crate::store::StoreError::Conflict(name));
+            }
+            Ok((tx.next_id(STACKS)?, tx.next_id(crate::store::RESOURCE_CONTROLS)?))
+        })
         .await
-        .map_err(store_err)?;
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(name) => name_taken(&name),
+            e => store_err(e),
+        })?;
     let dir = state.stacks.project_dir(id);
     let r = create_in(state, &p, &d, (id, control_id), dir.clone()).await;
     if let Err(e) = &r {

@@ -1,62 +1,84 @@
-//! The durable store: one redb file in the data directory.
+//! The durable store, behind one interface with two backends: the
+//! embedded redb file in the data directory (the default: nothing to set
+//! up) and PostgreSQL (`--store postgres://...`), on which several Berth
+//! replicas share one data set.
 //!
 //! Each entity lives in its own table keyed by a monotonic id (never
 //! reused: the next id is kept in the `meta` table and bumped in the same
 //! transaction as the insert). Values are JSON of the `model` structs.
-//! Every write commits with redb's default immediate durability, so the
-//! data is fsynced before the call returns and before any response goes
-//! out. All calls run on the blocking pool, never on an async worker.
+//! Every write commits durably (redb's immediate durability, PostgreSQL's
+//! synchronous commit) before the call returns and before any response goes
+//! out. All calls run off the async workers.
+//!
+//! On PostgreSQL, each write transaction also announces what it changed
+//! ([`Change`]) so the other replicas can apply it to their memory
+//! (`crate::replica`).
 
+pub mod copy;
+mod embedded;
 pub mod model;
+pub mod postgres;
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::TableDefinition;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use embedded::{Embedded, EmbeddedTx};
+use postgres::{Pg, PgTx};
+pub use postgres::{PgOptions, SharedLock};
 
 /// A table of JSON records keyed by id.
 pub type Table = TableDefinition<'static, u64, &'static [u8]>;
 
-pub const USERS: Table = TableDefinition::new("users");
-pub const TEAMS: Table = TableDefinition::new("teams");
-pub const TEAM_MEMBERSHIPS: Table = TableDefinition::new("team_membership");
-pub const API_KEYS: Table = TableDefinition::new("api_key");
-pub const ENDPOINTS: Table = TableDefinition::new("endpoints");
-pub const ENDPOINT_GROUPS: Table = TableDefinition::new("endpoint_groups");
-pub const TAGS: Table = TableDefinition::new("tags");
-pub const REGISTRIES: Table = TableDefinition::new("registries");
-pub const STACKS: Table = TableDefinition::new("stacks");
-pub const SNAPSHOTS: Table = TableDefinition::new("snapshots");
-/// Resource controls of Docker objects ([`crate::controls`]).
-pub const RESOURCE_CONTROLS: Table = TableDefinition::new("resource_controls");
-/// Client bundles: certificates of Berth's CA and whose they are ([`crate::bundles`]).
-pub const BUNDLES: Table = TableDefinition::new("bundles");
-/// The audit trail ([`crate::audit`]): ids grow with time.
-pub const AUDIT: Table = TableDefinition::new("audit");
-/// Singletons and id sequences, keyed by name.
-const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
-/// Revoked JWT ids with their expiry (unix seconds), so logouts survive a restart.
-const REVOKED: TableDefinition<'static, &'static str, u64> = TableDefinition::new("revoked_tokens");
+macro_rules! tables {
+    ($($(#[$m:meta])* $c:ident = $n:literal;)*) => {
+        $($(#[$m])* pub const $c: Table = TableDefinition::new($n);)*
+        /// Every table, in the order `berth store copy` moves them.
+        pub const ALL_TABLES: &[Table] = &[$($c),*];
+        /// Their names, as the PostgreSQL backend and the change feed know them.
+        pub const TABLE_NAMES: &[&str] = &[$($n),*];
+    };
+}
 
-pub const ALL_TABLES: [Table; 13] = [
-    USERS,
-    TEAMS,
-    TEAM_MEMBERSHIPS,
-    API_KEYS,
-    ENDPOINTS,
-    ENDPOINT_GROUPS,
-    TAGS,
-    REGISTRIES,
-    STACKS,
-    SNAPSHOTS,
-    RESOURCE_CONTROLS,
-    BUNDLES,
-    AUDIT,
-];
+tables! {
+    USERS = "users";
+    TEAMS = "teams";
+    TEAM_MEMBERSHIPS = "team_membership";
+    API_KEYS = "api_key";
+    ENDPOINTS = "endpoints";
+    ENDPOINT_GROUPS = "endpoint_groups";
+    TAGS = "tags";
+    REGISTRIES = "registries";
+    STACKS = "stacks";
+    SNAPSHOTS = "snapshots";
+    /// Resource controls of Docker objects ([`crate::controls`]).
+    RESOURCE_CONTROLS = "resource_controls";
+    /// Client bundles: certificates of Berth's CA and whose they are ([`crate::bundles`]).
+    BUNDLES = "bundles";
+    /// The audit trail ([`crate::audit`]): ids grow with time.
+    AUDIT = "audit";
+    /// Stack project files, for replicas that did not create the stack
+    /// (PostgreSQL backend; see [`crate::stacks`]).
+    STACK_FILES = "stack_files";
+}
+
+/// A table's name with a `'static` lifetime (redb lends it only as long
+/// as the definition).
+pub fn table_name(t: Table) -> &'static str {
+    let n = redb::TableHandle::name(&t);
+    TABLE_NAMES.iter().copied().find(|k| *k == n).unwrap_or("unknown")
+}
+
+/// The table of a name from the change feed or a copy.
+pub fn table_by_name(name: &str) -> Option<Table> {
+    TABLE_NAMES.iter().position(|k| *k == name).map(|i| ALL_TABLES[i])
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,6 +88,9 @@ pub enum StoreError {
     Corrupt(PathBuf, String),
     #[error("store error: {0}")]
     Db(String),
+    /// The database cannot be reached: writes answer 503 until it is back.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("record encoding error: {0}")]
     Encoding(String),
     #[error("{0}")]
@@ -74,36 +99,130 @@ pub enum StoreError {
     NotFound,
 }
 
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
-        }
-    )*};
-}
-db_err!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
-
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Encoding(e.to_string())
     }
 }
 
+/// What a write changed, as the other replicas learn it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Change {
+    /// A record was stored or deleted: its current state is read back.
+    #[serde(rename = "r")]
+    Record {
+        #[serde(rename = "t")]
+        table: String,
+        id: u64,
+    },
+    /// A singleton (settings) changed.
+    #[serde(rename = "m")]
+    Meta { key: String },
+    /// A session token was revoked until `exp`.
+    #[serde(rename = "x")]
+    Revoked { jti: String, exp: u64 },
+}
+
+/// What the change feed delivers.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// (Re)connected: reload everything, something may have been missed.
+    Resync,
+    /// Changes committed by replica `origin` at `at_ms` (unix milliseconds).
+    Changes { origin: String, at_ms: u64, changes: Vec<Change> },
+}
+
+/// The store's metrics, registered by [`crate::metrics::Metrics`].
+pub struct Stats {
+    pub op_seconds: prometheus::HistogramVec,
+    pub reconnects: prometheus::IntCounter,
+    pub feed_up: prometheus::IntGauge,
+    pub feed_lag: prometheus::Histogram,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Stats {
+        let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        Stats {
+            op_seconds: prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new("berth_store_seconds", "Latency of store operations, by kind")
+                    .buckets(buckets.clone()),
+                &["op"],
+            )
+            .expect("valid metric"),
+            reconnects: prometheus::IntCounter::new(
+                "berth_store_feed_reconnects_total",
+                "Times the change feed lost its database connection and reconnected",
+            )
+            .expect("valid metric"),
+            feed_up: prometheus::IntGauge::new(
+                "berth_store_feed_up",
+                "1 while the change feed listens (PostgreSQL backend), 0 otherwise",
+            )
+            .expect("valid metric"),
+            feed_lag: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "berth_store_feed_lag_seconds",
+                    "From another replica's commit to this replica's memory applying it",
+                )
+                .buckets(buckets),
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+enum Backend {
+    Embedded(Embedded),
+    Postgres(Arc<Pg>),
+}
+
+struct Inner {
+    backend: Backend,
+    stats: Arc<Stats>,
+    feed: Mutex<Option<mpsc::Receiver<FeedEvent>>>,
+}
+
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
 }
 
 fn seq_key(table: Table) -> String {
-    format!("seq:{}", redb::TableHandle::name(&table))
+    format!("seq:{}", table_name(table))
+}
+
+enum Ops<'a> {
+    Embedded(EmbeddedTx<'a>),
+    Postgres(&'a PgTx<'a>),
+}
+
+macro_rules! on {
+    ($self:expr, $m:ident($($a:expr),*)) => {
+        match &$self.ops {
+            Ops::Embedded(t) => t.$m($($a),*),
+            Ops::Postgres(t) => t.$m($($a),*),
+        }
+    };
 }
 
 /// A write transaction handed to closures passed to [`Store::write`].
 pub struct Tx<'a> {
-    txn: &'a redb::WriteTransaction,
+    ops: Ops<'a>,
+    /// What this transaction changed, announced on commit (PostgreSQL only).
+    changes: Option<RefCell<Vec<Change>>>,
 }
 
 impl Tx<'_> {
+    fn changed(&self, table: Table, id: u64) {
+        if let Some(c) = &self.changes {
+            if table_name(table) != table_name(AUDIT) {
+                c.borrow_mut().push(Change::Record { table: table_name(table).to_string(), id });
+            }
+        }
+    }
+
     /// Next id of a table; bumped in this transaction, so an aborted write
     /// leaves a gap rather than a reused id.
     pub fn next_id(&self, table: Table) -> Result<u64, StoreError> {
@@ -131,20 +250,16 @@ impl Tx<'_> {
 
     /// The last id handed out for `table` (0 before the first).
     fn last_id(&self, table: Table) -> Result<u64, StoreError> {
-        let meta = self.txn.open_table(META)?;
-        let v = meta.get(seq_key(table).as_str())?;
-        match v {
-            Some(v) => {
-                Ok(u64::from_le_bytes(v.value().try_into().map_err(|_| StoreError::Encoding("bad sequence".into()))?))
-            }
+        match on!(self, meta_get(seq_key(table).as_str()))? {
+            Some(v) => Ok(u64::from_le_bytes(
+                v.as_slice().try_into().map_err(|_| StoreError::Encoding("bad sequence".into()))?,
+            )),
             None => Ok(0),
         }
     }
 
     fn set_last_id(&self, table: Table, id: u64) -> Result<(), StoreError> {
-        let mut meta = self.txn.open_table(META)?;
-        meta.insert(seq_key(table).as_str(), id.to_le_bytes().as_slice())?;
-        Ok(())
+        on!(self, meta_put(seq_key(table).as_str(), id.to_le_bytes().as_slice()))
     }
 
     /// Makes the next id of `table` greater than `floor` (ids taken by
@@ -158,35 +273,30 @@ impl Tx<'_> {
 
     pub fn put<T: Serialize>(&self, table: Table, id: u64, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value)?;
-        let mut t = self.txn.open_table(table)?;
-        t.insert(id, bytes.as_slice())?;
+        on!(self, put(table, id, &bytes))?;
+        self.changed(table, id);
         Ok(())
     }
 
     pub fn get<T: DeserializeOwned>(&self, table: Table, id: u64) -> Result<Option<T>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        let v = t.get(id)?;
-        match v {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        match on!(self, get(table, id))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
     }
 
     /// Returns whether a record was removed.
     pub fn delete(&self, table: Table, id: u64) -> Result<bool, StoreError> {
-        let mut t = self.txn.open_table(table)?;
-        let existed = t.remove(id)?.is_some();
+        let existed = on!(self, delete(table, id))?;
+        if existed {
+            self.changed(table, id);
+        }
         Ok(existed)
     }
 
     pub fn all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+        let raw = on!(self, all(table))?;
+        raw.iter().map(|v| Ok(serde_json::from_slice(v)?)).collect()
     }
 
     /// Removes the oldest records of `table` (ascending id) while
@@ -198,60 +308,43 @@ impl Tx<'_> {
         max: usize,
         mut remove: impl FnMut(&T, u64) -> bool,
     ) -> Result<usize, StoreError> {
-        let mut t = self.txn.open_table(table)?;
-        let mut left = t.len()?;
+        let mut left = on!(self, len(table))?;
         let mut doomed = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let Ok(record) = serde_json::from_slice::<T>(v.value()) else { break };
-            if doomed.len() >= max || !remove(&record, left) {
+        for (id, v) in on!(self, oldest(table, max))? {
+            let Ok(record) = serde_json::from_slice::<T>(&v) else { break };
+            if !remove(&record, left) {
                 break;
             }
-            doomed.push(k.value());
+            doomed.push(id);
             left -= 1;
         }
-        for k in &doomed {
-            t.remove(*k)?;
+        on!(self, delete_many(table, &doomed))?;
+        for id in &doomed {
+            self.changed(table, *id);
         }
         Ok(doomed.len())
     }
 
     pub fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value)?;
-        let mut meta = self.txn.open_table(META)?;
-        meta.insert(key, bytes.as_slice())?;
+        on!(self, meta_put(key, &bytes))?;
+        if let Some(c) = &self.changes {
+            c.borrow_mut().push(Change::Meta { key: key.to_string() });
+        }
         Ok(())
     }
 
     pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(REVOKED)?;
-        t.insert(jti, exp)?;
+        on!(self, revoke(jti, exp))?;
+        if let Some(c) = &self.changes {
+            c.borrow_mut().push(Change::Revoked { jti: jti.to_string(), exp });
+        }
         Ok(())
     }
 
     pub fn prune_revoked(&self, now: u64) -> Result<usize, StoreError> {
-        let mut t = self.txn.open_table(REVOKED)?;
-        let mut removed = 0;
-        t.retain(|_, exp| {
-            let keep = exp >= now;
-            removed += usize::from(!keep);
-            keep
-        })?;
-        Ok(removed)
+        on!(self, prune_revoked(now))
     }
-}
-
-/// The store holds password hashes, sealed secrets and stack variables:
-/// only Berth's user may read it or list its directory. Modes are set on
-/// every start too, so a data directory made by an older version (0755,
-/// 0644) is fixed.
-fn make_private(data_dir: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-    // Created 0600 before redb opens it, so it is never readable by others,
-    // not even for a moment.
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 impl Store {
@@ -283,30 +376,53 @@ impl Store {
         }
     }
 
-    /// Opens (or creates) `<data>/berth.redb`, mode 0600 in a 0700
-    /// directory. A store held by another process is refused at once; a
-    /// corrupt file is refused, never replaced.
+    /// Opens (or creates) the embedded store `<data>/berth.redb`, mode
+    /// 0600 in a 0700 directory. A store held by another process is refused
+    /// at once; a corrupt file is refused, never replaced.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        let path = data_dir.join("berth.redb");
-        let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
-        make_private(data_dir, &path)
-            .map_err(|e| StoreError::Db(format!("securing {} and {}: {e}", data_dir.display(), path.display())))?;
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(data_dir.to_path_buf())),
-            Err(e) if existed => return Err(StoreError::Corrupt(path, e.to_string())),
-            Err(e) => return Err(StoreError::Db(e.to_string())),
+        let e = Embedded::open(data_dir)?;
+        Ok(Store::with(Backend::Embedded(e), None))
+    }
+
+    /// Connects to PostgreSQL and migrates its schema (once, whichever
+    /// replica gets there first).
+    pub fn connect(o: &PgOptions) -> Result<Store, StoreError> {
+        let (pg, feed) = Pg::open(o)?;
+        Ok(Store::with(Backend::Postgres(Arc::new(pg)), Some(feed)))
+    }
+
+    fn with(backend: Backend, feed: Option<mpsc::Receiver<FeedEvent>>) -> Store {
+        let stats = match &backend {
+            Backend::Postgres(pg) => pg.stats.clone(),
+            Backend::Embedded(_) => Arc::new(Stats::new()),
         };
-        let store = Store { db: Arc::new(db) };
-        // Create every table up front so readers never meet a missing one.
-        let txn = store.db.begin_write()?;
-        for t in ALL_TABLES {
-            txn.open_table(t)?;
+        Store { inner: Arc::new(Inner { backend, stats, feed: Mutex::new(feed) }) }
+    }
+
+    /// `"embedded"` or `"postgres"`, for `/api/status`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Embedded(_) => "embedded",
+            Backend::Postgres(_) => "postgres",
         }
-        txn.open_table(META)?;
-        txn.open_table(REVOKED)?;
-        txn.commit()?;
-        Ok(store)
+    }
+
+    /// Whether other replicas may share this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The change feed (PostgreSQL), once: the replica's applier owns it.
+    pub fn take_feed(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        self.inner.feed.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn observe(&self, op: &str, started: Instant) {
+        self.inner.stats.op_seconds.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
     }
 
     /// Runs `f` in one write transaction on the blocking pool and commits
@@ -316,62 +432,220 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write()?;
-            let r = f(&Tx { txn: &txn });
-            match r {
-                Ok(v) => {
-                    txn.commit()?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = txn.abort();
-                    Err(e)
+        let inner = self.inner.clone();
+        let started = Instant::now();
+        let r = tokio::task::spawn_blocking(move || match &inner.backend {
+            Backend::Embedded(e) => {
+                let txn = e.db.begin_write()?;
+                let r = f(&Tx { ops: Ops::Embedded(EmbeddedTx { txn: &txn }), changes: None });
+                match r {
+                    Ok(v) => {
+                        txn.commit()?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        let _ = txn.abort();
+                        Err(e)
+                    }
                 }
             }
+            Backend::Postgres(pg) => pg.write(|ptx| {
+                let tx = Tx { ops: Ops::Postgres(ptx), changes: Some(RefCell::default()) };
+                let v = f(&tx)?;
+                Ok((v, tx.changes.map(RefCell::into_inner).unwrap_or_default()))
+            }),
         })
         .await
-        .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?;
+        self.observe("write", started);
+        r
     }
 
     /// Synchronous full read of a table, for loading memory at start-up.
     pub fn load_all<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
-        let t = txn.open_table(table)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
+        self.load_all_raw(table)?.iter().map(|(_, v)| Ok(serde_json::from_slice(v)?)).collect()
+    }
+
+    /// [`Store::load_all`] without decoding, with ids.
+    pub fn load_all_raw(&self, table: Table) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.load_all_raw(table),
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::load_all_raw(pg.pool(), table_name(table))),
         }
-        Ok(out)
     }
 
     pub fn load_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
-        let t = txn.open_table(META)?;
-        let v = t.get(key)?;
-        match v {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        let raw = match &self.inner.backend {
+            Backend::Embedded(e) => e.load_meta_raw(key)?,
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::load_meta_raw(pg.pool(), key.to_string()))?,
+        };
+        match raw {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
     }
 
     pub fn load_revoked(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| StoreError::Db(e.to_string()))?;
-        let t = txn.open_table(REVOKED)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), v.value()));
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.load_revoked(),
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::load_revoked(pg.pool())),
         }
-        Ok(out)
+    }
+
+    /// Every meta entry, sequences included (for `berth store copy`).
+    pub fn load_all_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.load_all_meta(),
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::load_all_meta(pg.pool())),
+        }
+    }
+
+    /// The current records of `table` with these ids, off the async
+    /// workers (the change feed's reads).
+    pub async fn fetch(&self, table: Table, ids: Vec<u64>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let started = Instant::now();
+        let r = match &self.inner.backend {
+            Backend::Postgres(pg) => pg.run(Pg::load_some_raw(pg.pool(), table_name(table), ids)).await,
+            Backend::Embedded(_) => {
+                let s = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    Ok(s.load_all_raw(table)?.into_iter().filter(|(id, _)| ids.contains(id)).collect())
+                })
+                .await
+                .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
+            }
+        };
+        self.observe("read", started);
+        r
+    }
+
+    /// Every record of `table`, off the async workers.
+    pub async fn fetch_all(&self, table: Table) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let started = Instant::now();
+        let r = match &self.inner.backend {
+            Backend::Postgres(pg) => pg.run(Pg::load_all_raw(pg.pool(), table_name(table))).await,
+            Backend::Embedded(_) => {
+                let s = self.clone();
+                tokio::task::spawn_blocking(move || s.load_all_raw(table))
+                    .await
+                    .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
+            }
+        };
+        self.observe("read", started);
+        r
+    }
+
+    /// A meta value, off the async workers.
+    pub async fn fetch_meta<T: DeserializeOwned + Send + 'static>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let (s, key) = (self.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || s.load_meta(&key))
+            .await
+            .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
+    }
+
+    /// The value under `key`, storing `make()` first if there is none.
+    /// Replicas starting at the same moment agree on one value (the
+    /// PostgreSQL insert is conditional); on the embedded store, the one
+    /// process is alone.
+    pub fn meta_get_or_create(&self, key: &str, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::meta_get_or_insert(pg.pool(), key.to_string(), make())),
+            Backend::Embedded(e) => {
+                if let Some(v) = e.load_meta_raw(key)? {
+                    return Ok(v);
+                }
+                let v = make();
+                let txn = e.db.begin_write()?;
+                EmbeddedTx { txn: &txn }.meta_put(key, &v)?;
+                txn.commit()?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// Whether the store holds nothing at all (`berth store copy` refuses
+    /// a target that does, unless told).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => pg.block_anywhere(Pg::is_empty(pg.pool())),
+            Backend::Embedded(e) => {
+                for t in ALL_TABLES {
+                    if !e.load_all_raw(*t)?.is_empty() {
+                        return Ok(false);
+                    }
+                }
+                Ok(e.load_all_meta()?.is_empty() && e.load_revoked()?.is_empty())
+            }
+        }
+    }
+
+    /// Writes raw records, meta entries and revocations as they are
+    /// (`berth store copy`), in one transaction.
+    pub fn import(&self, dump: copy::Dump) -> Result<(), StoreError> {
+        let apply = move |tx: &Tx<'_>| -> Result<(), StoreError> {
+            for (t, id, v) in &dump.records {
+                let table = table_by_name(t).ok_or_else(|| StoreError::Encoding(format!("unknown table {t}")))?;
+                on!(tx, put(table, *id, v))?;
+            }
+            for (k, v) in &dump.meta {
+                on!(tx, meta_put(k, v))?;
+            }
+            for (jti, exp) in &dump.revoked {
+                on!(tx, revoke(jti, *exp))?;
+            }
+            Ok(())
+        };
+        match &self.inner.backend {
+            Backend::Embedded(e) => {
+                let txn = e.db.begin_write()?;
+                apply(&Tx { ops: Ops::Embedded(EmbeddedTx { txn: &txn }), changes: None })?;
+                txn.commit()?;
+                Ok(())
+            }
+            Backend::Postgres(pg) => std::thread::scope(|s| {
+                s.spawn(|| {
+                    pg.write(|ptx| {
+                        apply(&Tx { ops: Ops::Postgres(ptx), changes: None })?;
+                        Ok(((), Vec::new()))
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Db("store thread panicked".into())))
+            }),
+        }
+    }
+
+    /// On PostgreSQL, whether this replica holds (or just took) the lease
+    /// to run the endpoint health checks; the embedded store's one process
+    /// always does.
+    pub async fn health_lease(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Embedded(_) => true,
+            Backend::Postgres(pg) => pg.health_lease().await,
+        }
+    }
+
+    /// A lock named `name` held across every replica until the guard is
+    /// dropped (PostgreSQL advisory lock); `None` on the embedded store,
+    /// where the caller's in-process lock is enough.
+    pub async fn shared_lock(&self, name: &str) -> Result<Option<SharedLock>, StoreError> {
+        match &self.inner.backend {
+            Backend::Embedded(_) => Ok(None),
+            Backend::Postgres(pg) => {
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(name.as_bytes());
+                let mut k = [0u8; 8];
+                k.copy_from_slice(&d[..8]);
+                pg.shared_lock(i64::from_le_bytes(k)).await.map(Some)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[tokio::test]
     async fn ids_are_monotonic_and_never_reused() {

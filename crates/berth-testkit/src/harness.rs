@@ -63,7 +63,7 @@ pub fn berth_bin() -> PathBuf {
 }
 
 /// The name of the running test, as the test harness names its thread.
-fn test_name() -> String {
+pub fn test_name() -> String {
     std::thread::current().name().unwrap_or("<unnamed test>").to_owned()
 }
 
@@ -256,6 +256,21 @@ impl Daemon {
     /// `https://127.0.0.1:PORT2{path}`.
     pub fn https_url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{}", self.https_port, path)
+    }
+
+    /// The daemon's JWT signing secret: `<data>/jwt.secret` on the
+    /// embedded store, the store's entry on PostgreSQL.
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        if crate::postgres::test_store_for(&self.data_dir).is_some() {
+            let hex = crate::postgres::shared_cluster()
+                .psql(
+                    &crate::postgres::test_db_name(&self.data_dir),
+                    "SELECT encode(value, 'hex') FROM berth_meta WHERE key = 'secret:jwt'",
+                )
+                .expect("read the JWT secret from the store");
+            return (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        }
+        std::fs::read(self.data_dir.join("jwt.secret")).expect("read jwt.secret")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -487,6 +502,18 @@ impl Daemon {
         unreachable!("every attempt returns or panics");
     }
 
+    /// `--store <url>` under `BERTH_TEST_STORE=postgres`, unless the test
+    /// chose a store itself.
+    fn test_store_args(&self) -> Vec<OsString> {
+        if self.spec.args.iter().any(|a| a == "--store") {
+            return Vec::new();
+        }
+        match crate::postgres::test_store_for(&self.data_dir) {
+            Some(url) => vec!["--store".into(), url.into()],
+            None => Vec::new(),
+        }
+    }
+
     fn spawn(&mut self) {
         let append = |p: PathBuf| {
             OpenOptions::new()
@@ -510,6 +537,7 @@ impl Daemon {
             .arg("--log-level")
             .arg(&self.spec.log_level)
             .args(&self.spec.args)
+            .args(self.test_store_args())
             .stdin(Stdio::null())
             .stdout(append(self.stdout_path()))
             .stderr(append(self.stderr_path()));

@@ -19,6 +19,8 @@
 //!   the connector's and the proxy's unit tests.
 //! - [`harness`]: starts the real `berth` binary on free loopback ports with
 //!   a temporary data directory; Docker and CLI availability checks.
+//! - [`postgres`]: a throwaway PostgreSQL cluster (replica tests, and the
+//!   suite on the PostgreSQL store with `BERTH_TEST_STORE=postgres`).
 //! - [`terminal`]: a WebSocket client for the terminal routes.
 //! - [`endpoints`], [`stacks`], [`users`]: helpers of the endpoint, stack
 //!   and restricted-access test binaries.
@@ -34,6 +36,7 @@ pub mod endpoints;
 pub mod harness;
 pub mod mock_docker;
 pub mod pki;
+pub mod postgres;
 pub mod servers;
 pub mod stacks;
 pub mod terminal;
