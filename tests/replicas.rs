@@ -107,6 +107,15 @@ async fn tokens_keys_endpoints_and_revocations_reach_every_replica() {
         })
         .await;
         eprintln!("endpoint visible on C after {took:?}");
+        // A TLS endpoint too: its files travel through the store.
+        let pki = berth_testkit::Pki::new();
+        let (port, _) = berth_testkit::endpoints::tls_relay(a.scratch_dir().join("docker.sock"), &pki).await;
+        let tid = berth_testkit::endpoints::create_tls_endpoint(a, &token, "mock-tls", port, &pki).await;
+        let tls_ping = format!("/api/endpoints/{tid}/docker/_ping");
+        within(PROPAGATION, "A's TLS endpoint proxied by C", || async {
+            status_of(c, Method::GET, &tls_ping, &[("Authorization", &auth)]).await == StatusCode::OK
+        })
+        .await;
 
         // A standard user, logged in on C; deleted on B: refused by A and C.
         let (s, v) = a

@@ -379,7 +379,7 @@ async fn compose_repository_deploy_redeploy_and_credentials() {
     let (_, all) = d.get_json("/api/stacks", t).await;
     assert!(!all.to_string().contains(password));
     assert!(!d.logs().contains(password), "password in the logs");
-    let db = std::fs::read(d.data_dir().join("berth.redb")).unwrap();
+    let db = d.stored_bytes();
     assert!(!db.windows(password.len()).any(|w| w == password.as_bytes()), "password stored in clear");
     let (s, _) = d.delete(&format!("/api/stacks/{id}?endpointId={eid}"), t).await;
     assert_eq!(s, StatusCode::NO_CONTENT);

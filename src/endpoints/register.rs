@@ -151,6 +151,9 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
         ));
     }
     check_tags(state.endpoints, &record.tag_ids, "Invalid TagIds parameter")?;
+    if record.tls.tls {
+        tls_files::share(state.store, &state.config.data, id).await.map_err(store_err)?;
+    }
     let (r2, s2) = (record.clone(), snapshot.clone());
     state
         .write(move |tx| {
@@ -285,10 +288,14 @@ pub async fn update(state: &Ops<'_>, id: Id, body: EndpointChanges) -> ApiResult
     if remove_dir {
         remove_tls_dir(&data, id).await;
     } else if !remove_kinds.is_empty() {
-        let r = blocking(move || remove_kinds.into_iter().try_for_each(|k| tls_files::remove_file(&data, id, k))).await;
+        let d2 = data.clone();
+        let r = blocking(move || remove_kinds.into_iter().try_for_each(|k| tls_files::remove_file(&d2, id, k))).await;
         if let Err(e) = r {
             tracing::warn!(endpoint = id, error = %e, "removing unused TLS files failed");
         }
+    }
+    if body.tls.is_some() {
+        tls_files::share(state.store, &data, id).await.map_err(store_err)?;
     }
     Ok(rec)
 }
@@ -353,9 +360,11 @@ pub async fn replace_tls_file(state: &Ops<'_>, id: Id, kind: TlsFileKind, bytes:
     let _guard = state.endpoints.write_lock.lock().await;
     let cur = state.endpoints.get(id).ok_or_else(not_found)?;
     let data = state.config.data.clone();
-    blocking(move || tls_files::write_file(&data, id, kind, &bytes))
+    let d2 = data.clone();
+    blocking(move || tls_files::write_file(&d2, id, kind, &bytes))
         .await
         .map_err(|e| ApiError::internal("Unable to persist TLS file on disk", e))?;
+    tls_files::share(state.store, &data, id).await.map_err(store_err)?;
     if cur.record.tls.tls {
         // Files are replaced one upload at a time; until the set fits
         // together the endpoint keeps its current, working pool.
@@ -383,6 +392,7 @@ pub async fn delete(state: &Ops<'_>, id: Id) -> ApiResult<()> {
             .write(move |tx| {
                 tx.delete(ENDPOINTS, id)?;
                 tx.delete(SNAPSHOTS, id)?;
+                tx.delete(crate::store::ENDPOINT_TLS, id)?;
                 Ok(())
             })
             .await

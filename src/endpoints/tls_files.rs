@@ -253,3 +253,65 @@ mod tests {
         assert!(check_trailer(TlsFileKind::Cert, glued.as_bytes()).unwrap_err().contains("no END line"));
     }
 }
+
+/// An endpoint's TLS files as the shared store keeps them (PEM text).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct SharedFiles {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+/// On a shared store, copies the endpoint's TLS files as they are now on
+/// this replica's disk into the store (or removes them there when there
+/// are none), so that every replica can connect with them. Nothing on the
+/// embedded store: its one process reads its own disk.
+pub async fn share(store: &crate::store::Store, data: &Path, id: Id) -> Result<(), crate::store::StoreError> {
+    use crate::store::ENDPOINT_TLS;
+    if !store.is_shared() {
+        return Ok(());
+    }
+    let dir = tls_dir(data, id);
+    let files = tokio::task::spawn_blocking(move || {
+        let read = |k: TlsFileKind| std::fs::read_to_string(dir.join(k.file_name())).ok();
+        SharedFiles { ca: read(TlsFileKind::Ca), cert: read(TlsFileKind::Cert), key: read(TlsFileKind::Key) }
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Db(e.to_string()))?;
+    store
+        .write(move |tx| {
+            if files.ca.is_none() && files.cert.is_none() && files.key.is_none() {
+                tx.delete(ENDPOINT_TLS, id).map(drop)
+            } else {
+                tx.put(ENDPOINT_TLS, id, &files)
+            }
+        })
+        .await
+}
+
+/// Writes the TLS files the shared store holds for `record` into this
+/// replica's data directory and points the record's paths at them.
+pub async fn materialize(
+    store: &crate::store::Store,
+    data: &Path,
+    record: &mut crate::store::model::Endpoint,
+) -> Result<(), String> {
+    let id = record.id;
+    let rows = store.fetch(crate::store::ENDPOINT_TLS, vec![id]).await.map_err(|e| e.to_string())?;
+    let Some((_, bytes)) = rows.into_iter().next() else { return Err("no TLS files in the store".into()) };
+    let shared: SharedFiles = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let files = TlsFiles {
+        ca: shared.ca.map(String::into_bytes),
+        cert: shared.cert.map(String::into_bytes),
+        key: shared.key.map(String::into_bytes),
+    };
+    let (data, mut tls) = (data.to_path_buf(), record.tls.clone());
+    record.tls = tokio::task::spawn_blocking(move || {
+        write_files(&data, id, &files, &mut tls)?;
+        Ok::<_, io::Error>(tls)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -16,7 +16,7 @@ use crate::store::model::{
 
 /// Whether a table has an in-memory copy to keep in step.
 pub fn in_memory(table: &str) -> bool {
-    !matches!(table, "audit" | "stack_files")
+    !matches!(table, "audit" | "endpoint_tls")
 }
 
 fn decode<T: DeserializeOwned>(table: &str, id: Id, bytes: &[u8]) -> Option<T> {
@@ -55,10 +55,20 @@ pub async fn record(state: &AppState, table: &str, id: Id, bytes: Option<&[u8]>)
         "team_membership" => {
             put_or_remove!(TeamMembership, |m| id_.put_membership(m), |id| id_.remove_membership(id))
         }
-        "endpoints" => put_or_remove!(Endpoint, |e| put_endpoint(state, e), |id| {
-            en.remove(id);
-            en.remove_snapshot(id);
-        }),
+        "endpoints" => match bytes.map(|b| decode::<Endpoint>(table, id, b)) {
+            Some(Some(e)) => put_endpoint(state, e, false).await,
+            Some(None) => {}
+            None => {
+                en.remove(id);
+                en.remove_snapshot(id);
+            }
+        },
+        // New TLS files: the endpoint's pool is rebuilt with them.
+        "endpoint_tls" => {
+            if let Some(e) = en.get(id) {
+                put_endpoint(state, e.record.clone(), true).await;
+            }
+        }
         "endpoint_groups" => put_or_remove!(EndpointGroup, |g| en.put_group(g), |id| en.remove_group(id)),
         "tags" => put_or_remove!(Tag, |t| en.put_tag(t), |id| en.remove_tag(id)),
         "snapshots" => put_or_remove!(
@@ -91,14 +101,20 @@ pub async fn record(state: &AppState, table: &str, id: Id, bytes: Option<&[u8]>)
     }
 }
 
-/// Swaps in an endpoint another replica stored. Its pool is kept when only
-/// the record's other fields changed (a status from the health checks, a
-/// name, access policies): open connections survive.
-fn put_endpoint(state: &AppState, mut record: Endpoint) {
+/// Swaps in an endpoint another replica stored. Its TLS files come from the
+/// store into this replica's own `<data>/tls/<id>/`. Its pool is kept when
+/// only the record's other fields changed (a status from the health
+/// checks, a name, access policies): open connections survive.
+async fn put_endpoint(state: &AppState, mut record: Endpoint, files_changed: bool) {
+    if record.tls.tls {
+        if let Err(e) = crate::endpoints::tls_files::materialize(&state.store, &state.config.data, &mut record).await {
+            tracing::warn!(endpoint = record.id, error = %e, "TLS files of an endpoint from another replica are not available here");
+        }
+    }
     let same_target = state
         .endpoints
         .get(record.id)
-        .filter(|old| old.record.url == record.url && old.record.tls == record.tls)
+        .filter(|old| !files_changed && old.record.url == record.url && old.record.tls == record.tls)
         .map(|old| old.upstream.clone());
     let upstream = match same_target {
         Some(u) => u,

@@ -63,9 +63,10 @@ tables! {
     BUNDLES = "bundles";
     /// The audit trail ([`crate::audit`]): ids grow with time.
     AUDIT = "audit";
-    /// Stack project files, for replicas that did not create the stack
-    /// (PostgreSQL backend; see [`crate::stacks`]).
-    STACK_FILES = "stack_files";
+    /// Endpoints' TLS files, for the replicas that did not receive the
+    /// upload (shared store only; the embedded store's one process keeps
+    /// them in `<data>/tls/<id>/` alone).
+    ENDPOINT_TLS = "endpoint_tls";
 }
 
 /// A table's name with a `'static` lifetime (redb lends it only as long

@@ -273,6 +273,21 @@ impl Daemon {
         std::fs::read(self.data_dir.join("jwt.secret")).expect("read jwt.secret")
     }
 
+    /// Everything the store holds, as bytes to search for what must not be
+    /// there (a password in clear): the redb file, or on PostgreSQL every
+    /// record and meta value.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        if crate::postgres::test_store_for(&self.data_dir).is_some() {
+            let sql = "SELECT coalesce(string_agg(encode(value, 'escape'), E'\\n'), '') FROM \
+                       (SELECT value FROM berth_records UNION ALL SELECT value FROM berth_meta) v";
+            return crate::postgres::shared_cluster()
+                .psql(&crate::postgres::test_db_name(&self.data_dir), sql)
+                .expect("read the store")
+                .into_bytes();
+        }
+        std::fs::read(self.data_dir.join("berth.redb")).expect("read berth.redb")
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
