@@ -149,7 +149,7 @@ pub fn parse_options(o: &PgOptions) -> Result<tokio_postgres::Config, StoreError
         config.password(pw.as_bytes());
     }
     if config.get_application_name().is_none() {
-        config.application_name(&format!("berth {}", o.replica));
+        config.application_name(format!("berth {}", o.replica));
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));

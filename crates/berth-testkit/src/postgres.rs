@@ -22,6 +22,8 @@ pub struct PgCluster {
     bin: PathBuf,
     pub port: u16,
     as_user: Option<String>,
+    /// The watcher shells of each start, reaped on drop.
+    watchers: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 /// Where `initdb` and `postgres` are: PATH, else Debian's versioned folder.
@@ -88,7 +90,7 @@ impl PgCluster {
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         let port = crate::harness::free_ports().0;
-        let c = PgCluster { dir, bin, port, as_user };
+        let c = PgCluster { dir, bin, port, as_user, watchers: Default::default() };
         c.run();
         c
     }
@@ -113,7 +115,7 @@ impl PgCluster {
             log = log.display(),
             me = std::process::id(),
         );
-        run_as(&self.as_user, Path::new("/bin/sh"))
+        let watcher = run_as(&self.as_user, Path::new("/bin/sh"))
             .arg("-c")
             .arg(script)
             .stdin(Stdio::null())
@@ -121,6 +123,7 @@ impl PgCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
+        self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(watcher);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.psql("postgres", "SELECT 1").is_ok() {
@@ -176,6 +179,10 @@ impl Drop for PgCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // Each watcher ends within half a second of its server.
+        for mut w in self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            let _ = w.wait();
+        }
     }
 }
 
