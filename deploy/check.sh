@@ -162,5 +162,22 @@ if have docker-compose "docker-compose config"; then
         grep -q "berth_data:/data" <<<"$c" && grep -q "/var/run/docker.sock:/var/run/docker.sock" <<<"$c"'
 fi
 
+# ------------------------------------------------------------------ replicas
+if have docker-compose "docker-compose config"; then
+    check "replicas/docker-compose.yml: docker-compose config accepts it" \
+        docker-compose -f deploy/replicas/docker-compose.yml config -q
+    check "replicas: PostgreSQL, two replicas on it with a password file, HAProxy in front" bash -c '
+        c="$(docker-compose -f deploy/replicas/docker-compose.yml config)"
+        grep -q "BERTH_STORE: postgres://berth@postgres/berth" <<<"$c" &&
+        grep -q "BERTH_STORE_PASSWORD_FILE" <<<"$c" && grep -q "BERTH_REPLICA_NAME: berth-b" <<<"$c" &&
+        grep -q "Dockerfile.haproxy" <<<"$c" && ! grep -qi "password:" <<<"$c"'
+fi
+if have haproxy "haproxy -c"; then
+    check "replicas/haproxy.cfg: haproxy -c accepts it, health checks /api/status" bash -c '
+        haproxy -c -f deploy/replicas/haproxy.cfg >/dev/null 2>&1 &&
+        grep -q "option httpchk GET /api/status" deploy/replicas/haproxy.cfg'
+fi
+check "replicas/postgres-entrypoint.sh parses (sh -n)" sh -n deploy/replicas/postgres-entrypoint.sh
+
 if [[ -n ${score:-} ]]; then say "systemd-analyze security exposure: $score"; fi
 summary
