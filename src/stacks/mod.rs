@@ -34,6 +34,7 @@ pub mod process;
 pub mod quota;
 pub mod render;
 pub mod scratch;
+pub mod shared;
 pub mod tools;
 pub mod yaml;
 

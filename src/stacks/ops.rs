@@ -337,6 +337,7 @@ pub async fn save(state: &Ops<'_>, rec: Stack) -> ApiResult<Value> {
     let r2 = rec.clone();
     state.write(move |tx| tx.put(STACKS, r2.id, &r2)).await.map_err(store_err)?;
     state.stacks.put(rec.clone());
+    super::shared::share(state.store, Path::new(&rec.project_path), rec.id).await.map_err(store_err)?;
     Ok(super::view(&rec))
 }
 
@@ -502,6 +503,7 @@ async fn create_in(
         return Err(store_err(e));
     }
     state.stacks.put(stack.clone());
+    super::shared::share(state.store, &dir, id).await.map_err(store_err)?;
     tracing::info!(stack = id, name = %stack.name, endpoint = eid, r#type = type_label(d.kind), "stack deployed");
     Ok(super::view(&stack))
 }

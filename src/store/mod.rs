@@ -67,6 +67,9 @@ tables! {
     /// upload (shared store only; the embedded store's one process keeps
     /// them in `<data>/tls/<id>/` alone).
     ENDPOINT_TLS = "endpoint_tls";
+    /// Stack project folders, for the replicas that did not deploy the
+    /// stack (shared store only; see [`crate::stacks::shared`]).
+    STACK_FILES = "stack_files";
 }
 
 /// A table's name with a `'static` lifetime (redb lends it only as long
