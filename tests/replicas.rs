@@ -440,3 +440,48 @@ async fn an_embedded_store_moves_to_postgres_and_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_verified_against_the_given_ca() {
+    if !require_postgres() {
+        return;
+    }
+    bounded(Duration::from_secs(60), async {
+        let pki = berth_testkit::Pki::new();
+        let pg = PgCluster::start_tls(&pki);
+        let url = format!("{}?sslmode=require", pg.database("tls"));
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let d = Daemon::builder().args(["--store", &url, "--store-ca-file", ca.to_str().unwrap()]).start().await;
+        d.admin_token().await;
+        // Berth's connections to the database are encrypted.
+        let ssl = pg
+            .psql(
+                "postgres",
+                "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name LIKE 'berth %'",
+            )
+            .unwrap();
+        assert_eq!(ssl, "t", "every connection of Berth's uses TLS");
+        drop(d);
+        // A CA that did not sign the server's certificate: refused.
+        std::fs::write(&ca, berth_testkit::Pki::new().ca_pem).unwrap();
+        let out = std::process::Command::new(berth_testkit::harness::berth_bin())
+            .args(["store", "copy", "--from", dir.path().join("x").to_str().unwrap(), "--to", &url])
+            .args(["--store-ca-file", ca.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("certificate") || err.contains("Certificate"), "{err}");
+        // sslmode=require without a CA to verify with: refused at start.
+        let out = std::process::Command::new(berth_testkit::harness::berth_bin())
+            .args(["--store", &url, "--data", dir.path().join("y").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--store-ca-file"));
+    })
+    .await;
+}

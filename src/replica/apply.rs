@@ -93,12 +93,9 @@ pub async fn record(state: &AppState, table: &str, id: Id, bytes: Option<&[u8]>)
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
             }
         },
-        "stack_files" => {
-            if state.stacks.get(id).is_some() {
-                if let Err(e) = crate::stacks::shared::materialize(&state.store, state.stacks.project_dir(id), id).await
-                {
-                    tracing::warn!(stack = id, error = %e, "a stack folder from another replica could not be written here");
-                }
+        "stack_files" if state.stacks.get(id).is_some() => {
+            if let Err(e) = crate::stacks::shared::materialize(&state.store, state.stacks.project_dir(id), id).await {
+                tracing::warn!(stack = id, error = %e, "a stack folder from another replica could not be written here");
             }
         }
         "resource_controls" => {

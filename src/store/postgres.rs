@@ -101,8 +101,28 @@ impl Drop for Pg {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// An error and its causes on one line: a driver's "error performing TLS
+/// handshake" alone does not tell the operator which certificate failed.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(chain(&e))
+}
+
+fn unavailable_msg(m: &str) -> StoreError {
+    StoreError::Unavailable(m.to_string())
 }
 
 /// A database error (constraint, syntax, a lock timeout) is the store's
@@ -221,7 +241,7 @@ impl Pg {
         self.handle.block_on(async {
             tokio::time::timeout(OP_TIMEOUT, fut)
                 .await
-                .unwrap_or_else(|_| Err(unavailable("the database did not answer in time")))
+                .unwrap_or_else(|_| Err(unavailable_msg("the database did not answer in time")))
         })
     }
 
@@ -234,7 +254,7 @@ impl Pg {
             .spawn(async move {
                 tokio::time::timeout(OP_TIMEOUT, fut)
                     .await
-                    .unwrap_or_else(|_| Err(unavailable("the database did not answer in time")))
+                    .unwrap_or_else(|_| Err(unavailable_msg("the database did not answer in time")))
             })
             .await
             .unwrap_or_else(|e| Err(StoreError::Db(format!("store task failed: {e}"))))

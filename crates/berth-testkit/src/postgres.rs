@@ -24,6 +24,8 @@ pub struct PgCluster {
     as_user: Option<String>,
     /// The watcher shells of each start, reaped on drop.
     watchers: std::sync::Mutex<Vec<std::process::Child>>,
+    /// Extra server options (`-c ssl=on ...`).
+    options: String,
 }
 
 /// Where `initdb` and `postgres` are: PATH, else Debian's versioned folder.
@@ -74,6 +76,16 @@ impl PgCluster {
     /// Creates and starts a cluster. Panics when it cannot (call
     /// [`require_postgres`] first).
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// A cluster that also speaks TLS with `pki`'s server certificate
+    /// (for 127.0.0.1), so clients can verify it against `pki.ca_pem`.
+    pub fn start_tls(pki: &crate::Pki) -> PgCluster {
+        PgCluster::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&crate::Pki>) -> PgCluster {
         let bin = pg_bin_dir().expect("PostgreSQL installed");
         let dir = tempfile::Builder::new().prefix("berth-pg-").tempdir().expect("temp dir");
         let as_user = is_root().then(|| "postgres".to_string());
@@ -89,8 +101,22 @@ impl PgCluster {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut options = String::new();
+        if let Some(pki) = pki {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [("server.crt", &pki.server_cert_pem), ("server.key", &pki.server_key_pem)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if as_user.is_some() {
+                    let ok = Command::new("chown").arg("postgres:postgres").arg(&path).status().unwrap();
+                    assert!(ok.success(), "chown {name}");
+                }
+            }
+            options = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         let port = crate::harness::free_ports().0;
-        let c = PgCluster { dir, bin, port, as_user, watchers: Default::default() };
+        let c = PgCluster { dir, bin, port, as_user, watchers: Default::default(), options };
         c.run();
         c
     }
@@ -105,7 +131,7 @@ impl PgCluster {
         // The watcher ends the server when this test process is gone.
         let script = format!(
             "{postgres} -D {data} -p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c max_connections=300 -c shared_buffers=16MB >>{log} 2>&1 & pg=$!; \
+             -c max_connections=300 -c shared_buffers=16MB {options} >>{log} 2>&1 & pg=$!; \
              while [ -d /proc/{me} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
              kill -INT $pg 2>/dev/null; wait $pg",
             postgres = self.bin.join("postgres").display(),
@@ -114,6 +140,7 @@ impl PgCluster {
             sock = self.dir.path().display(),
             log = log.display(),
             me = std::process::id(),
+            options = self.options,
         );
         let watcher = run_as(&self.as_user, Path::new("/bin/sh"))
             .arg("-c")
