@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
-//! `server` → {`api`, `terminal` → `proxy`, `fanout` → `proxy`} → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
+//! `server` → {`api`, `terminal` → `proxy`, `fanout` → `proxy`}, `replica` → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
 //! {`connector`, `store`} → leaves.
 //! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
 //!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
@@ -36,7 +36,10 @@
 //!   the resource controls it reads (durable, in memory; stacks' own through the stack table).
 //! - [`stacks`]: Compose and swarm stacks: deploys, git fetches, child processes.
 //! - [`connector`]: transports to Docker hosts (unix, TCP, TLS) and their pools.
-//! - [`store`]: the durable redb store and its records ([`store::model`]).
+//! - [`store`]: the durable store behind one interface, two backends (embedded redb; PostgreSQL
+//!   for several replicas, with its change feed), and its records ([`store::model`]).
+//! - [`replica`]: with PostgreSQL, applies the other replicas' changes to this one's memory
+//!   (issue 16).
 //! - Leaves: [`config`] (defaults < TOML file < `BERTH_*` env < flags, validated),
 //!   [`error`] (Portainer-shaped errors, one status per kind), [`body`] (response and upstream
 //!   bodies), [`metrics`] (the app-owned Prometheus registry), [`table`] (the in-memory table
@@ -111,15 +114,12 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
         }
     };
     let settings: Settings = store.load_meta(api::settings::SETTINGS_KEY)?.unwrap_or_default();
-    let instance_id: String = match store.load_meta::<String>("instance_id")? {
-        Some(id) => id,
-        None => {
-            let id = uuid::Uuid::new_v4().to_string();
-            let i2 = id.clone();
-            store.write(move |tx| tx.put_meta("instance_id", &i2)).await?;
-            id
-        }
-    };
+    // One instance id however many replicas start at once (Portainer's
+    // clients see one instance).
+    let raw = store.meta_get_or_create("instance_id", || {
+        serde_json::to_vec(&uuid::Uuid::new_v4().to_string()).unwrap_or_default()
+    })?;
+    let instance_id: String = serde_json::from_slice(&raw).context("reading the instance id")?;
     let metrics = metrics::Metrics::new();
     metrics.register_store(store.stats());
     let endpoints = endpoints::EndpointMap::default();

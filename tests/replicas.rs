@@ -76,11 +76,16 @@ async fn tokens_keys_endpoints_and_revocations_reach_every_replica() {
     bounded(Duration::from_secs(120), async {
         let r = start(3, &[]).await;
         let (a, b, c) = (&r.ds[0], &r.ds[1], &r.ds[2]);
-        for d in &r.ds {
+        let mut instances = Vec::new();
+        for (i, d) in r.ds.iter().enumerate() {
             let (s, v) = d.get_json("/api/status", None).await;
             assert_eq!(s, StatusCode::OK);
             assert_eq!(v["Store"]["Backend"], "postgres", "{v}");
+            assert_eq!(v["Store"]["Replica"], format!("r{i}"), "{v}");
+            instances.push(v["InstanceID"].clone());
         }
+        instances.dedup();
+        assert_eq!(instances.len(), 1, "one instance id across replicas started together: {instances:?}");
         let token = a.admin_token().await;
         let auth = bearer(&token);
         // A token issued by A works on B and C at once: one signing secret.

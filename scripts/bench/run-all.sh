@@ -6,6 +6,7 @@
 #   4. stream.sh       multi-GB download and upload, peak memory
 #   5. hijack.sh       10,000 idle attach sessions, one busy session
 #   6. login-storm.sh  proxied p99 with and without a stream of logins
+#   7. replicas.sh     proxied throughput on PostgreSQL vs embedded; change-feed lag
 # Each step's output is kept in $OUT (default /tmp/berth-bench-results/<date>).
 # Takes about 40 minutes on a 2-core machine. Every step stops by itself.
 #
@@ -15,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=${OUT:-/tmp/berth-bench-results/$(date -u +%Y%m%dT%H%MZ)}
-steps=${STEPS:-micro load cpu-cost stream hijack login-storm}
+steps=${STEPS:-micro load cpu-cost stream hijack login-storm replicas}
 mkdir -p "$out"
 echo "results in $out" >&2
 for step in $steps; do
@@ -27,6 +28,7 @@ for step in $steps; do
   stream) SKIP_BUILD=1 "$here/stream.sh" >"$out/stream.txt" 2>&1 ;;
   hijack) SKIP_BUILD=1 "$here/hijack.sh" >"$out/hijack.txt" 2>&1 ;;
   login-storm) SKIP_BUILD=1 "$here/login-storm.sh" >"$out/login-storm.txt" 2>&1 ;;
+  replicas) SKIP_BUILD=1 "$here/replicas.sh" >"$out/replicas.txt" 2>&1 ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
   # the summary is the tail of each step's output
