@@ -490,3 +490,42 @@ async fn tls_to_the_database_is_verified_against_the_given_ca() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_at_a_time_checks_the_endpoints() {
+    if !require_postgres() {
+        return;
+    }
+    bounded(Duration::from_secs(90), async {
+        let mut r = start(3, &[]).await;
+        let token = r.ds[0].admin_token().await;
+        let mock = MockDocker::start_unix(r.ds[0].scratch_dir().join("docker.sock")).await.unwrap();
+        r.ds[0].create_endpoint(&token, "mock", &mock.unix_url().unwrap()).await;
+        let pings = || mock.requests().iter().filter(|q| q.uri.ends_with("/_ping")).count();
+        // Health rounds every second on each of three replicas: with the
+        // lease, one round a second in all, not three.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        mock.clear_requests();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let n = pings();
+        assert!((3..=7).contains(&n), "{n} health pings in 5 s from three replicas (one lease holder expected)");
+        // The holder dies: another takes the lease over.
+        let holder_sql = "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                          WHERE l.locktype = 'advisory' AND l.granted AND a.datname = 'berth' \
+                          AND (l.classid::bigint << 32 | l.objid::bigint) = x'6265727468000003'::bigint";
+        let holder = r.pg.psql("postgres", holder_sql).unwrap();
+        let i: usize =
+            holder.strip_prefix("berth r").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{holder:?}"));
+        r.ds[i].kill();
+        let took_over = within(Duration::from_secs(10), "another replica takes the lease", || async {
+            let now = r.pg.psql("postgres", holder_sql).unwrap();
+            !now.is_empty() && now != holder
+        })
+        .await;
+        mock.clear_requests();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(pings() >= 1, "the new holder checks the endpoint");
+        eprintln!("lease passed from {holder} after {took_over:?}");
+    })
+    .await;
+}
