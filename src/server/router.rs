@@ -217,10 +217,7 @@ async fn route(
     };
     // Portainer's admin-init watchdog: once the window has passed with no
     // administrator, the API answers only status and public settings.
-    if !state.admin_init_open()
-        && state.identity.admin_count() == 0
-        && !matches!(template, "/api/status" | "/api/system/status" | "/api/settings/public")
-    {
+    if !state.admin_init_open() && state.identity.admin_count() == 0 && !api::OPEN_WITHOUT_ADMIN.contains(&template) {
         let e = ApiError::new(StatusCode::SEE_OTHER, "Administrator initialization timeout", "").with_header(
             header::HeaderName::from_static("redirect-reason"),
             HeaderValue::from_static("AdminInitTimeout"),
@@ -331,7 +328,7 @@ fn method_not_allowed() -> Response<ResponseBody> {
 }
 
 fn method_not_allowed_for(r: &api::Route) -> Response<ResponseBody> {
-    let allow: Vec<&str> = r.methods.iter().map(|(m, _, _)| m.as_str()).collect();
+    let allow: Vec<&str> = r.methods.iter().map(|op| op.method.as_str()).collect();
     let mut resp =
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", format!("Allowed: {}", allow.join(", ")))
             .into_response();
