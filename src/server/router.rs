@@ -171,6 +171,9 @@ async fn route(
         }
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
     }
+    if path == crate::openapi::PATH {
+        return (openapi_response(req.method()), crate::openapi::PATH);
+    }
     if let Some(kind) = crate::terminal::route(path) {
         let resp = crate::terminal::handle(state, &router.tunnels, req, kind, client_ip).await;
         return (resp, kind.template());
@@ -320,6 +323,19 @@ fn metrics_response(state: &AppState) -> Response<ResponseBody> {
     }
     let mut r = Response::new(ResponseBody::full(state.metrics.render()));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+/// The API document: public (see [`crate::openapi::PATH`]), built once.
+/// HEAD gets GET's headers (hyper drops the body).
+fn openapi_response(method: &Method) -> Response<ResponseBody> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = method_not_allowed();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = Response::new(ResponseBody::full(crate::openapi::document()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
