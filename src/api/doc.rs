@@ -51,6 +51,10 @@ pub enum Body {
     JsonOrForm(SchemaFn, SchemaFn),
 }
 
+/// The status of a [`Reply`] that is whatever another server answered (the
+/// Docker proxy's pass-through): OpenAPI's `default` response.
+pub const ANY_STATUS: u16 = 0;
+
 /// The body of an answer.
 #[derive(Clone, Copy)]
 pub enum Content {
@@ -63,6 +67,7 @@ pub enum Content {
 /// One answer an operation gives when it does what was asked.
 #[derive(Clone, Copy)]
 pub struct Reply {
+    /// The HTTP status, or [`ANY_STATUS`].
     pub status: u16,
     pub description: &'static str,
     pub content: Content,

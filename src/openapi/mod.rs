@@ -40,7 +40,7 @@ use utoipa::openapi::{
     ContactBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, PathsBuilder, RefOr, Required,
 };
 
-use crate::api::doc::{json, Body, Content, Doc, Query, QueryType, Schemas};
+use crate::api::doc::{json, Body, Content, Doc, Query, QueryType, Schemas, ANY_STATUS};
 use crate::api::{self, Policy};
 use crate::error::ErrorBody;
 
@@ -309,14 +309,12 @@ fn operation(e: &Entry<'_>, tag: &str, error: &RefOr<Schema>, schemas: &mut Sche
         b = b.description(Some(doc.description));
     }
     for var in path_variables(e.path) {
-        let schema = if is_id(var) { integer() } else { string() };
-        b = b.parameter(
-            ParameterBuilder::new()
-                .name(var)
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .schema(Some(schema)),
-        );
+        let p = ParameterBuilder::new().name(var).parameter_in(ParameterIn::Path).required(Required::True);
+        // Id 1 exists on every instance (the first administrator, the
+        // Unassigned group, the first endpoint): an example that reaches a
+        // handler's logic rather than its 404.
+        let p = if is_id(var) { p.schema(Some(integer())).example(Some(1.into())) } else { p.schema(Some(string())) };
+        b = b.parameter(p);
     }
     for q in doc.query {
         b = b.parameter(query_parameter(q));
@@ -353,7 +351,8 @@ fn operation(e: &Entry<'_>, tag: &str, error: &RefOr<Schema>, schemas: &mut Sche
         by_status.insert(r.status, rb);
     }
     for (status, rb) in by_status {
-        responses = responses.response(status.to_string(), rb.build());
+        let key = if status == ANY_STATUS { "default".to_string() } else { status.to_string() };
+        responses = responses.response(key, rb.build());
     }
     for (status, description) in refusals(e) {
         responses = responses.response(status.to_string(), error_response(&description, error));
