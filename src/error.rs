@@ -207,9 +207,19 @@ impl ApiError {
     }
 
     pub fn body_json(&self) -> Bytes {
-        let v = serde_json::json!({ "message": self.message, "details": self.details });
-        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        let body = ErrorBody { message: &self.message, details: &self.details };
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
+}
+
+/// Every error's body on the wire (also the API document's `Error` schema).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// What failed, in Portainer's words.
+    pub message: &'a str,
+    /// Why; the message again when there is nothing to add.
+    pub details: &'a str,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

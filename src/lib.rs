@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Dependencies point one way (docs/ARCHITECTURE.md draws them; `modcycles.py src` checks):
-//! `server` → {`api`, `terminal` → `proxy`, `fanout` → `proxy`}, `replica` → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
+//! `server` → `openapi` → {`api`, `terminal` → `proxy`, `fanout` → `proxy`}, `replica` → `state` → {`controls`, `access`, `auth`, `endpoints`, `registries`, `stacks`} →
 //! {`connector`, `store`} → leaves.
 //! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
 //!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
@@ -18,6 +18,8 @@
 //! - [`fanout`]: `GET /api/docker/containers/json` and the other fan-out routes: one call
 //!   to every endpoint the caller may use, filtered per host by the restricted proxy,
 //!   streamed as one document (issue 17).
+//! - [`openapi`]: `GET /api/openapi.json`, the OpenAPI 3.1 document generated from the route
+//!   table and the descriptions ([`api::doc`]) its routes, and the router's own, carry.
 //! - [`api`]: Portainer's `/api/*` routes, one file per resource.
 //! - [`state`]: [`state::AppState`], what handlers share (including the one `authenticate`).
 //! - [`background`]: periodic tasks (endpoint health rounds, pruning, API-key use).
@@ -68,6 +70,7 @@ pub mod fanout;
 pub mod fsutil;
 pub mod ids;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod registries;
 pub mod replica;

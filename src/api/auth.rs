@@ -4,8 +4,10 @@ use crate::audit::{Event, Kind, AUTH_FAILURE, AUTH_LOGOUT, AUTH_SUCCESS};
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::doc::{json, Body, Doc, Reply};
 use super::{json_response, no_content, store_err, ApiRequest};
 use crate::auth::extract::COOKIE_NAME;
 use crate::auth::jwt::Claims;
@@ -15,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::model::User;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct Login {
     #[serde(default)]
@@ -61,6 +63,20 @@ pub fn issue_token(state: &AppState, user: &User, force_change_password: bool) -
     (state.jwt.sign(&claims), exp)
 }
 
+/// A session token, also set as the `portainer_api_key` cookie.
+#[derive(Serialize, ToSchema)]
+pub struct LoginReply {
+    jwt: String,
+}
+
+pub const LOGIN: Doc = Doc::new(
+    "Log in",
+    &[Reply::json(200, "A session token (also set as the portainer_api_key cookie)", json::<LoginReply>)
+        .with_headers(&[("Set-Cookie", "portainer_api_key=<JWT>; HttpOnly; SameSite=Strict")])],
+)
+.body(Body::Json(json::<Login>))
+.errors(&[(422, "Invalid credentials"), (429, "Too many attempts from this address (Retry-After)")]);
+
 pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     rate_limit(&state, &req, "/api/auth")?;
     let body: Login = req.json().await?;
@@ -92,16 +108,19 @@ pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     state.audit.record(&state.store, event).await;
     let force = pw_len < state.settings().required_password_length;
     let (jwt, exp) = issue_token(&state, &user, force);
-    let mut resp = json_response(StatusCode::OK, &serde_json::json!({ "jwt": jwt }));
     let max_age = exp.saturating_sub(now_secs());
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("{COOKIE_NAME}={jwt}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"))
-    {
+    let cookie =
+        HeaderValue::from_str(&format!("{COOKIE_NAME}={jwt}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"));
+    let mut resp = json_response(StatusCode::OK, &LoginReply { jwt });
+    if let Ok(v) = cookie {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp.extensions_mut().insert(crate::response::AuthedUser(user.id));
     Ok(resp)
 }
+
+pub const LOGOUT: Doc = Doc::new("Log out", &[Reply::empty(204, "Logged out; the session cookie is cleared")])
+    .describe("Always 204. A valid session token (cookie or bearer) is revoked until it would have expired.");
 
 /// Always 204. A valid token (cookie or bearer) is revoked durably so it
 /// stays dead across restarts until it would have expired anyway.

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::auth::rate_limit;
+use super::doc::{json, list as list_of, Body, Doc, Reply};
 use super::{json_response, no_content, ApiRequest, ApiResult};
 use crate::auth::{now_secs, password};
 use crate::body::ResponseBody;
@@ -16,7 +18,7 @@ use crate::bundles::{archive, ca, hex};
 use crate::error::ApiError;
 use crate::response::store_err;
 use crate::state::AppState;
-use crate::store::model::Bundle;
+use crate::store::model::{Bundle, BundleView};
 use crate::store::BUNDLES;
 
 /// Longest lifetime a bundle may ask for.
@@ -24,7 +26,7 @@ const MAX_LIFETIME_SECS: u64 = 5 * 365 * 86_400;
 /// Largest CSR accepted (a PEM request is well under 4 KiB).
 const MAX_CSR: usize = 16 << 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateBundle {
     #[serde(default)]
@@ -58,6 +60,15 @@ fn may_manage(req: &ApiRequest, id: u64) -> ApiResult<()> {
     }
     Ok(())
 }
+
+pub const CREATE: Doc = Doc::new(
+    "Create a client bundle",
+    &[Reply::bytes(201, "A zip: client certificate and key, Berth's CA, Docker contexts", "application/zip")
+        .with_headers(&[("X-Berth-Bundle-Id", "The new bundle's id")])],
+)
+.describe("With a session token only, with the user's password; the certificate authenticates on the HTTPS listener.")
+.body(Body::Json(json::<CreateBundle>))
+.errors(&[(429, "Too many attempts from this address")]);
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     rate_limit(&state, &req, "/api/users/{id}/bundles")?;
@@ -197,13 +208,17 @@ fn https_authority(state: &AppState, req: &ApiRequest) -> String {
     archive::safe_authority(&format!("{host}:{port}"))
 }
 
+pub const LIST: Doc = Doc::new("A user's client bundles", &[Reply::json(200, "Bundles", list_of::<BundleView>)]);
+
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
     may_manage(&req, id)?;
     state.identity.user(id).ok_or_else(|| ApiError::not_found("a user"))?;
-    let v: Vec<serde_json::Value> = state.bundles.of_user(id).iter().map(|b| b.to_api()).collect();
-    Ok(json_response(StatusCode::OK, &serde_json::Value::Array(v)))
+    let v: Vec<BundleView> = state.bundles.of_user(id).iter().map(|b| b.to_api()).collect();
+    Ok(json_response(StatusCode::OK, &v))
 }
+
+pub const DELETE: Doc = Doc::new("Revoke a client bundle", &[Reply::empty(204, "Revoked")]);
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;

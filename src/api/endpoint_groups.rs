@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use http::Response;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::doc::{json, list as list_of, Body, Doc, Reply};
 use super::endpoints::{check_name, check_tags};
 use super::{no_content, ok_json, store_err, ApiRequest};
 use crate::auth::Principal;
@@ -17,7 +18,7 @@ use crate::endpoints::load::UNASSIGNED_GROUP;
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::model::{AccessPolicies, Endpoint, EndpointGroup, Id};
+use crate::store::model::{AccessPolicies, Endpoint, EndpointGroup, Id, Pair};
 use crate::store::{ENDPOINTS, ENDPOINT_GROUPS};
 
 /// Longest group description accepted.
@@ -25,19 +26,36 @@ const MAX_DESCRIPTION: usize = 4096;
 
 /// Standard users get the group without its policies, as with endpoints:
 /// who else has access is not theirs to see.
-pub fn group_view(g: &EndpointGroup, admin: bool) -> Value {
-    let policies = |p: &AccessPolicies| if admin { json!(p) } else { Value::Null };
-    json!({
-        "Id": g.id,
-        "Name": g.name,
-        "Description": g.description,
-        "UserAccessPolicies": policies(&g.user_access_policies),
-        "TeamAccessPolicies": policies(&g.team_access_policies),
-        "TagIds": g.tag_ids,
-        "Labels": [],
-        "AuthorizedUsers": [],
-        "AuthorizedTeams": [],
-    })
+/// An endpoint group as the API shows one; standard users do not see who
+/// else has access (the policies are null for them).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = EndpointGroup)]
+pub struct GroupView {
+    id: Id,
+    name: String,
+    description: String,
+    user_access_policies: Option<AccessPolicies>,
+    team_access_policies: Option<AccessPolicies>,
+    tag_ids: Vec<Id>,
+    labels: Vec<Pair>,
+    authorized_users: Vec<Id>,
+    authorized_teams: Vec<Id>,
+}
+
+pub fn group_view(g: &EndpointGroup, admin: bool) -> GroupView {
+    let policies = |p: &AccessPolicies| admin.then(|| p.clone());
+    GroupView {
+        id: g.id,
+        name: g.name.clone(),
+        description: g.description.clone(),
+        user_access_policies: policies(&g.user_access_policies),
+        team_access_policies: policies(&g.team_access_policies),
+        tag_ids: g.tag_ids.clone(),
+        labels: Vec::new(),
+        authorized_users: Vec::new(),
+        authorized_teams: Vec::new(),
+    }
 }
 
 fn not_found() -> ApiError {
@@ -76,7 +94,7 @@ fn moved_records(state: &AppState, ids: &[Id], group: Id) -> ApiResult<Vec<Endpo
         .collect()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateGroup {
     #[serde(default)]
@@ -88,6 +106,10 @@ struct CreateGroup {
     #[serde(default)]
     tagids: Vec<Id>,
 }
+
+pub const CREATE: Doc = Doc::new("Create an endpoint group", &[Reply::json(200, "The group", json::<GroupView>)])
+    .describe("AssociatedEndpoints move into the new group.")
+    .body(Body::Json(json::<CreateGroup>));
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let b: CreateGroup = req.json().await?;
@@ -132,17 +154,20 @@ pub fn group_visible(p: &Principal, g: &EndpointGroup, teams: &[Id]) -> bool {
         || teams.iter().any(|t| g.team_access_policies.contains_key(&t.to_string()))
 }
 
+pub const LIST: Doc = Doc::new("List endpoint groups", &[Reply::json(200, "Groups", list_of::<GroupView>)])
+    .describe("Admins see all; others the groups granted to them or their teams.");
+
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let teams = if p.is_admin() { Vec::new() } else { state.identity.teams_of(p.id()) };
-    let groups: Vec<Value> = state
+    let groups: Vec<GroupView> = state
         .endpoints
         .groups()
         .iter()
         .filter(|g| group_visible(p, g, &teams))
         .map(|g| group_view(g, p.is_admin()))
         .collect();
-    ok_json(&Value::Array(groups))
+    ok_json(&groups)
 }
 
 fn group_of(state: &AppState, req: &ApiRequest) -> ApiResult<EndpointGroup> {
@@ -150,11 +175,13 @@ fn group_of(state: &AppState, req: &ApiRequest) -> ApiResult<EndpointGroup> {
     state.endpoints.group(id).ok_or_else(not_found)
 }
 
+pub const INSPECT: Doc = Doc::new("Inspect an endpoint group", &[Reply::json(200, "The group", json::<GroupView>)]);
+
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     ok_json(&group_view(&group_of(&state, &req)?, true))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct UpdateGroup {
     name: Option<String>,
@@ -163,6 +190,9 @@ struct UpdateGroup {
     useraccesspolicies: Option<AccessPolicies>,
     teamaccesspolicies: Option<AccessPolicies>,
 }
+
+pub const UPDATE: Doc = Doc::new("Update an endpoint group", &[Reply::json(200, "The group", json::<GroupView>)])
+    .body(Body::Json(json::<UpdateGroup>));
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment group")?;
@@ -191,6 +221,10 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     state.endpoints.put_group(g.clone());
     ok_json(&group_view(&g, true))
 }
+
+pub const DELETE: Doc =
+    Doc::new("Delete an endpoint group", &[Reply::empty(204, "Deleted; its endpoints move to Unassigned")])
+        .errors(&[(403, "Group 1 (Unassigned) cannot be removed")]);
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment group")?;
@@ -237,9 +271,14 @@ async fn set_membership(state: Arc<AppState>, req: ApiRequest, join: bool) -> Ap
     no_content()
 }
 
+pub const ADD_ENDPOINT: Doc = Doc::new("Move an endpoint into a group", &[Reply::empty(204, "Done")]);
+
 pub async fn add_endpoint(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     set_membership(state, req, true).await
 }
+
+pub const REMOVE_ENDPOINT: Doc =
+    Doc::new("Move an endpoint out of a group", &[Reply::empty(204, "Done; it is in Unassigned")]);
 
 pub async fn remove_endpoint(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     set_membership(state, req, false).await

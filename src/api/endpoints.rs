@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::doc::{json, list as list_of, Body, Doc, Query, QueryType, Reply};
 use super::form::{self, Form, Limits};
 use super::{decode_json, json_response, no_content, ok_json, ApiRequest};
 use crate::auth::Principal;
@@ -22,7 +24,7 @@ use crate::endpoints::tls_files::{self, TlsFileKind};
 use crate::endpoints::EndpointEntry;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::model::{AccessPolicies, DockerSnapshot, Endpoint, EndpointTls, Id};
+use crate::store::model::{AccessPolicies, DockerSnapshot, Endpoint, EndpointTls, Id, SecuritySettings};
 
 fn permission_denied() -> ApiError {
     ApiError::forbidden("Permission denied to access environment", "Access denied to environment")
@@ -33,16 +35,29 @@ fn permission_denied() -> ApiError {
 // ---------------------------------------------------------------------------
 
 /// The TLS flags, and for admins the paths of the files on Berth's host.
-fn tls_view(t: &EndpointTls, admin: bool) -> Value {
-    let mut v = json!({"TLS": t.tls, "TLSSkipVerify": t.skip_verify});
-    if admin {
-        for (k, p) in [("TLSCACert", &t.ca_cert), ("TLSCert", &t.cert), ("TLSKey", &t.key)] {
-            if !p.is_empty() {
-                v[k] = Value::String(p.clone());
-            }
-        }
+#[derive(Serialize, ToSchema)]
+pub struct TlsView {
+    #[serde(rename = "TLS")]
+    tls: bool,
+    #[serde(rename = "TLSSkipVerify")]
+    skip_verify: bool,
+    #[serde(rename = "TLSCACert", skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<String>,
+    #[serde(rename = "TLSCert", skip_serializing_if = "Option::is_none")]
+    cert: Option<String>,
+    #[serde(rename = "TLSKey", skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+fn tls_view(t: &EndpointTls, admin: bool) -> TlsView {
+    let path = |p: &String| (admin && !p.is_empty()).then(|| p.clone());
+    TlsView {
+        tls: t.tls,
+        skip_verify: t.skip_verify,
+        ca_cert: path(&t.ca_cert),
+        cert: path(&t.cert),
+        key: path(&t.key),
     }
-    v
 }
 
 /// The endpoint object every route answers with, in Portainer's names, with
@@ -52,53 +67,149 @@ fn tls_view(t: &EndpointTls, admin: bool) -> Value {
 /// empty and `TLSConfig` carries no file paths. They reach the host through
 /// Berth only, so its address and Berth's file layout are no use to them
 /// and a help to an attacker. `PublicURL` (for links to published ports)
-/// stays.
-pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSnapshot>) -> Value {
-    let policies =
-        |p: &AccessPolicies| if admin { serde_json::to_value(p).unwrap_or_else(|_| json!({})) } else { Value::Null };
-    let snapshots = match snapshot {
-        Some(s) => json!([serde_json::to_value(s).unwrap_or(Value::Null)]),
-        None => json!([]),
-    };
-    json!({
-        "Id": record.id,
-        "Name": record.name,
-        "Type": record.kind,
-        "ContainerEngine": "docker",
-        "URL": if admin { record.url.as_str() } else { "" },
-        "GroupId": record.group_id,
-        "PublicURL": record.public_url,
-        "Gpus": [],
-        "TLSConfig": tls_view(&record.tls, admin),
-        "AzureCredentials": {"ApplicationID": "", "TenantID": "", "AuthenticationKey": ""},
-        "TagIds": record.tag_ids,
-        "Status": record.status,
-        "Snapshots": snapshots,
-        "UserAccessPolicies": policies(&record.user_access_policies),
-        "TeamAccessPolicies": policies(&record.team_access_policies),
-        "EdgeKey": "",
-        "EdgeCheckinInterval": 0,
-        "Kubernetes": {
-            "Snapshots": [],
-            "Configuration": {"UseLoadBalancer": false, "UseServerMetrics": false, "StorageClasses": [], "IngressClasses": []},
-            "Flags": {"IsServerMetricsDetected": false, "IsServerIngressClassDetected": false, "IsServerStorageDetected": false},
-        },
-        "ComposeSyntaxMaxVersion": "3.9",
-        "SecuritySettings": record.security_settings,
-        "LastCheckInDate": 0,
-        "QueryDate": 0,
-        "Heartbeat": false,
-        "PostInitMigrations": {"MigrateIngresses": false, "MigrateGPUs": false},
-        "Edge": {"AsyncMode": false, "PingInterval": 0, "SnapshotInterval": 0, "CommandInterval": 0},
-        "Agent": {"Version": ""},
-        "AuthorizedUsers": [],
-        "AuthorizedTeams": [],
-        "Extensions": [],
-        "Tags": null,
-    })
+/// stays. The Kubernetes, Azure, edge and agent fields are Portainer's,
+/// answered empty (Berth serves Docker API endpoints only).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Endpoint)]
+pub struct EndpointView {
+    id: Id,
+    name: String,
+    /// 1: Docker API (the only type Berth serves).
+    #[serde(rename = "Type")]
+    kind: u8,
+    container_engine: &'static str,
+    /// Empty for standard users.
+    #[serde(rename = "URL")]
+    url: String,
+    group_id: Id,
+    #[serde(rename = "PublicURL")]
+    public_url: String,
+    gpus: Vec<String>,
+    #[serde(rename = "TLSConfig")]
+    tls_config: TlsView,
+    azure_credentials: AzureCredentials,
+    tag_ids: Vec<Id>,
+    /// 1 up, 2 down.
+    status: u8,
+    /// The latest health-check snapshot, when there is one (and it was not
+    /// excluded).
+    snapshots: Vec<DockerSnapshot>,
+    user_access_policies: Option<AccessPolicies>,
+    team_access_policies: Option<AccessPolicies>,
+    edge_key: &'static str,
+    edge_checkin_interval: u32,
+    kubernetes: Kubernetes,
+    compose_syntax_max_version: &'static str,
+    security_settings: SecuritySettings,
+    last_check_in_date: i64,
+    query_date: i64,
+    heartbeat: bool,
+    post_init_migrations: PostInitMigrations,
+    edge: EdgeSettings,
+    agent: Agent,
+    authorized_users: Vec<Id>,
+    authorized_teams: Vec<Id>,
+    extensions: Vec<String>,
+    #[schema(value_type = Option<Vec<String>>)]
+    tags: Option<()>,
 }
 
-fn view_of(state: &AppState, record: &Endpoint, admin: bool, with_snapshot: bool) -> Value {
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct AzureCredentials {
+    #[serde(rename = "ApplicationID")]
+    application_id: &'static str,
+    #[serde(rename = "TenantID")]
+    tenant_id: &'static str,
+    authentication_key: &'static str,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Kubernetes {
+    snapshots: Vec<String>,
+    configuration: KubernetesConfiguration,
+    flags: KubernetesFlags,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KubernetesConfiguration {
+    use_load_balancer: bool,
+    use_server_metrics: bool,
+    storage_classes: Vec<String>,
+    ingress_classes: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KubernetesFlags {
+    is_server_metrics_detected: bool,
+    is_server_ingress_class_detected: bool,
+    is_server_storage_detected: bool,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PostInitMigrations {
+    migrate_ingresses: bool,
+    #[serde(rename = "MigrateGPUs")]
+    migrate_gpus: bool,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EdgeSettings {
+    async_mode: bool,
+    ping_interval: u32,
+    snapshot_interval: u32,
+    command_interval: u32,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Agent {
+    version: &'static str,
+}
+
+pub fn endpoint_view(record: &Endpoint, admin: bool, snapshot: Option<&DockerSnapshot>) -> EndpointView {
+    let policies = |p: &AccessPolicies| admin.then(|| p.clone());
+    EndpointView {
+        id: record.id,
+        name: record.name.clone(),
+        kind: record.kind,
+        container_engine: "docker",
+        url: if admin { record.url.clone() } else { String::new() },
+        group_id: record.group_id,
+        public_url: record.public_url.clone(),
+        gpus: Vec::new(),
+        tls_config: tls_view(&record.tls, admin),
+        azure_credentials: AzureCredentials::default(),
+        tag_ids: record.tag_ids.clone(),
+        status: record.status,
+        snapshots: snapshot.into_iter().cloned().collect(),
+        user_access_policies: policies(&record.user_access_policies),
+        team_access_policies: policies(&record.team_access_policies),
+        edge_key: "",
+        edge_checkin_interval: 0,
+        kubernetes: Kubernetes::default(),
+        compose_syntax_max_version: "3.9",
+        security_settings: record.security_settings.clone(),
+        last_check_in_date: 0,
+        query_date: 0,
+        heartbeat: false,
+        post_init_migrations: PostInitMigrations::default(),
+        edge: EdgeSettings::default(),
+        agent: Agent::default(),
+        authorized_users: Vec::new(),
+        authorized_teams: Vec::new(),
+        extensions: Vec::new(),
+        tags: None,
+    }
+}
+
+fn view_of(state: &AppState, record: &Endpoint, admin: bool, with_snapshot: bool) -> EndpointView {
     let snap = if with_snapshot { state.endpoints.snapshot(record.id) } else { None };
     endpoint_view(record, admin, snap.as_deref())
 }
@@ -212,6 +323,51 @@ async fn parse_new(state: &AppState, form: &Form) -> ApiResult<NewEndpoint> {
     Ok(NewEndpoint { name, url, public_url, group_id, tag_ids, tls, files, security })
 }
 
+/// The form `POST /api/endpoints` reads ([`parse_new`]), as Portainer's:
+/// `multipart/form-data` or URL-encoded, values as text.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the form: `parse_new` reads it field by field
+#[schema(as = EndpointCreateForm)]
+struct CreateForm {
+    #[schema(rename = "Name")]
+    name: String,
+    /// 1 Docker API (the only type Berth serves; the default).
+    #[schema(rename = "EndpointCreationType")]
+    creation_type: Option<i64>,
+    /// Portainer 1.x's name of EndpointCreationType.
+    #[schema(rename = "EndpointType")]
+    endpoint_type: Option<i64>,
+    /// `unix:///path` or `tcp://host:port`; Berth's --docker-socket when empty.
+    #[schema(rename = "URL")]
+    url: Option<String>,
+    #[schema(rename = "PublicURL")]
+    public_url: Option<String>,
+    /// An endpoint group id (1, Unassigned, by default).
+    #[schema(rename = "GroupID")]
+    group_id: Option<i64>,
+    /// A JSON array of tag ids (`[1,2]`).
+    #[schema(rename = "TagIds")]
+    tag_ids: Option<String>,
+    /// `true` for TLS.
+    #[schema(rename = "TLS")]
+    tls: Option<String>,
+    #[schema(rename = "TLSSkipVerify")]
+    tls_skip_verify: Option<String>,
+    #[schema(rename = "TLSSkipClientVerify")]
+    tls_skip_client_verify: Option<String>,
+    #[schema(rename = "TLSCACertFile", value_type = Option<String>, format = Binary)]
+    ca_file: Option<Vec<u8>>,
+    #[schema(rename = "TLSCertFile", value_type = Option<String>, format = Binary)]
+    cert_file: Option<Vec<u8>>,
+    #[schema(rename = "TLSKeyFile", value_type = Option<String>, format = Binary)]
+    key_file: Option<Vec<u8>>,
+}
+
+pub const CREATE: Doc = Doc::new("Register an endpoint", &[Reply::json(200, "The endpoint", json::<EndpointView>)])
+    .describe("A Docker host over a unix socket or TCP (with TLS files when TLS is on).")
+    .body(Body::Form(json::<CreateForm>))
+    .errors(&[(409, "An endpoint has this name")]);
+
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let form = form::read(&mut req, Limits::upload(state.config.max_upload_body)).await?;
     let new = parse_new(&state, &form).await?;
@@ -279,6 +435,30 @@ impl ListQuery {
 fn visible(state: &AppState, p: &Principal, record: &Endpoint, teams: &[Id]) -> bool {
     state.endpoints.may_access(p, record, teams)
 }
+
+pub const LIST: Doc = Doc::new(
+    "List endpoints",
+    &[Reply::json(200, "A page of the endpoints the caller may use", list_of::<EndpointView>).with_headers(&[
+        ("X-Total-Count", "Endpoints matching the filters"),
+        ("X-Total-Available", "Endpoints the caller may use"),
+    ])],
+)
+.query(&[
+    Query::optional("start", QueryType::Integer, "1-based index of the first endpoint of the page"),
+    Query::optional("limit", QueryType::Integer, "Endpoints per page (0: all)"),
+    Query::optional("search", QueryType::String, "Substring of the name, group, tags (and URL, for admins)"),
+    Query::optional("sort", QueryType::String, "Name, Group or Status"),
+    Query::optional("order", QueryType::String, "asc or desc"),
+    Query::optional("types[]", QueryType::IntegerList, "Endpoint types"),
+    Query::optional("groupIds[]", QueryType::IntegerList, "Group ids"),
+    Query::optional("tagIds[]", QueryType::IntegerList, "Tag ids"),
+    Query::optional("tagsPartialMatch", QueryType::Boolean, "Any of tagIds[] rather than all"),
+    Query::optional("endpointIds[]", QueryType::IntegerList, "Endpoint ids"),
+    Query::optional("excludeIds[]", QueryType::IntegerList, "Endpoint ids left out"),
+    Query::optional("status[]", QueryType::IntegerList, "1 up, 2 down"),
+    Query::optional("name", QueryType::String, "Exact name"),
+    Query::optional("excludeSnapshots", QueryType::Boolean, "Leave Snapshots empty"),
+]);
 
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
@@ -358,13 +538,13 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
     let total_count = rows.len();
     let offset = q.start.saturating_sub(1);
     let limit = if q.limit == 0 { usize::MAX } else { q.limit };
-    let page: Vec<Value> = rows
+    let page: Vec<EndpointView> = rows
         .iter()
         .skip(offset)
         .take(limit)
         .map(|e| view_of(&state, &e.record, p.is_admin(), !q.exclude_snapshots))
         .collect();
-    let mut resp = json_response(StatusCode::OK, &Value::Array(page));
+    let mut resp = json_response(StatusCode::OK, &page);
     let h = resp.headers_mut();
     h.insert("x-total-count", HeaderValue::from(total_count));
     h.insert("x-total-available", HeaderValue::from(total_available));
@@ -379,6 +559,9 @@ fn entry_of(state: &AppState, req: &ApiRequest) -> ApiResult<Arc<EndpointEntry>>
     let id = req.id("id", "environment")?;
     state.endpoints.get(id).ok_or_else(not_found)
 }
+
+pub const INSPECT: Doc = Doc::new("Inspect an endpoint", &[Reply::json(200, "The endpoint", json::<EndpointView>)])
+    .query(&[Query::optional("excludeSnapshot", QueryType::Boolean, "Leave Snapshots empty")]);
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let entry = entry_of(&state, &req)?;
@@ -395,12 +578,22 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
 // PUT /api/endpoints/{id} and /api/endpoints/{id}/settings
 // ---------------------------------------------------------------------------
 
+pub const UPDATE: Doc = Doc::new("Update an endpoint", &[Reply::json(200, "The endpoint", json::<EndpointView>)])
+    .body(Body::Json(json::<EndpointChanges>))
+    .errors(&[(409, "An endpoint has this name")]);
+
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
     let body: EndpointChanges = req.json().await?;
     let rec = register::update(&state.endpoint_ops(), id, body).await?;
     ok_json(&view_of(&state, &rec, true, true))
 }
+
+pub const UPDATE_SETTINGS: Doc = Doc::new(
+    "Change what standard users may do on an endpoint",
+    &[Reply::json(200, "The endpoint", json::<EndpointView>)],
+)
+.body(Body::Json(json::<SecurityChanges>));
 
 pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
@@ -413,21 +606,56 @@ pub async fn update_settings(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
 // DELETE /api/endpoints/{id} and DELETE /api/endpoints
 // ---------------------------------------------------------------------------
 
+pub const DELETE: Doc = Doc::new("Remove an endpoint", &[Reply::empty(204, "Removed")]);
+
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "environment")?;
     register::delete(&state.endpoint_ops(), id).await?;
     no_content()
 }
 
+/// `DELETE /api/endpoints`: `{"endpoints": [{"id": 1}, ...]}`. A
+/// description: [`delete_many`] decodes it loosely (`id` in any case, each
+/// element checked with its own message).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = EndpointDeletion)]
+struct DeleteMany {
+    endpoints: Vec<DeleteManyItem>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = EndpointDeletionItem)]
+struct DeleteManyItem {
+    id: Id,
+}
+
+/// What a bulk removal did when some endpoints stayed.
+#[derive(Serialize, ToSchema)]
+pub struct BulkDeleted {
+    deleted: Vec<Id>,
+    errors: Vec<Id>,
+}
+
+pub const DELETE_MANY: Doc = Doc::new(
+    "Remove several endpoints",
+    &[
+        Reply::empty(204, "All removed"),
+        Reply::json(206, "Some could not be removed (they did not exist)", json::<BulkDeleted>),
+    ],
+)
+.body(Body::Json(json::<DeleteMany>));
+
 pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     #[derive(Deserialize)]
-    struct Body {
+    struct Loose {
         #[serde(default)]
         endpoints: Vec<Value>,
     }
     let limit = req.max_json_body;
     let bytes = req.bytes(limit).await?;
-    let body: Body = decode_json(&bytes)?;
+    let body: Loose = decode_json(&bytes)?;
     if body.endpoints.is_empty() {
         return Err(ApiError::invalid_payload("Invalid number of environments: the list is empty"));
     }
@@ -455,18 +683,23 @@ pub async fn delete_many(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult
     if errors.is_empty() {
         return no_content();
     }
-    Ok(json_response(StatusCode::PARTIAL_CONTENT, &json!({"deleted": deleted, "errors": errors})))
+    Ok(json_response(StatusCode::PARTIAL_CONTENT, &BulkDeleted { deleted, errors }))
 }
 
 // ---------------------------------------------------------------------------
 // Snapshots
 // ---------------------------------------------------------------------------
 
+pub const SNAPSHOT_ONE: Doc =
+    Doc::new("Check an endpoint now", &[Reply::empty(204, "Checked; its status and snapshot are fresh")]);
+
 pub async fn snapshot_one(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let entry = entry_of(&state, &req)?;
     state.health().check_now(entry).await;
     no_content()
 }
+
+pub const SNAPSHOT_ALL: Doc = Doc::new("Check every endpoint now", &[Reply::empty(204, "Checked")]);
 
 pub async fn snapshot_all(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     state.health().check_endpoints(state.endpoints.all()).await;
@@ -476,6 +709,22 @@ pub async fn snapshot_all(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<R
 // ---------------------------------------------------------------------------
 // POST /api/upload/tls/{certificate}
 // ---------------------------------------------------------------------------
+
+/// The form `POST /api/upload/tls/{certificate}` reads.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the form: `upload_tls` reads it field by field
+#[schema(as = TlsUploadForm)]
+struct UploadForm {
+    /// The endpoint id the file is for.
+    folder: String,
+    /// The PEM file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+pub const UPLOAD_TLS: Doc = Doc::new("Replace an endpoint's TLS file", &[Reply::empty(204, "Replaced")])
+    .describe("`certificate` is ca, cert or key; the endpoint reconnects with the new file.")
+    .body(Body::Form(json::<UploadForm>));
 
 pub async fn upload_tls(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let raw = req.params.iter().find(|(k, _)| k == "certificate").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -535,12 +784,12 @@ mod tests {
             team_access_policies: Default::default(),
             security_settings: Default::default(),
         };
-        let admin = endpoint_view(&record, true, None);
+        let admin = serde_json::to_value(endpoint_view(&record, true, None)).unwrap();
         assert_eq!(admin["URL"], "tcp://10.0.0.5:2376");
         assert_eq!(admin["TLSConfig"]["TLSKey"], "/data/tls/3/key.pem");
-        let user = endpoint_view(&record, false, None);
+        let user = serde_json::to_value(endpoint_view(&record, false, None)).unwrap();
         assert_eq!(user["URL"], "");
-        assert_eq!(user["TLSConfig"], json!({"TLS": true, "TLSSkipVerify": false}));
+        assert_eq!(user["TLSConfig"], serde_json::json!({"TLS": true, "TLSSkipVerify": false}));
         assert_eq!(user["PublicURL"], "prod.example");
         let text = user.to_string();
         assert!(!text.contains("10.0.0.5") && !text.contains("/data/tls"), "{text}");

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bundles;
 pub mod decode;
+pub mod doc;
 pub mod endpoint_groups;
 pub mod endpoints;
 pub mod form;
@@ -49,17 +50,32 @@ pub enum Policy {
 
 pub type Handler = fn(Arc<AppState>, ApiRequest) -> BoxFuture<'static, ApiResult<Response<ResponseBody>>>;
 
-/// Wraps an `async fn(Arc<AppState>, ApiRequest) -> ApiResult<Response>` as a [`Handler`].
-macro_rules! h {
-    ($f:path) => {
-        |s, r| Box::pin($f(s, r))
+/// One method of a route: an `async fn(Arc<AppState>, ApiRequest) ->
+/// ApiResult<Response>` handler, the policy it is served under, and its
+/// description in the API document.
+macro_rules! op {
+    ($m:ident, $p:ident, $f:path, $doc:path) => {
+        Op { method: Method::$m, policy: Policy::$p, handler: |s, r| Box::pin($f(s, r)), doc: &$doc }
     };
 }
 
 pub struct Route {
     pub path: &'static str,
-    pub methods: Vec<(Method, Policy, Handler)>,
+    pub methods: Vec<Op>,
 }
+
+/// A method of a route. The description is part of the table so that the
+/// API document (`crate::openapi`) is made from what is served.
+pub struct Op {
+    pub method: Method,
+    pub policy: Policy,
+    pub handler: Handler,
+    pub doc: &'static doc::Doc,
+}
+
+/// The routes that keep answering after the admin-initialisation window
+/// closed with no administrator (the router answers every other one 303).
+pub const OPEN_WITHOUT_ADMIN: [&str; 3] = ["/api/status", "/api/system/status", "/api/settings/public"];
 
 /// The request as handlers see it.
 pub struct ApiRequest {
@@ -112,14 +128,16 @@ impl ApiRequest {
     }
 }
 
-pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ResponseBody> {
+/// A JSON answer: a typed view (whose schema is in the API document) or a
+/// `serde_json::Value`.
+pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-pub fn ok_json(v: &serde_json::Value) -> ApiResult<Response<ResponseBody>> {
+pub fn ok_json<T: serde::Serialize + ?Sized>(v: &T) -> ApiResult<Response<ResponseBody>> {
     Ok(json_response(StatusCode::OK, v))
 }
 
@@ -158,145 +176,191 @@ impl Routes {
         let params = m.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         // HEAD is answered like GET where GET exists.
         let want = if method == Method::HEAD { &Method::GET } else { method };
-        match route.methods.iter().find(|(mm, _, _)| mm == want) {
-            Some((_, policy, handler)) => {
-                Match::Found { policy: *policy, handler: *handler, template: route.path, params }
-            }
+        match route.methods.iter().find(|op| op.method == want) {
+            Some(op) => Match::Found { policy: op.policy, handler: op.handler, template: route.path, params },
             None => Match::MethodNotAllowed(route),
         }
+    }
+
+    /// Every route, in the order of [`table`].
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 }
 
 /// Every `/api/*` route Berth serves, with its policy.
 pub fn table() -> Routes {
-    use Method as M;
-    use Policy::*;
     let mut v: Vec<Route> = Vec::new();
-    let mut add = |path: &'static str, methods: Vec<(Method, Policy, Handler)>| v.push(Route { path, methods });
-    add("/api/status", vec![(M::GET, Public, h!(status::status))]);
-    add("/api/system/status", vec![(M::GET, Public, h!(status::status))]);
-    add("/api/system/version", vec![(M::GET, Authenticated, h!(status::version))]);
-    add("/api/status/version", vec![(M::GET, Authenticated, h!(status::version))]);
-    add("/api/settings/public", vec![(M::GET, Public, h!(settings::public))]);
-    add("/api/settings", vec![(M::GET, Admin, h!(settings::get)), (M::PUT, Admin, h!(settings::update))]);
-    add("/api/auth", vec![(M::POST, Public, h!(auth::login))]);
-    add("/api/auth/logout", vec![(M::POST, Public, h!(auth::logout))]);
-    add("/api/users/admin/check", vec![(M::GET, Public, h!(users::admin_check))]);
-    add("/api/users/admin/init", vec![(M::POST, Public, h!(users::admin_init))]);
-    add("/api/users", vec![(M::GET, Restricted, h!(users::list)), (M::POST, Admin, h!(users::create))]);
-    add("/api/users/me", vec![(M::GET, Authenticated, h!(users::me))]);
+    let mut add = |path: &'static str, methods: Vec<Op>| v.push(Route { path, methods });
+    add("/api/status", vec![op!(GET, Public, status::status, status::STATUS)]);
+    add("/api/system/status", vec![op!(GET, Public, status::status, status::STATUS)]);
+    add("/api/system/version", vec![op!(GET, Authenticated, status::version, status::VERSION)]);
+    add("/api/status/version", vec![op!(GET, Authenticated, status::version, status::VERSION)]);
+    add("/api/settings/public", vec![op!(GET, Public, settings::public, settings::PUBLIC)]);
+    add(
+        "/api/settings",
+        vec![op!(GET, Admin, settings::get, settings::GET), op!(PUT, Admin, settings::update, settings::UPDATE)],
+    );
+    add("/api/auth", vec![op!(POST, Public, auth::login, auth::LOGIN)]);
+    add("/api/auth/logout", vec![op!(POST, Public, auth::logout, auth::LOGOUT)]);
+    add("/api/users/admin/check", vec![op!(GET, Public, users::admin_check, users::ADMIN_CHECK)]);
+    add("/api/users/admin/init", vec![op!(POST, Public, users::admin_init, users::ADMIN_INIT)]);
+    add(
+        "/api/users",
+        vec![op!(GET, Restricted, users::list, users::LIST), op!(POST, Admin, users::create, users::CREATE)],
+    );
+    add("/api/users/me", vec![op!(GET, Authenticated, users::me, users::ME)]);
     add(
         "/api/users/{id}",
         vec![
-            (M::GET, Restricted, h!(users::inspect)),
-            (M::PUT, Authenticated, h!(users::update)),
-            (M::DELETE, Admin, h!(users::delete)),
+            op!(GET, Restricted, users::inspect, users::INSPECT),
+            op!(PUT, Authenticated, users::update, users::UPDATE),
+            op!(DELETE, Admin, users::delete, users::DELETE),
         ],
     );
-    add("/api/users/{id}/passwd", vec![(M::PUT, Authenticated, h!(users::update_password))]);
-    add("/api/users/{id}/memberships", vec![(M::GET, Restricted, h!(users::memberships))]);
+    add("/api/users/{id}/passwd", vec![op!(PUT, Authenticated, users::update_password, users::UPDATE_PASSWORD)]);
+    add("/api/users/{id}/memberships", vec![op!(GET, Restricted, users::memberships, users::MEMBERSHIPS)]);
     add(
         "/api/users/{id}/tokens",
-        vec![(M::GET, Restricted, h!(users::list_tokens)), (M::POST, Restricted, h!(users::create_token))],
+        vec![
+            op!(GET, Restricted, users::list_tokens, users::LIST_TOKENS),
+            op!(POST, Restricted, users::create_token, users::CREATE_TOKEN),
+        ],
     );
-    add("/api/users/{id}/tokens/{keyId}", vec![(M::DELETE, Restricted, h!(users::delete_token))]);
+    add("/api/users/{id}/tokens/{keyId}", vec![op!(DELETE, Restricted, users::delete_token, users::DELETE_TOKEN)]);
     add(
         "/api/users/{id}/bundles",
-        vec![(M::GET, Restricted, h!(bundles::list)), (M::POST, Restricted, h!(bundles::create))],
+        vec![
+            op!(GET, Restricted, bundles::list, bundles::LIST),
+            op!(POST, Restricted, bundles::create, bundles::CREATE),
+        ],
     );
-    add("/api/users/{id}/bundles/{bundleId}", vec![(M::DELETE, Restricted, h!(bundles::delete))]);
-    add("/api/useractivity/logs", vec![(M::GET, Admin, h!(useractivity::logs))]);
-    add("/api/useractivity/authlogs", vec![(M::GET, Admin, h!(useractivity::authlogs))]);
-    add("/api/teams", vec![(M::GET, Restricted, h!(teams::list)), (M::POST, Admin, h!(teams::create))]);
+    add("/api/users/{id}/bundles/{bundleId}", vec![op!(DELETE, Restricted, bundles::delete, bundles::DELETE)]);
+    add("/api/useractivity/logs", vec![op!(GET, Admin, useractivity::logs, useractivity::LOGS)]);
+    add("/api/useractivity/authlogs", vec![op!(GET, Admin, useractivity::authlogs, useractivity::AUTHLOGS)]);
+    add(
+        "/api/teams",
+        vec![op!(GET, Restricted, teams::list, teams::LIST), op!(POST, Admin, teams::create, teams::CREATE)],
+    );
     add(
         "/api/teams/{id}",
         vec![
-            (M::GET, TeamLeader, h!(teams::inspect)),
-            (M::PUT, Admin, h!(teams::update)),
-            (M::DELETE, Admin, h!(teams::delete)),
+            op!(GET, TeamLeader, teams::inspect, teams::INSPECT),
+            op!(PUT, Admin, teams::update, teams::UPDATE),
+            op!(DELETE, Admin, teams::delete, teams::DELETE),
         ],
     );
-    add("/api/teams/{id}/memberships", vec![(M::GET, TeamLeader, h!(teams::memberships))]);
+    add("/api/teams/{id}/memberships", vec![op!(GET, TeamLeader, teams::memberships, teams::MEMBERSHIPS)]);
     add(
         "/api/team_memberships",
-        vec![(M::GET, TeamLeader, h!(teams::list_memberships)), (M::POST, TeamLeader, h!(teams::create_membership))],
+        vec![
+            op!(GET, TeamLeader, teams::list_memberships, teams::LIST_MEMBERSHIPS),
+            op!(POST, TeamLeader, teams::create_membership, teams::CREATE_MEMBERSHIP),
+        ],
     );
     add(
         "/api/team_memberships/{id}",
-        vec![(M::PUT, TeamLeader, h!(teams::update_membership)), (M::DELETE, TeamLeader, h!(teams::delete_membership))],
+        vec![
+            op!(PUT, TeamLeader, teams::update_membership, teams::UPDATE_MEMBERSHIP),
+            op!(DELETE, TeamLeader, teams::delete_membership, teams::DELETE_MEMBERSHIP),
+        ],
     );
-    add("/api/roles", vec![(M::GET, Admin, h!(users::roles))]);
-    add("/api/registries", vec![(M::GET, Admin, h!(registries::list)), (M::POST, Admin, h!(registries::create))]);
+    add("/api/roles", vec![op!(GET, Admin, users::roles, users::ROLES)]);
+    add(
+        "/api/registries",
+        vec![
+            op!(GET, Admin, registries::list, registries::LIST),
+            op!(POST, Admin, registries::create, registries::CREATE),
+        ],
+    );
     add(
         "/api/registries/{id}",
         vec![
-            (M::GET, Authenticated, h!(registries::inspect)),
-            (M::PUT, Admin, h!(registries::update)),
-            (M::DELETE, Admin, h!(registries::delete)),
+            op!(GET, Authenticated, registries::inspect, registries::INSPECT),
+            op!(PUT, Admin, registries::update, registries::UPDATE),
+            op!(DELETE, Admin, registries::delete, registries::DELETE),
         ],
     );
     add(
         "/api/endpoints",
         vec![
-            (M::GET, Restricted, h!(endpoints::list)),
-            (M::POST, Admin, h!(endpoints::create)),
-            (M::DELETE, Admin, h!(endpoints::delete_many)),
+            op!(GET, Restricted, endpoints::list, endpoints::LIST),
+            op!(POST, Admin, endpoints::create, endpoints::CREATE),
+            op!(DELETE, Admin, endpoints::delete_many, endpoints::DELETE_MANY),
         ],
     );
-    add("/api/endpoints/snapshot", vec![(M::POST, Admin, h!(endpoints::snapshot_all))]);
+    add("/api/endpoints/snapshot", vec![op!(POST, Admin, endpoints::snapshot_all, endpoints::SNAPSHOT_ALL)]);
     add(
         "/api/endpoints/{id}",
         vec![
-            (M::GET, Restricted, h!(endpoints::inspect)),
-            (M::PUT, Admin, h!(endpoints::update)),
-            (M::DELETE, Admin, h!(endpoints::delete)),
+            op!(GET, Restricted, endpoints::inspect, endpoints::INSPECT),
+            op!(PUT, Admin, endpoints::update, endpoints::UPDATE),
+            op!(DELETE, Admin, endpoints::delete, endpoints::DELETE),
         ],
     );
-    add("/api/endpoints/{id}/settings", vec![(M::PUT, Admin, h!(endpoints::update_settings))]);
-    add("/api/endpoints/{id}/snapshot", vec![(M::POST, Admin, h!(endpoints::snapshot_one))]);
-    add("/api/upload/tls/{certificate}", vec![(M::POST, Admin, h!(endpoints::upload_tls))]);
+    add("/api/endpoints/{id}/settings", vec![op!(PUT, Admin, endpoints::update_settings, endpoints::UPDATE_SETTINGS)]);
+    add("/api/endpoints/{id}/snapshot", vec![op!(POST, Admin, endpoints::snapshot_one, endpoints::SNAPSHOT_ONE)]);
+    add("/api/upload/tls/{certificate}", vec![op!(POST, Admin, endpoints::upload_tls, endpoints::UPLOAD_TLS)]);
     add(
         "/api/endpoint_groups",
-        vec![(M::GET, Restricted, h!(endpoint_groups::list)), (M::POST, Admin, h!(endpoint_groups::create))],
+        vec![
+            op!(GET, Restricted, endpoint_groups::list, endpoint_groups::LIST),
+            op!(POST, Admin, endpoint_groups::create, endpoint_groups::CREATE),
+        ],
     );
     add(
         "/api/endpoint_groups/{id}",
         vec![
-            (M::GET, Admin, h!(endpoint_groups::inspect)),
-            (M::PUT, Admin, h!(endpoint_groups::update)),
-            (M::DELETE, Admin, h!(endpoint_groups::delete)),
+            op!(GET, Admin, endpoint_groups::inspect, endpoint_groups::INSPECT),
+            op!(PUT, Admin, endpoint_groups::update, endpoint_groups::UPDATE),
+            op!(DELETE, Admin, endpoint_groups::delete, endpoint_groups::DELETE),
         ],
     );
     add(
         "/api/endpoint_groups/{id}/endpoints/{endpointId}",
         vec![
-            (M::PUT, Admin, h!(endpoint_groups::add_endpoint)),
-            (M::DELETE, Admin, h!(endpoint_groups::remove_endpoint)),
+            op!(PUT, Admin, endpoint_groups::add_endpoint, endpoint_groups::ADD_ENDPOINT),
+            op!(DELETE, Admin, endpoint_groups::remove_endpoint, endpoint_groups::REMOVE_ENDPOINT),
         ],
     );
-    add("/api/tags", vec![(M::GET, Authenticated, h!(tags::list)), (M::POST, Admin, h!(tags::create))]);
-    add("/api/tags/{id}", vec![(M::DELETE, Admin, h!(tags::delete))]);
-    add("/api/endpoints/{id}/registries", vec![(M::GET, Authenticated, h!(registries::for_endpoint))]);
-    add("/api/endpoints/{id}/registries/{registryId}", vec![(M::PUT, Admin, h!(registries::grant))]);
-    add("/api/resource_controls", vec![(M::POST, Admin, h!(resource_controls::create))]);
+    add(
+        "/api/tags",
+        vec![op!(GET, Authenticated, tags::list, tags::LIST), op!(POST, Admin, tags::create, tags::CREATE)],
+    );
+    add("/api/tags/{id}", vec![op!(DELETE, Admin, tags::delete, tags::DELETE)]);
+    add(
+        "/api/endpoints/{id}/registries",
+        vec![op!(GET, Authenticated, registries::for_endpoint, registries::FOR_ENDPOINT)],
+    );
+    add("/api/endpoints/{id}/registries/{registryId}", vec![op!(PUT, Admin, registries::grant, registries::GRANT)]);
+    add("/api/resource_controls", vec![op!(POST, Admin, resource_controls::create, resource_controls::CREATE)]);
     add(
         "/api/resource_controls/{id}",
-        vec![(M::PUT, Authenticated, h!(resource_controls::update)), (M::DELETE, Admin, h!(resource_controls::delete))],
+        vec![
+            op!(PUT, Authenticated, resource_controls::update, resource_controls::UPDATE),
+            op!(DELETE, Admin, resource_controls::delete, resource_controls::DELETE),
+        ],
     );
-    add("/api/stacks", vec![(M::GET, Restricted, h!(stacks::list)), (M::POST, Restricted, h!(stacks::create_legacy))]);
-    add("/api/stacks/create/{type}/{method}", vec![(M::POST, Restricted, h!(stacks::create))]);
+    add(
+        "/api/stacks",
+        vec![
+            op!(GET, Restricted, stacks::list, stacks::LIST),
+            op!(POST, Restricted, stacks::create_legacy, stacks::CREATE_LEGACY),
+        ],
+    );
+    add("/api/stacks/create/{type}/{method}", vec![op!(POST, Restricted, stacks::create, stacks::CREATE)]);
     add(
         "/api/stacks/{id}",
         vec![
-            (M::GET, Restricted, h!(stacks::inspect)),
-            (M::PUT, Restricted, h!(stacks::update)),
-            (M::DELETE, Restricted, h!(stacks::delete)),
+            op!(GET, Restricted, stacks::inspect, stacks::INSPECT),
+            op!(PUT, Restricted, stacks::update, stacks::UPDATE),
+            op!(DELETE, Restricted, stacks::delete, stacks::DELETE),
         ],
     );
-    add("/api/stacks/{id}/file", vec![(M::GET, Restricted, h!(stacks::file))]);
-    add("/api/stacks/{id}/start", vec![(M::POST, Restricted, h!(stacks::start))]);
-    add("/api/stacks/{id}/stop", vec![(M::POST, Restricted, h!(stacks::stop))]);
-    add("/api/stacks/{id}/git/redeploy", vec![(M::PUT, Restricted, h!(stacks::git_redeploy))]);
+    add("/api/stacks/{id}/file", vec![op!(GET, Restricted, stacks::file, stacks::FILE)]);
+    add("/api/stacks/{id}/start", vec![op!(POST, Restricted, stacks::start, stacks::START)]);
+    add("/api/stacks/{id}/stop", vec![op!(POST, Restricted, stacks::stop, stacks::STOP)]);
+    add("/api/stacks/{id}/git/redeploy", vec![op!(PUT, Restricted, stacks::git_redeploy, stacks::GIT_REDEPLOY)]);
     Routes::new(v)
 }
 

@@ -4,44 +4,77 @@
 use std::sync::Arc;
 
 use http::Response;
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::doc::{json, list as list_of, Body, Doc, Query, QueryType, Reply};
 use super::{no_content, ok_json, store_err, ApiRequest};
 use crate::body::ResponseBody;
 use crate::error::{ApiError, ApiResult};
 use crate::registries::may_use;
 use crate::state::AppState;
-use crate::store::model::{AccessPolicies, Registry, RegistryAccess};
+use crate::store::model::{AccessPolicies, Id, Registry, RegistryAccess};
 use crate::store::{StoreError, REGISTRIES};
 
 const TYPES: &str = "invalid registry type. Valid values are: 1 (Quay.io), 2 (Azure container registry), 3 (custom registry), 4 (Gitlab registry), 5 (ProGet registry), 6 (DockerHub), 7 (ECR)";
 
-fn view(r: &Registry, with_accesses: bool) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "Id": r.id,
-        "Type": r.kind,
-        "Name": r.name,
-        "URL": r.url,
-        "BaseURL": r.base_url,
-        "Authentication": r.authentication,
-        "Username": r.username,
-        "ManagementConfiguration": null,
-        "Gitlab": r.gitlab,
-        "Quay": r.quay,
-        "Ecr": r.ecr,
-        "UserAccessPolicies": {},
-        "TeamAccessPolicies": {},
-        "AuthorizedUsers": [],
-        "AuthorizedTeams": [],
-    });
-    if with_accesses {
-        v["RegistryAccesses"] = serde_json::to_value(&r.registry_accesses).unwrap_or_default();
-    }
-    v
+/// A registry as the API shows one: never its password. `RegistryAccesses`
+/// (who may use it on which endpoint) is for admins only.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Registry)]
+pub struct RegistryView {
+    id: Id,
+    /// 1 Quay.io, 2 Azure, 3 custom, 4 GitLab, 5 ProGet, 6 Docker Hub, 7 ECR.
+    #[serde(rename = "Type")]
+    kind: u8,
+    name: String,
+    #[serde(rename = "URL")]
+    url: String,
+    #[serde(rename = "BaseURL")]
+    base_url: String,
+    authentication: bool,
+    username: String,
+    #[schema(value_type = Option<Object>)]
+    management_configuration: Option<()>,
+    gitlab: serde_json::Value,
+    quay: serde_json::Value,
+    ecr: serde_json::Value,
+    user_access_policies: AccessPolicies,
+    team_access_policies: AccessPolicies,
+    authorized_users: Vec<Id>,
+    authorized_teams: Vec<Id>,
+    /// Per endpoint id (as a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_accesses: Option<BTreeMap<String, RegistryAccess>>,
 }
 
-#[derive(Deserialize, Default)]
+fn view(r: &Registry, with_accesses: bool) -> RegistryView {
+    RegistryView {
+        id: r.id,
+        kind: r.kind,
+        name: r.name.clone(),
+        url: r.url.clone(),
+        base_url: r.base_url.clone(),
+        authentication: r.authentication,
+        username: r.username.clone(),
+        management_configuration: None,
+        gitlab: r.gitlab.clone(),
+        quay: r.quay.clone(),
+        ecr: r.ecr.clone(),
+        user_access_policies: AccessPolicies::new(),
+        team_access_policies: AccessPolicies::new(),
+        authorized_users: Vec::new(),
+        authorized_teams: Vec::new(),
+        registry_accesses: with_accesses.then(|| r.registry_accesses.clone()),
+    }
+}
+
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = RegistryPayload)]
 struct Payload {
     name: Option<String>,
     #[serde(rename = "type")]
@@ -70,6 +103,10 @@ fn check_unique(all: &[Registry], r: &Registry) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+pub const CREATE: Doc = Doc::new("Add a registry", &[Reply::json(200, "The registry", json::<RegistryView>)])
+    .body(Body::Json(json::<Payload>))
+    .errors(&[(409, "A registry has this name, or this URL and credentials")]);
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p: Payload = req.json().await?;
@@ -127,15 +164,21 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     ok_json(&view(&r, true))
 }
 
+pub const LIST: Doc = Doc::new("List registries", &[Reply::json(200, "Registries", list_of::<RegistryView>)]);
+
 pub async fn list(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let v: Vec<_> = state.registries.all().iter().map(|r| view(r, true)).collect();
-    ok_json(&serde_json::Value::Array(v))
+    ok_json(&v)
 }
 
 fn registry_of(state: &AppState, req: &ApiRequest) -> ApiResult<Arc<Registry>> {
     let id = req.id("id", "registry")?;
     state.registries.get(&id).ok_or_else(|| ApiError::not_found("a registry"))
 }
+
+pub const INSPECT: Doc = Doc::new("Inspect a registry", &[Reply::json(200, "The registry", json::<RegistryView>)])
+    .describe("Admins see any; others a registry granted to them on the endpoint named by endpointId.")
+    .query(&[Query::optional("endpointId", QueryType::Integer, "Required for non-admins")]);
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let r = registry_of(&state, &req)?;
@@ -153,6 +196,10 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
     }
     ok_json(&view(&r, false))
 }
+
+pub const UPDATE: Doc = Doc::new("Update a registry", &[Reply::json(200, "The registry", json::<RegistryView>)])
+    .body(Body::Json(json::<Payload>))
+    .errors(&[(409, "A registry has this name, or this URL and credentials")]);
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let current = registry_of(&state, &req)?;
@@ -208,6 +255,8 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     ok_json(&view(&r, true))
 }
 
+pub const DELETE: Doc = Doc::new("Remove a registry", &[Reply::empty(204, "Removed")]);
+
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let r = registry_of(&state, &req)?;
     let id = r.id;
@@ -217,6 +266,9 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
 }
 
 /// Registries the caller may use on an endpoint.
+pub const FOR_ENDPOINT: Doc =
+    Doc::new("Registries usable on an endpoint", &[Reply::json(200, "Registries", list_of::<RegistryView>)]);
+
 pub async fn for_endpoint(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let eid = req.id("id", "environment")?;
     let p = req.principal();
@@ -227,11 +279,12 @@ pub async fn for_endpoint(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Re
     }
     let v: Vec<_> =
         state.registries.all().iter().filter(|r| may_use(r, p, eid, &teams)).map(|r| view(r, p.is_admin())).collect();
-    ok_json(&serde_json::Value::Array(v))
+    ok_json(&v)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = RegistryGrant)]
 struct Grant {
     #[serde(default)]
     useraccesspolicies: AccessPolicies,
@@ -242,6 +295,9 @@ struct Grant {
 }
 
 /// `PUT /api/endpoints/{id}/registries/{registryId}`: who may use a registry on an endpoint.
+pub const GRANT: Doc =
+    Doc::new("Grant a registry on an endpoint", &[Reply::empty(204, "Granted")]).body(Body::Json(json::<Grant>));
+
 pub async fn grant(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let eid = req.id("id", "environment")?;
     let rid = req.id("registryId", "registry")?;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use http::Response;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::doc::{json, Body, Doc, Reply};
 use super::{no_content, ok_json, store_err, ApiRequest};
 use crate::access::control::{can_use, Caller};
 use crate::auth::Principal;
@@ -55,8 +57,9 @@ fn denied(why: &str) -> ApiError {
 }
 
 /// Who a control grants, as a request states it (Go-style: `null` is empty).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ResourceControlGrants)]
 struct Grants {
     public: Option<bool>,
     administratorsonly: Option<bool>,
@@ -65,8 +68,9 @@ struct Grants {
 }
 
 /// `POST` body: the grants plus what they govern.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ResourceControlCreate)]
 struct CreateBody {
     resourceid: Option<String>,
     #[serde(rename = "type")]
@@ -201,6 +205,11 @@ fn control_err(e: ControlError) -> ApiError {
     }
 }
 
+pub const CREATE: Doc = Doc::new("Create a resource control", &[Reply::json(200, "The control", json::<ResourceControl>)])
+    .describe("Type: 1 container, 2 service, 3 volume, 4 network, 5 secret, 6 stack, 7 config, 8 custom template, 9 Azure container group.")
+    .body(Body::Json(json::<CreateBody>))
+    .errors(&[(409, "The resource (or a sub-resource) already has a control")]);
+
 /// `POST /api/resource_controls` (admin).
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let b: CreateBody = req.json().await?;
@@ -238,8 +247,17 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     access.apply(&mut rc);
     let rc = state.controls.create(&state.store, rc).await.map_err(control_err)?;
     tracing::info!(control = rc.id, r#type = rc.kind, resource = %rc.resource_id, "resource control created");
-    ok_json(&serde_json::to_value(&*rc).unwrap_or_default())
+    ok_json(&*rc)
 }
+
+pub const UPDATE: Doc = Doc::new(
+    "Change who a resource control grants",
+    &[Reply::json(200, "The control", json::<ResourceControl>)],
+)
+.describe(
+    "A standard user who may use the control may make it public, private to themselves, or shared with their teams.",
+)
+.body(Body::Json(json::<Grants>));
 
 /// `PUT /api/resource_controls/{id}` (authenticated; see the module doc).
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
@@ -258,7 +276,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         Target::Stack(s) => set_stack_control(&state, &s, rc).await?,
     };
     tracing::info!(control = rc.id, user = %p.user.username, "resource control updated");
-    ok_json(&serde_json::to_value(&rc).unwrap_or_default())
+    ok_json(&rc)
 }
 
 /// A standard user must be able to use the control now, and may only set
@@ -274,6 +292,9 @@ fn check_caller(state: &AppState, p: &Principal, current: &ResourceControl, new:
     }
     standard_user_may_set(new, p.id(), &teams).map_err(denied)
 }
+
+pub const DELETE: Doc =
+    Doc::new("Delete a resource control", &[Reply::empty(204, "Deleted (a stack's becomes administrators-only)")]);
 
 /// `DELETE /api/resource_controls/{id}` (admin). A Berth stack keeps a
 /// control for as long as it exists, so deleting a stack's control makes

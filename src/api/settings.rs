@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
-use http::Response;
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
+use http::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::doc::{json, Body, Doc, Reply};
 use super::{ok_json, store_err, ApiRequest};
 use crate::body::ResponseBody;
 use crate::error::{ApiError, ApiResult};
@@ -15,57 +19,141 @@ use crate::store::model::Settings;
 
 pub const SETTINGS_KEY: &str = "settings";
 
-pub async fn public(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    let s = state.settings();
-    ok_json(&serde_json::json!({
-        "LogoURL": s.logo_url,
-        "AuthenticationMethod": 1,
-        "RequiredPasswordLength": s.required_password_length,
-        "GlobalDeploymentOptions": {"hideStacksFunctionality": false},
-        "EnableEdgeComputeFeatures": false,
-        "Features": {},
-        "OAuthLoginURI": "",
-        "OAuthLogoutURI": "",
-        "EnableTelemetry": false,
-        "KubeconfigExpiry": "0",
-        "TeamSync": false,
-        "IsAMTEnabled": false,
-        "Edge": {"PingInterval": 0, "SnapshotInterval": 0, "CommandInterval": 0, "CheckinInterval": 0},
-        "IsDockerDesktopExtension": false,
-    }))
+/// `GET /api/settings/public`: what the login page needs. Berth has one
+/// authentication method (1, internal) and no edge, OAuth or Kubernetes
+/// features; their Portainer fields are answered fixed so that clients
+/// find them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicSettings {
+    #[serde(rename = "LogoURL")]
+    logo_url: String,
+    authentication_method: u8,
+    required_password_length: usize,
+    global_deployment_options: DeploymentOptions,
+    enable_edge_compute_features: bool,
+    features: BTreeMap<String, bool>,
+    #[serde(rename = "OAuthLoginURI")]
+    oauth_login_uri: &'static str,
+    #[serde(rename = "OAuthLogoutURI")]
+    oauth_logout_uri: &'static str,
+    enable_telemetry: bool,
+    kubeconfig_expiry: &'static str,
+    team_sync: bool,
+    #[serde(rename = "IsAMTEnabled")]
+    is_amt_enabled: bool,
+    edge: EdgeIntervals,
+    is_docker_desktop_extension: bool,
 }
 
-fn full(s: &Settings) -> serde_json::Value {
-    serde_json::json!({
-        "LogoURL": s.logo_url,
-        "BlackListedLabels": [],
-        "AuthenticationMethod": 1,
-        "InternalAuthSettings": {"RequiredPasswordLength": s.required_password_length},
-        "SnapshotInterval": s.snapshot_interval,
-        "UserSessionTimeout": s.user_session_timeout,
-        "EnableTelemetry": false,
-        "EnableEdgeComputeFeatures": false,
-        "KubeconfigExpiry": "0",
-        "LoginRateLimit": {"Burst": s.login_rate_burst, "PerSecond": s.login_rate_per_second},
-        "AdminInitWindow": s.admin_init_window,
-        "PortainerSecurityDefaults": s.portainer_security_defaults,
-        "AuditLogRetentionDays": s.audit_log_retention_days,
-        "AuditLogMaxEntries": s.audit_log_max_entries,
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentOptions {
+    hide_stacks_functionality: bool,
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EdgeIntervals {
+    ping_interval: u32,
+    snapshot_interval: u32,
+    command_interval: u32,
+    checkin_interval: u32,
+}
+
+pub const PUBLIC: Doc = Doc::new("Public settings", &[Reply::json(200, "Settings", json::<PublicSettings>)]);
+
+pub async fn public(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
+    let s = state.settings();
+    ok_json(&PublicSettings {
+        logo_url: s.logo_url.clone(),
+        authentication_method: 1,
+        required_password_length: s.required_password_length,
+        global_deployment_options: DeploymentOptions { hide_stacks_functionality: false },
+        enable_edge_compute_features: false,
+        features: BTreeMap::new(),
+        oauth_login_uri: "",
+        oauth_logout_uri: "",
+        enable_telemetry: false,
+        kubeconfig_expiry: "0",
+        team_sync: false,
+        is_amt_enabled: false,
+        edge: EdgeIntervals::default(),
+        is_docker_desktop_extension: false,
     })
 }
+
+/// `GET /api/settings` (admins): what Berth stores and uses, in Portainer's
+/// names where Portainer has the setting, plus Berth's own (login rate
+/// limit, admin-init window, security defaults, audit trail bounds).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SettingsView {
+    #[serde(rename = "LogoURL")]
+    logo_url: String,
+    black_listed_labels: Vec<String>,
+    authentication_method: u8,
+    internal_auth_settings: InternalAuthView,
+    /// A Go duration (`5m`).
+    snapshot_interval: String,
+    /// A Go duration (`8h`): the lifetime of new sessions.
+    user_session_timeout: String,
+    enable_telemetry: bool,
+    enable_edge_compute_features: bool,
+    kubeconfig_expiry: &'static str,
+    login_rate_limit: RateLimitView,
+    admin_init_window: String,
+    portainer_security_defaults: bool,
+    audit_log_retention_days: u32,
+    audit_log_max_entries: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct InternalAuthView {
+    required_password_length: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct RateLimitView {
+    burst: u32,
+    per_second: f64,
+}
+
+fn full(s: &Settings) -> SettingsView {
+    SettingsView {
+        logo_url: s.logo_url.clone(),
+        black_listed_labels: Vec::new(),
+        authentication_method: 1,
+        internal_auth_settings: InternalAuthView { required_password_length: s.required_password_length },
+        snapshot_interval: s.snapshot_interval.clone(),
+        user_session_timeout: s.user_session_timeout.clone(),
+        enable_telemetry: false,
+        enable_edge_compute_features: false,
+        kubeconfig_expiry: "0",
+        login_rate_limit: RateLimitView { burst: s.login_rate_burst, per_second: s.login_rate_per_second },
+        admin_init_window: s.admin_init_window.clone(),
+        portainer_security_defaults: s.portainer_security_defaults,
+        audit_log_retention_days: s.audit_log_retention_days,
+        audit_log_max_entries: s.audit_log_max_entries,
+    }
+}
+
+pub const GET: Doc = Doc::new("Settings", &[Reply::json(200, "Settings", json::<SettingsView>)]);
 
 pub async fn get(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     ok_json(&full(&state.settings()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct InternalAuth {
     #[serde(alias = "RequiredPasswordLength", alias = "requiredpasswordlength")]
     requiredpasswordlength: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct RateLimit {
     #[serde(alias = "Burst")]
@@ -74,8 +162,11 @@ struct RateLimit {
     persecond: Option<f64>,
 }
 
-#[derive(Deserialize)]
+/// `PUT /api/settings`: the fields to change; each is checked, and nothing
+/// changes unless all are valid.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = SettingsUpdate)]
 struct Update {
     logourl: Option<String>,
     usersessiontimeout: Option<String>,
@@ -87,6 +178,9 @@ struct Update {
     auditlogretentiondays: Option<u32>,
     auditlogmaxentries: Option<u64>,
 }
+
+pub const UPDATE: Doc = Doc::new("Change settings", &[Reply::json(200, "The settings now", json::<SettingsView>)])
+    .body(Body::Json(json::<Update>));
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let u: Update = req.json().await?;
@@ -180,7 +274,7 @@ mod tests {
         assert_eq!(SecuritySettings::for_new_endpoint(&s), SecuritySettings::default());
         s.portainer_security_defaults = true;
         assert_eq!(SecuritySettings::for_new_endpoint(&s), SecuritySettings::portainer_defaults());
-        assert_eq!(super::full(&s)["PortainerSecurityDefaults"], true);
+        assert!(super::full(&s).portainer_security_defaults);
         // Settings stored before the flag existed keep the secure default.
         let mut old = serde_json::to_value(Settings::default()).unwrap();
         old.as_object_mut().unwrap().remove("PortainerSecurityDefaults");

@@ -16,9 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::Response;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::doc::{json, list as list_of, Body, Doc, Query, QueryType, Reply};
 use super::form::{self, Limits};
 use super::{decode_json, no_content, ok_json, ApiRequest};
 use crate::auth::Principal;
@@ -28,7 +30,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::stacks::deploy::DeployOptions;
 use crate::stacks::git;
 use crate::stacks::ops::{self, endpoint_not_found, stack_not_found, Draft, DraftSource, STACK_FILE};
-use crate::stacks::{self as st, changes};
+use crate::stacks::{self as st, changes, StackView};
 use crate::state::AppState;
 use crate::store::model::{Id, Pair, Stack, STACK_COMPOSE, STACK_SWARM};
 
@@ -142,7 +144,8 @@ async fn detached<T: Send + 'static>(
 // ---------------------------------------------------------------------------
 
 /// `{"name","value"}`, names matched case-insensitively like Go does.
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, ToSchema)]
+#[schema(as = EnvVariable)]
 struct PairIn {
     #[serde(alias = "Name", alias = "NAME")]
     name: String,
@@ -158,8 +161,9 @@ fn pairs(env: Option<Vec<PairIn>>) -> ApiResult<Option<Vec<Pair>>> {
     Ok(env)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = StackFromString)]
 struct StringPayload {
     name: Option<String>,
     swarmid: Option<String>,
@@ -168,8 +172,9 @@ struct StringPayload {
     fromapptemplate: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = StackFromRepository)]
 struct RepoPayload {
     name: Option<String>,
     swarmid: Option<String>,
@@ -186,6 +191,38 @@ struct RepoPayload {
     env: Option<Vec<PairIn>>,
     fromapptemplate: Option<bool>,
     tlsskipverify: Option<bool>,
+}
+
+/// The form of `POST /api/stacks/create/{type}/file` ([`parse_draft`]).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description of the form: `parse_draft` reads it field by field
+#[schema(as = StackFromFile)]
+struct FileForm {
+    #[schema(rename = "Name")]
+    name: String,
+    /// Swarm stacks only.
+    #[schema(rename = "SwarmID")]
+    swarm_id: Option<String>,
+    /// The compose file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// A JSON array of `{"name", "value"}`.
+    #[schema(rename = "Env")]
+    env: Option<String>,
+    /// `true` or `false`.
+    #[schema(rename = "FromAppTemplate")]
+    from_app_template: Option<String>,
+}
+
+/// Either JSON payload of stack creation: `string` reads
+/// [`StringPayload`], `repository` [`RepoPayload`].
+#[derive(ToSchema)]
+#[allow(dead_code)] // a description: the `{method}` decides which is decoded
+#[schema(as = StackCreateJson)]
+#[serde(untagged)]
+enum JsonPayload {
+    String(StringPayload),
+    Repository(RepoPayload),
 }
 
 fn stack_name(raw: Option<&str>) -> ApiResult<String> {
@@ -342,6 +379,21 @@ fn kubernetes() -> ApiError {
     ApiError::bad_request("Kubernetes stacks are not supported", "Berth manages Docker environments only")
 }
 
+const ENDPOINT_ID: Query = Query::required("endpointId", QueryType::Integer, "The endpoint of the stack");
+const CREATE_ERRORS: &[(u16, &str)] = &[
+    (409, "A stack of this name exists on the endpoint"),
+    (502, "The Docker host or the git repository could not be reached"),
+];
+
+pub const CREATE: Doc = Doc::new("Deploy a stack", &[Reply::json(200, "The stack", json::<StackView>)])
+    .describe(
+        "`type` is `standalone` (Compose) or `swarm`; `method` is `string` (JSON with StackFileContent), \
+         `repository` (JSON naming a git repository) or `file` (a multipart upload).",
+    )
+    .query(&[ENDPOINT_ID])
+    .body(Body::JsonOrForm(json::<JsonPayload>, json::<FileForm>))
+    .errors(CREATE_ERRORS);
+
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let map = super::params_map(&req.params);
     let kind = match map.get("type").copied().unwrap_or("") {
@@ -363,6 +415,21 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
 
 /// The deprecated form: `type` 1 (swarm) or 2 (standalone) and `method` in
 /// the query string, answered by the same code.
+pub const CREATE_LEGACY: Doc = Doc::new(
+    "Deploy a stack (Portainer 1.x route)",
+    &[Reply::json(200, "The stack", json::<StackView>)],
+)
+.describe(
+    "As POST /api/stacks/create/{type}/{method}, with type 1 (swarm) or 2 (standalone) and the method in the query.",
+)
+.query(&[
+    ENDPOINT_ID,
+    Query::required("type", QueryType::Integer, "1 swarm, 2 standalone"),
+    Query::required("method", QueryType::String, "string, file or repository"),
+])
+.body(Body::JsonOrForm(json::<JsonPayload>, json::<FileForm>))
+.errors(CREATE_ERRORS);
+
 pub async fn create_legacy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let kind = match req.query("type").as_deref().map(str::trim) {
         Some("1") => STACK_SWARM,
@@ -413,6 +480,15 @@ fn parse_filters(raw: Option<String>) -> ApiResult<Filters> {
     Ok(f)
 }
 
+pub const LIST: Doc =
+    Doc::new("List stacks", &[Reply::json(200, "The stacks the caller may use", list_of::<StackView>)]).query(&[
+        Query::optional(
+            "filters",
+            QueryType::String,
+            "JSON: {\"EndpointID\": n, \"SwarmID\": \"...\", \"IncludeOrphanedStacks\": bool}",
+        ),
+    ]);
+
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let f = parse_filters(req.query("filters"))?;
     let p = req.principal();
@@ -454,8 +530,10 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
         }
         out.push(st::view(&s));
     }
-    ok_json(&Value::Array(out))
+    ok_json(&out)
 }
+
+pub const INSPECT: Doc = Doc::new("Inspect a stack", &[Reply::json(200, "The stack", json::<StackView>)]);
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "stack")?;
@@ -463,27 +541,43 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
     ok_json(&st::view(&stack))
 }
 
+/// The entry point of a stack, as text.
+#[derive(Serialize, ToSchema)]
+pub struct StackFile {
+    #[serde(rename = "StackFileContent")]
+    stack_file_content: String,
+}
+
+pub const FILE: Doc = Doc::new("A stack's compose file", &[Reply::json(200, "The file", json::<StackFile>)]);
+
 pub async fn file(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "stack")?;
     let (stack, _, _) = stack_for(&state, req.principal(), id)?;
     let path = PathBuf::from(&stack.project_path).join(&stack.entry_point);
     let bytes =
         tokio::fs::read(&path).await.map_err(|e| ApiError::internal("Unable to retrieve stack file from disk", e))?;
-    ok_json(&json!({ "StackFileContent": String::from_utf8_lossy(&bytes) }))
+    ok_json(&StackFile { stack_file_content: String::from_utf8_lossy(&bytes).into_owned() })
 }
 
 // ---------------------------------------------------------------------------
 // PUT /api/stacks/{id}
 // ---------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = StackUpdate)]
 struct UpdatePayload {
     stackfilecontent: Option<String>,
     env: Option<Vec<PairIn>>,
     prune: Option<bool>,
     pullimage: Option<bool>,
 }
+
+pub const UPDATE: Doc =
+    Doc::new("Redeploy a stack with a new file", &[Reply::json(200, "The stack", json::<StackView>)])
+        .query(&[ENDPOINT_ID])
+        .body(Body::Json(json::<UpdatePayload>))
+        .errors(&[(502, "The Docker host could not be reached")]);
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
@@ -503,11 +597,19 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
 // POST /api/stacks/{id}/stop and /start
 // ---------------------------------------------------------------------------
 
+pub const STOP: Doc = Doc::new("Stop a stack", &[Reply::json(200, "The stack", json::<StackView>)])
+    .query(&[ENDPOINT_ID])
+    .errors(&[(502, "The Docker host could not be reached")]);
+
 pub async fn stop(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
     let (stack, _, teams) = stack_for_change(&state, &req, &p)?;
     ok_json(&detached(async move { changes::stop(&state.stack_ops(), p, stack.id, teams).await }).await?)
 }
+
+pub const START: Doc = Doc::new("Start a stack", &[Reply::json(200, "The stack", json::<StackView>)])
+    .query(&[ENDPOINT_ID])
+    .errors(&[(502, "The Docker host could not be reached")]);
 
 pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();
@@ -518,6 +620,13 @@ pub async fn start(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<
 // ---------------------------------------------------------------------------
 // DELETE /api/stacks/{id}
 // ---------------------------------------------------------------------------
+
+pub const DELETE: Doc = Doc::new("Remove a stack", &[Reply::empty(204, "Removed, with its containers")])
+    .query(&[
+        ENDPOINT_ID,
+        Query::optional("external", QueryType::Boolean, "Not supported: Berth removes its own stacks only"),
+    ])
+    .errors(&[(502, "The Docker host could not be reached")]);
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "stack")?;
@@ -544,8 +653,9 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
 // PUT /api/stacks/{id}/git/redeploy
 // ---------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = StackGitRedeploy)]
 struct RedeployPayload {
     repositoryreferencename: Option<String>,
     repositoryauthentication: Option<bool>,
@@ -555,6 +665,12 @@ struct RedeployPayload {
     prune: Option<bool>,
     pullimage: Option<bool>,
 }
+
+pub const GIT_REDEPLOY: Doc =
+    Doc::new("Redeploy a git stack from its repository", &[Reply::json(200, "The stack", json::<StackView>)])
+        .query(&[ENDPOINT_ID])
+        .body(Body::Json(json::<RedeployPayload>))
+        .errors(&[(502, "The Docker host or the git repository could not be reached")]);
 
 pub async fn git_redeploy(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal().clone();

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::Response;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::doc::{json, list as list_of, Body, Doc, Reply};
 use super::endpoint_groups::group_visible;
 use super::endpoints::check_name;
 use super::{no_content, ok_json, store_err, ApiRequest};
@@ -20,10 +21,22 @@ use crate::state::AppState;
 use crate::store::model::{Endpoint, EndpointGroup, Id, Tag};
 use crate::store::{ENDPOINTS, ENDPOINT_GROUPS, TAGS};
 
+/// A tag, with the endpoints and groups that carry it (by id, as strings).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Tag)]
+pub struct TagView {
+    #[serde(rename = "ID")]
+    id: Id,
+    name: String,
+    endpoints: BTreeMap<String, bool>,
+    endpoint_groups: BTreeMap<String, bool>,
+}
+
 /// Which endpoints and groups carry `t`, limited to those `viewer` may
 /// see (`None`: an admin, who sees all). A standard user must not learn
 /// through a tag which endpoints exist beyond the ones granted to them.
-fn tag_view(state: &AppState, t: &Tag, viewer: Option<(&Principal, &[Id])>) -> Value {
+fn tag_view(state: &AppState, t: &Tag, viewer: Option<(&Principal, &[Id])>) -> TagView {
     let endpoints: BTreeMap<String, bool> = state
         .endpoints
         .all()
@@ -40,24 +53,31 @@ fn tag_view(state: &AppState, t: &Tag, viewer: Option<(&Principal, &[Id])>) -> V
         .filter(|g| viewer.is_none_or(|(p, teams)| group_visible(p, g, teams)))
         .map(|g| (g.id.to_string(), true))
         .collect();
-    json!({"ID": t.id, "Name": t.name, "Endpoints": endpoints, "EndpointGroups": groups})
+    TagView { id: t.id, name: t.name.clone(), endpoints, endpoint_groups: groups }
 }
+
+pub const LIST: Doc = Doc::new("List tags", &[Reply::json(200, "Tags", list_of::<TagView>)])
+    .describe("A standard user sees only the endpoints and groups they may use.");
 
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let teams = if p.is_admin() { Vec::new() } else { state.identity.teams_of(p.id()) };
     // An admin's endpoint-limited key sees the tags' endpoints of its scope only.
     let viewer = (!p.is_admin() || p.limits_endpoints()).then_some((p, teams.as_slice()));
-    let tags: Vec<Value> = state.endpoints.tags().iter().map(|t| tag_view(&state, t, viewer)).collect();
-    ok_json(&Value::Array(tags))
+    let tags: Vec<TagView> = state.endpoints.tags().iter().map(|t| tag_view(&state, t, viewer)).collect();
+    ok_json(&tags)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateTag {
     #[serde(default)]
     name: String,
 }
+
+pub const CREATE: Doc = Doc::new("Create a tag", &[Reply::json(200, "The tag", json::<TagView>)])
+    .body(Body::Json(json::<CreateTag>))
+    .errors(&[(409, "A tag has this name")]);
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let b: CreateTag = req.json().await?;
@@ -79,6 +99,9 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     state.endpoints.put_tag(tag.clone());
     ok_json(&tag_view(&state, &tag, None))
 }
+
+pub const DELETE: Doc =
+    Doc::new("Delete a tag", &[Reply::empty(204, "Deleted, and removed from endpoints and groups")]);
 
 /// Removes the tag and its id from every endpoint and group, in one
 /// transaction.

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use http::Response;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::doc::{json, list as list_of, Body, Doc, Query, QueryType, Reply};
 use super::{no_content, ok_json, store_err, ApiRequest};
 use crate::body::ResponseBody;
 use crate::error::{ApiError, ApiResult};
@@ -12,9 +14,9 @@ use crate::state::AppState;
 use crate::store::model::{Team, TeamMembership, TEAM_LEADER, TEAM_MEMBER};
 use crate::store::{StoreError, TEAMS, TEAM_MEMBERSHIPS};
 
-fn team_json(t: &Team) -> serde_json::Value {
-    serde_json::json!({"Id": t.id, "Name": t.name})
-}
+pub const LIST: Doc = Doc::new("List teams", &[Reply::json(200, "Teams", list_of::<Team>)])
+    .describe("Admins see every team, others the teams they are in.")
+    .query(&[Query::optional("onlyLedTeams", QueryType::Boolean, "Only the teams the caller leads")]);
 
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
@@ -30,12 +32,11 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
                 p.is_admin() || state.identity.teams_of(p.id()).contains(&t.id)
             }
         })
-        .map(|t| team_json(&t))
         .collect();
-    ok_json(&serde_json::Value::Array(teams))
+    ok_json(&teams)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateTeam {
     #[serde(default)]
@@ -43,6 +44,10 @@ struct CreateTeam {
     #[serde(default)]
     teamleaders: Vec<u64>,
 }
+
+pub const CREATE: Doc = Doc::new("Create a team", &[Reply::json(200, "The team", json::<Team>)])
+    .body(Body::Json(json::<CreateTeam>))
+    .errors(&[(409, "A team has this name")]);
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let body: CreateTeam = req.json().await?;
@@ -84,7 +89,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     for m in r.1 {
         state.identity.put_membership(m);
     }
-    ok_json(&team_json(&r.0))
+    ok_json(&r.0)
 }
 
 fn team_of(state: &AppState, req: &ApiRequest) -> ApiResult<Team> {
@@ -102,17 +107,23 @@ fn may_lead(state: &AppState, req: &ApiRequest, team: u64) -> ApiResult<()> {
     }
 }
 
+pub const INSPECT: Doc = Doc::new("Inspect a team", &[Reply::json(200, "The team", json::<Team>)]);
+
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let t = team_of(&state, &req)?;
     may_lead(&state, &req, t.id)?;
-    ok_json(&team_json(&t))
+    ok_json(&t)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct UpdateTeam {
     name: Option<String>,
 }
+
+pub const UPDATE: Doc = Doc::new("Rename a team", &[Reply::json(200, "The team", json::<Team>)])
+    .body(Body::Json(json::<UpdateTeam>))
+    .errors(&[(409, "A team has this name")]);
 
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let mut t = team_of(&state, &req)?;
@@ -139,8 +150,10 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
         .await
         .map_err(store_err)?;
     state.identity.put_team(t.clone());
-    ok_json(&team_json(&t))
+    ok_json(&t)
 }
+
+pub const DELETE: Doc = Doc::new("Delete a team", &[Reply::empty(204, "Deleted, with its memberships")]);
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let t = team_of(&state, &req)?;
@@ -161,16 +174,23 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
     no_content()
 }
 
+pub const MEMBERSHIPS: Doc =
+    Doc::new("A team's memberships", &[Reply::json(200, "Memberships", list_of::<TeamMembership>)]);
+
 pub async fn memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let t = team_of(&state, &req)?;
     may_lead(&state, &req, t.id)?;
     let v: Vec<_> = state.identity.memberships().into_iter().filter(|m| m.team_id == t.id).collect();
-    ok_json(&serde_json::to_value(v).unwrap_or_default())
+    ok_json(&v)
 }
 
 /// Admins see every membership; a team leader only those of the teams they
 /// lead (Portainer shows leaders every team's, which tells them who is in
 /// teams they have no part in).
+pub const LIST_MEMBERSHIPS: Doc =
+    Doc::new("List team memberships", &[Reply::json(200, "Memberships", list_of::<TeamMembership>)])
+        .describe("Admins see all; a team leader those of the teams they lead.");
+
 pub async fn list_memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let v: Vec<_> = state
@@ -179,18 +199,20 @@ pub async fn list_memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResul
         .into_iter()
         .filter(|m| p.is_admin() || state.identity.is_leader_of(p.id(), m.team_id))
         .collect();
-    ok_json(&serde_json::to_value(v).unwrap_or_default())
+    ok_json(&v)
 }
 
 /// `{"UserID", "TeamID", "Role"}`, field names matched ignoring case as Go
 /// does (`userId`, `teamID`, `userid` all work).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = MembershipPayload)]
 struct MembershipBody {
     #[serde(rename = "userid", default)]
     user_id: u64,
     #[serde(rename = "teamid", default)]
     team_id: u64,
+    /// 1 leader, 2 member.
     #[serde(default)]
     role: u8,
 }
@@ -207,6 +229,11 @@ fn validate_membership(state: &AppState, b: &MembershipBody) -> ApiResult<()> {
     }
     Ok(())
 }
+
+pub const CREATE_MEMBERSHIP: Doc =
+    Doc::new("Add a user to a team", &[Reply::json(200, "The membership", json::<TeamMembership>)])
+        .body(Body::Json(json::<MembershipBody>))
+        .errors(&[(409, "The user is already in the team")]);
 
 pub async fn create_membership(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let b: MembershipBody = req.json().await?;
@@ -227,8 +254,13 @@ pub async fn create_membership(state: Arc<AppState>, mut req: ApiRequest) -> Api
         .await
         .map_err(store_err)?;
     state.identity.put_membership(m.clone());
-    ok_json(&serde_json::to_value(m).unwrap_or_default())
+    ok_json(&m)
 }
+
+pub const UPDATE_MEMBERSHIP: Doc =
+    Doc::new("Change a membership", &[Reply::json(200, "The membership", json::<TeamMembership>)])
+        .body(Body::Json(json::<MembershipBody>))
+        .errors(&[(409, "The user is already in the team")]);
 
 pub async fn update_membership(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "membership")?;
@@ -254,8 +286,10 @@ pub async fn update_membership(state: Arc<AppState>, mut req: ApiRequest) -> Api
         .await
         .map_err(store_err)?;
     state.identity.put_membership(m.clone());
-    ok_json(&serde_json::to_value(m).unwrap_or_default())
+    ok_json(&m)
 }
+
+pub const DELETE_MEMBERSHIP: Doc = Doc::new("Remove a membership", &[Reply::empty(204, "Removed")]);
 
 pub async fn delete_membership(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "membership")?;

@@ -6,13 +6,48 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
+use super::doc::{json, Doc, Query, QueryType, Reply};
 use super::{json_response, ApiRequest, ApiResult};
-use crate::audit::query::{self, Log};
+use crate::audit::query::{self, ActivityLogPage, AuthLogPage, Log};
 use crate::audit::Event;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::response::store_err;
 use crate::state::AppState;
+
+/// The query both logs read (`crate::audit::query::parse`).
+const QUERY: &[Query] = &[
+    Query::optional("offset", QueryType::Integer, "Entries to skip"),
+    Query::optional("limit", QueryType::Integer, "Entries per page, 1 to 1000 (100)"),
+    Query::optional("sortBy", QueryType::String, "timestamp, username, action, context or origin"),
+    Query::optional("sortDesc", QueryType::Boolean, "Newest first (true)"),
+    Query::optional("keyword", QueryType::String, "Substring searched in the rows, at most 256 bytes"),
+    Query::optional("after", QueryType::Integer, "Unix seconds: entries from then on"),
+    Query::optional("before", QueryType::Integer, "Unix seconds: entries until then"),
+];
+
+const CSV_NOTE: &str = "`Accept: text/csv` exports the same page as CSV.";
+const TOTAL: &[(&str, &str)] = &[("X-Total-Count", "Entries matching the query (CSV answers)")];
+
+pub const LOGS: Doc = Doc::new(
+    "Activity log",
+    &[
+        Reply::json(200, "A page of the activity log", json::<ActivityLogPage>),
+        Reply::bytes(200, "The page as CSV", "text/csv").with_headers(TOTAL),
+    ],
+)
+.describe(CSV_NOTE)
+.query(QUERY);
+
+pub const AUTHLOGS: Doc = Doc::new(
+    "Authentication log",
+    &[
+        Reply::json(200, "A page of the authentication log", json::<AuthLogPage>),
+        Reply::bytes(200, "The page as CSV", "text/csv").with_headers(TOTAL),
+    ],
+)
+.describe(CSV_NOTE)
+.query(QUERY);
 
 pub async fn logs(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     answer(&state, &req, Log::Activity).await
@@ -54,6 +89,14 @@ async fn answer(state: &AppState, req: &ApiRequest, log: Log) -> ApiResult<Respo
         h.insert("x-total-count", HeaderValue::from(total));
         return Ok(resp);
     }
-    let logs: Vec<serde_json::Value> = rows.iter().map(|(e, ctx)| query::render(log, e, ctx)).collect();
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"logs": logs, "totalCount": total})))
+    Ok(match log {
+        Log::Activity => {
+            let logs = rows.iter().map(|(e, ctx)| query::render_activity(e, ctx)).collect();
+            json_response(StatusCode::OK, &ActivityLogPage { logs, total_count: total })
+        }
+        Log::Auth => {
+            let logs = rows.iter().map(|(e, _)| query::render_auth(e)).collect();
+            json_response(StatusCode::OK, &AuthLogPage { logs, total_count: total })
+        }
+    })
 }

@@ -1,17 +1,20 @@
 //! Users, the first admin, and API keys (`/api/users/*`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::rate_limit;
+use super::doc::{json, list as list_of, Body, Doc, Reply};
 use super::{json_response, no_content, ok_json, store_err, ApiRequest};
 use crate::auth::{apikey, now_secs, password};
 use crate::body::ResponseBody;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::model::{ApiKey, User, ROLE_ADMIN, ROLE_USER};
+use crate::store::model::{ApiKey, ApiKeyView, TeamMembership, User, UserView, ROLE_ADMIN, ROLE_USER};
 use crate::store::{StoreError, API_KEYS, TEAM_MEMBERSHIPS, USERS};
 
 /// Longest username accepted: anything longer is a mistake or an attack.
@@ -44,6 +47,10 @@ fn denied(message: &str) -> ApiError {
     ApiError::forbidden(message, "Unauthorized")
 }
 
+pub const ADMIN_CHECK: Doc =
+    Doc::new("Whether an administrator exists", &[Reply::empty(204, "An administrator exists")])
+        .errors(&[(404, "No administrator yet: POST /api/users/admin/init")]);
+
 pub async fn admin_check(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     if state.identity.admin_count() > 0 {
         no_content()
@@ -56,7 +63,7 @@ pub async fn admin_check(state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Re
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct Credentials {
     #[serde(default)]
@@ -115,6 +122,14 @@ async fn insert_user(
     }
 }
 
+pub const ADMIN_INIT: Doc =
+    Doc::new("Create the first administrator", &[Reply::json(200, "The administrator", json::<UserView>)])
+        .body(Body::Json(json::<Credentials>))
+        .errors(&[
+            (403, "--setup-token is set and the X-Berth-Setup-Token header does not match"),
+            (409, "An administrator already exists"),
+        ]);
+
 pub async fn admin_init(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     if let Some(expected) = &state.config.setup_token {
         let given = req.parts.headers.get("x-berth-setup-token").map(|v| v.as_bytes()).unwrap_or(b"");
@@ -140,6 +155,18 @@ pub async fn admin_init(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<
     ok_json(&user.to_api())
 }
 
+/// A user in the list: no settings, only who they are.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserSummary {
+    id: u64,
+    username: String,
+    role: u8,
+}
+
+pub const LIST: Doc = Doc::new("List users", &[Reply::json(200, "Users", list_of::<UserSummary>)])
+    .describe("Admins see every user; team leaders the standard users; others are refused (403).");
+
 pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     let leader = state.identity.is_any_leader(p.id());
@@ -151,21 +178,26 @@ pub async fn list(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<R
         .users()
         .into_iter()
         .filter(|u| p.is_admin() || u.role == ROLE_USER)
-        .map(|u| serde_json::json!({"Id": u.id, "Username": u.username, "Role": u.role}))
+        .map(|u| UserSummary { id: u.id, username: u.username.clone(), role: u.role })
         .collect();
-    ok_json(&serde_json::Value::Array(users))
+    ok_json(&users)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateUser {
     #[serde(default)]
     username: String,
     #[serde(default)]
     password: String,
+    /// 1 administrator, 2 standard user.
     #[serde(default)]
     role: u8,
 }
+
+pub const CREATE: Doc = Doc::new("Create a user", &[Reply::json(200, "The user", json::<UserView>)])
+    .body(Body::Json(json::<CreateUser>))
+    .errors(&[(409, "Another user has this name")]);
 
 pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let body: CreateUser = req.json().await?;
@@ -187,19 +219,33 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     ok_json(&user.to_api())
 }
 
+/// The caller, and whether they must change their password.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    user: UserView,
+    /// The session was opened with a password shorter than the required
+    /// length.
+    #[serde(rename = "forceChangePassword")]
+    force_change_password: bool,
+}
+
+pub const ME: Doc = Doc::new("The caller's user", &[Reply::json(200, "The caller", json::<Me>)]);
+
 pub async fn me(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let p = req.principal();
     // Read the record from memory: the principal's copy may predate a change.
     let user = state.identity.user(p.id()).ok_or_else(|| ApiError::not_found("a user"))?;
-    let mut v = user.to_api();
-    v["forceChangePassword"] = p.force_change_password.into();
-    ok_json(&v)
+    ok_json(&Me { user: user.to_api(), force_change_password: p.force_change_password })
 }
 
 fn target_user(state: &AppState, req: &ApiRequest) -> ApiResult<Arc<User>> {
     let id = req.id("id", "user")?;
     state.identity.user(id).ok_or_else(|| ApiError::not_found("a user"))
 }
+
+pub const INSPECT: Doc = Doc::new("Inspect a user", &[Reply::json(200, "The user", json::<UserView>)])
+    .describe("Admins, or the user themselves.");
 
 pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
@@ -211,7 +257,7 @@ pub async fn inspect(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Respons
     ok_json(&u.to_api())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct UpdateUser {
     username: Option<String>,
@@ -223,7 +269,7 @@ struct UpdateUser {
     role: u8,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Theme {
     #[serde(default)]
     color: String,
@@ -299,6 +345,14 @@ fn wrong_password(state: &AppState) -> ApiError {
     ApiError::forbidden("Current password doesn't match", "Unauthorized")
 }
 
+pub const UPDATE: Doc = Doc::new("Update a user", &[Reply::json(200, "The user", json::<UserView>)])
+    .describe(
+        "Admins change anyone's name, role and password; users their own theme, cache flag and \
+         password (with the current one in Password).",
+    )
+    .body(Body::Json(json::<UpdateUser>))
+    .errors(&[(409, "Another user has this name"), (429, "Too many password attempts from this address")]);
+
 pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
     let p = req.principal().clone();
@@ -363,7 +417,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     ok_json(&saved.to_api())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct Passwd {
     #[serde(default)]
@@ -371,6 +425,10 @@ struct Passwd {
     #[serde(default)]
     newpassword: String,
 }
+
+pub const UPDATE_PASSWORD: Doc = Doc::new("Change a password", &[Reply::empty(204, "Changed")])
+    .body(Body::Json(json::<Passwd>))
+    .errors(&[(429, "Too many password attempts from this address")]);
 
 pub async fn update_password(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     rate_limit(&state, &req, "/api/users/{id}/passwd")?;
@@ -395,6 +453,9 @@ pub async fn update_password(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
     save_user_change(&state, u, revoke).await?;
     no_content()
 }
+
+pub const DELETE: Doc =
+    Doc::new("Delete a user", &[Reply::empty(204, "Deleted, with their keys, bundles and memberships")]);
 
 pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
@@ -444,6 +505,9 @@ pub async fn delete(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response
     no_content()
 }
 
+pub const MEMBERSHIPS: Doc =
+    Doc::new("A user's team memberships", &[Reply::json(200, "Memberships", list_of::<TeamMembership>)]);
+
 pub async fn memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
     let p = req.principal();
@@ -451,8 +515,10 @@ pub async fn memberships(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Res
         return Err(denied("Permission denied to update user memberships"));
     }
     let v: Vec<_> = state.identity.memberships().into_iter().filter(|m| m.user_id == id).collect();
-    ok_json(&serde_json::to_value(v).unwrap_or_default())
+    ok_json(&v)
 }
+
+pub const LIST_TOKENS: Doc = Doc::new("A user's API keys", &[Reply::json(200, "API keys", list_of::<ApiKeyView>)]);
 
 pub async fn list_tokens(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
@@ -469,14 +535,14 @@ pub async fn list_tokens(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Res
         .iter()
         .map(|k| {
             let mut v = k.to_api(false);
-            v["lastUsed"] = state.identity.api_key_last_used(k).into();
+            v.last_used = state.identity.api_key_last_used(k);
             v
         })
         .collect();
-    ok_json(&serde_json::Value::Array(v))
+    ok_json(&v)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 struct CreateToken {
     #[serde(default)]
@@ -493,6 +559,23 @@ struct CreateToken {
     #[serde(default)]
     access: Option<String>,
 }
+
+/// A new key: the raw key is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(rename = "rawAPIKey")]
+    raw_api_key: String,
+    #[serde(rename = "apiKey")]
+    api_key: ApiKeyView,
+}
+
+pub const CREATE_TOKEN: Doc = Doc::new("Create an API key", &[Reply::json(201, "The key", json::<CreatedKey>)])
+    .describe(
+        "With a session token only (not a key or a client bundle), for oneself, with one's password. \
+         ExpiresAt, EndpointIds, GroupIds and Access (read, operate, full) restrict the key (Berth).",
+    )
+    .body(Body::Json(json::<CreateToken>))
+    .errors(&[(429, "Too many attempts from this address")]);
 
 pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     rate_limit(&state, &req, "/api/users/{id}/tokens")?;
@@ -551,8 +634,10 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
         .await
         .map_err(store_err)?;
     state.identity.put_api_key(key.clone());
-    Ok(json_response(StatusCode::CREATED, &serde_json::json!({"rawAPIKey": raw, "apiKey": key.to_api(true)})))
+    Ok(json_response(StatusCode::CREATED, &CreatedKey { raw_api_key: raw, api_key: key.to_api(true) }))
 }
+
+pub const DELETE_TOKEN: Doc = Doc::new("Delete an API key", &[Reply::empty(204, "Deleted")]);
 
 pub async fn delete_token(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     let id = req.id("id", "user")?;
@@ -571,12 +656,36 @@ pub async fn delete_token(state: Arc<AppState>, req: ApiRequest) -> ApiResult<Re
     no_content()
 }
 
+/// One of Portainer's environment roles (fixed; Berth grants by policy).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct Role {
+    id: u64,
+    name: &'static str,
+    description: &'static str,
+    authorizations: BTreeMap<String, bool>,
+    priority: u32,
+}
+
+pub const ROLES: Doc = Doc::new("Roles", &[Reply::json(200, "Portainer's five environment roles", list_of::<Role>)]);
+
 pub async fn roles(_state: Arc<AppState>, _req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
-    ok_json(&serde_json::json!([
-        {"Id": 1, "Name": "Environment administrator", "Description": "Full control of all resources in an environment", "Authorizations": {}, "Priority": 1},
-        {"Id": 2, "Name": "Operator", "Description": "Operational control of all existing resources in an environment", "Authorizations": {}, "Priority": 2},
-        {"Id": 3, "Name": "Helpdesk", "Description": "Read-only access of all resources in an environment", "Authorizations": {}, "Priority": 3},
-        {"Id": 4, "Name": "Standard user", "Description": "Full control of assigned resources in an environment", "Authorizations": {}, "Priority": 4},
-        {"Id": 5, "Name": "Read-only user", "Description": "Read-only access of assigned resources in an environment", "Authorizations": {}, "Priority": 5}
-    ]))
+    let roles = [
+        ("Environment administrator", "Full control of all resources in an environment"),
+        ("Operator", "Operational control of all existing resources in an environment"),
+        ("Helpdesk", "Read-only access of all resources in an environment"),
+        ("Standard user", "Full control of assigned resources in an environment"),
+        ("Read-only user", "Read-only access of assigned resources in an environment"),
+    ];
+    let v: Vec<Role> = (1..)
+        .zip(roles)
+        .map(|(id, (name, description))| Role {
+            id,
+            name,
+            description,
+            authorizations: BTreeMap::new(),
+            priority: id as u32,
+        })
+        .collect();
+    ok_json(&v)
 }

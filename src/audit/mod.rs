@@ -42,8 +42,9 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 const PRUNE_BATCH: usize = 10_000;
 
 /// What an event is about: the `kind` of `berth_audit_events_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = AuditKind)]
 pub enum Kind {
     /// A management API change.
     Api,

@@ -3,7 +3,9 @@
 //! "totalCount": N}`; `offset`, `limit`, `sortBy`, `sortDesc`, `keyword`,
 //! `after`, `before`), and their CSV export.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{Event, Kind};
 
@@ -157,36 +159,95 @@ pub fn page(
     (page, total)
 }
 
-/// One entry as the API shows it.
-pub fn render(log: Log, e: &Event, ctx: &str) -> Value {
-    match log {
-        Log::Auth => json!({
-            "id": e.id,
-            "timestamp": e.timestamp,
-            "username": e.username,
-            // Portainer's authentication method: 1 = internal.
-            "context": 1,
-            "origin": e.origin,
-            "type": e.auth_type.unwrap_or(0),
-        }),
-        Log::Activity => json!({
-            "id": e.id,
-            "timestamp": e.timestamp,
-            "username": e.username,
-            "context": ctx,
-            "action": e.action,
-            "payload": e.payload,
-            "kind": e.kind.map(|k| k.name()),
-            "userId": e.user_id,
-            "apiKeyId": e.api_key_id,
-            "bundleId": e.bundle_id,
-            "endpointId": e.endpoint_id,
-            "object": e.object,
-            "status": e.status,
-            "succeeded": e.succeeded(),
-            "origin": e.origin,
-        }),
+/// An authentication log row as the API shows it.
+pub fn render_auth(e: &Event) -> AuthLogEntry {
+    AuthLogEntry {
+        id: e.id,
+        timestamp: e.timestamp,
+        username: e.username.clone(),
+        context: 1,
+        origin: e.origin.clone(),
+        kind: e.auth_type.unwrap_or(0),
     }
+}
+
+/// An activity log row, the context column resolved.
+pub fn render_activity(e: &Event, ctx: &str) -> ActivityLogEntry {
+    ActivityLogEntry {
+        id: e.id,
+        timestamp: e.timestamp,
+        username: e.username.clone(),
+        context: ctx.to_string(),
+        action: e.action.clone(),
+        payload: e.payload.clone(),
+        kind: e.kind,
+        user_id: e.user_id,
+        api_key_id: e.api_key_id,
+        bundle_id: e.bundle_id,
+        endpoint_id: e.endpoint_id,
+        object: e.object.clone(),
+        status: e.status,
+        succeeded: e.succeeded(),
+        origin: e.origin.clone(),
+    }
+}
+
+/// A page of the authentication log.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthLogPage {
+    pub logs: Vec<AuthLogEntry>,
+    /// Entries matching the query, over all pages.
+    pub total_count: usize,
+}
+
+/// A page of the activity log.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityLogPage {
+    pub logs: Vec<ActivityLogEntry>,
+    pub total_count: usize,
+}
+
+/// A login, failed login or logout, in Portainer's (business edition) shape.
+#[derive(Serialize, ToSchema)]
+pub struct AuthLogEntry {
+    id: u64,
+    /// Unix seconds.
+    timestamp: u64,
+    username: String,
+    /// Portainer's authentication method: 1 = internal.
+    context: u8,
+    origin: String,
+    /// 1 login, 2 failed login, 3 logout.
+    #[serde(rename = "type")]
+    kind: u8,
+}
+
+/// A change: a management API call, a proxied Docker call, a terminal.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityLogEntry {
+    id: u64,
+    /// Unix seconds.
+    timestamp: u64,
+    username: String,
+    /// "Portainer" for the management API, else the endpoint's name.
+    context: String,
+    /// `METHOD /route/template`, `exec start`, ...
+    action: String,
+    /// Path parameters and byte counts; never a body or a secret.
+    #[schema(value_type = Object)]
+    payload: serde_json::Map<String, Value>,
+    kind: Option<Kind>,
+    user_id: Option<u64>,
+    api_key_id: Option<u64>,
+    bundle_id: Option<u64>,
+    endpoint_id: Option<u64>,
+    object: Option<String>,
+    status: u16,
+    succeeded: bool,
+    origin: String,
 }
 
 /// A CSV cell: quoted, quotes doubled, and a cell a spreadsheet would run

@@ -181,7 +181,7 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
 
 /// `PUT /api/endpoints/{id}`: every field optional, names matched ignoring
 /// case (the JSON decoder lower-cases top-level keys).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub struct EndpointChanges {
     name: Option<String>,
@@ -302,7 +302,7 @@ pub async fn update(state: &Ops<'_>, id: Id, body: EndpointChanges) -> ApiResult
 
 /// `PUT /api/endpoints/{id}/settings`: Portainer's lowerCamel flag names,
 /// matched ignoring case.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct SecurityChanges {
     #[serde(rename = "allowbindmountsforregularusers")]
     bind_mounts: Option<bool>,

@@ -70,8 +70,9 @@ pub fn label_items(shape: Shape, answer: &[u8], id: Id, name: &str) -> Result<Ve
 }
 
 /// An endpoint the call could not list, and why.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = FanoutFailure)]
 pub struct Failure {
     pub endpoint_id: Id,
     pub endpoint_name: String,
@@ -83,6 +84,19 @@ pub struct Failure {
     pub status: Option<u16>,
     pub message: String,
     pub details: String,
+}
+
+/// The document as the API document describes it: [`HEAD`], the items
+/// and [`tail`] write it (streamed, so not from this type).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(as = FanoutDocument)]
+pub struct Document {
+    /// Docker's own objects, each with `BerthEndpoint: {"Id", "Name"}`
+    /// added in front.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<()>,
+    errors: Vec<Failure>,
 }
 
 /// The document's opening.

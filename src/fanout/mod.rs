@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::access::deny::DeniedBy;
+use crate::api::doc::{json, Doc, Query, QueryType, Reply};
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::endpoints::{EndpointEntry, EndpointMap};
 use crate::error::ApiError;
@@ -121,6 +122,23 @@ impl Kind {
         }
     }
 }
+
+/// What the API document says of every fan-out route (`crate::openapi`
+/// lists one operation per [`Kind`]).
+pub const DOC: Doc = Doc::new(
+    "Ask every endpoint at once",
+    &[Reply::json(200, "Every host's items, labelled, and the hosts that failed", json::<document::Document>)],
+)
+.describe(
+    "Berth's fan-out: the same Docker route asked of every endpoint the caller may use (as through the \
+     Docker proxy), answered as one streamed document. Docker's own query parameters are passed on; a \
+     `/vX.Y` prefix after `/api/docker` is too.",
+)
+.query(&[
+    Query::optional("endpointIds[]", QueryType::IntegerList, "Only these endpoints"),
+    Query::optional("groupIds[]", QueryType::IntegerList, "Only endpoints of these groups"),
+    Query::optional("tagIds[]", QueryType::IntegerList, "Only endpoints with these tags"),
+]);
 
 /// A fan-out route: its kind and the `vX.Y` prefix the client wrote, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,12 +10,32 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::access;
+use crate::api::doc::{Doc, Reply, ANY_STATUS};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::docker_route_template;
 use crate::proxy::restrict::{self, Restricted};
 use crate::proxy::{forward, ProxyFailure, ProxyTarget, Tunnels};
 use crate::state::AppState;
+
+/// What the API document says of the Docker proxy: a pass-through, as
+/// Portainer's documentation describes it. Docker's API is Docker's to
+/// document; Berth's part is who may call it and the refusals it adds.
+pub const DOC: Doc = Doc::new(
+    "Docker Engine API of an endpoint",
+    &[Reply::bytes(ANY_STATUS, "Docker's answer, status and body", "*/*")],
+)
+.describe(
+    "Any Docker Engine API call (`path`, e.g. `containers/json` or `v1.41/info`, with its query and \
+         body) is passed to the endpoint's Docker host and its answer back, status and all. Standard \
+         users' calls are checked against the endpoint's security settings and resource controls, and \
+         their lists filtered; attach and exec upgrades are tunnelled.",
+)
+.errors(&[
+    (502, "The Docker host could not be reached or broke the connection"),
+    (503, "Too many open tunnels, or the endpoint's circuit breaker is open"),
+    (504, "The Docker host did not answer in time"),
+]);
 
 /// Splits `/api/endpoints/{id}/docker/rest` without allocating; the id is
 /// returned raw so bad ids get a clear 400.

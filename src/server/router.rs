@@ -171,6 +171,9 @@ async fn route(
         }
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
     }
+    if path == crate::openapi::PATH {
+        return (openapi_response(req.method()), crate::openapi::PATH);
+    }
     if let Some(kind) = crate::terminal::route(path) {
         let resp = crate::terminal::handle(state, &router.tunnels, req, kind, client_ip).await;
         return (resp, kind.template());
@@ -217,10 +220,7 @@ async fn route(
     };
     // Portainer's admin-init watchdog: once the window has passed with no
     // administrator, the API answers only status and public settings.
-    if !state.admin_init_open()
-        && state.identity.admin_count() == 0
-        && !matches!(template, "/api/status" | "/api/system/status" | "/api/settings/public")
-    {
+    if !state.admin_init_open() && state.identity.admin_count() == 0 && !api::OPEN_WITHOUT_ADMIN.contains(&template) {
         let e = ApiError::new(StatusCode::SEE_OTHER, "Administrator initialization timeout", "").with_header(
             header::HeaderName::from_static("redirect-reason"),
             HeaderValue::from_static("AdminInitTimeout"),
@@ -326,12 +326,25 @@ fn metrics_response(state: &AppState) -> Response<ResponseBody> {
     r
 }
 
+/// The API document: public (see [`crate::openapi::PATH`]), built once.
+/// HEAD gets GET's headers (hyper drops the body).
+fn openapi_response(method: &Method) -> Response<ResponseBody> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = method_not_allowed();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = Response::new(ResponseBody::full(crate::openapi::document()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 fn method_not_allowed() -> Response<ResponseBody> {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "").into_response()
 }
 
 fn method_not_allowed_for(r: &api::Route) -> Response<ResponseBody> {
-    let allow: Vec<&str> = r.methods.iter().map(|(m, _, _)| m.as_str()).collect();
+    let allow: Vec<&str> = r.methods.iter().map(|op| op.method.as_str()).collect();
     let mut resp =
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", format!("Allowed: {}", allow.join(", ")))
             .into_response();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::deploy::{self, DeployOptions};
 use super::git;
@@ -63,7 +63,7 @@ pub async fn update(
     text: Vec<u8>,
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
-) -> ApiResult<Value> {
+) -> ApiResult<super::StackView> {
     let (_lock, stack, entry) = locked(state, id).await?;
     let owner_admin = owner_is_admin(state, &stack);
     let rules = rules(&p, owner_admin, &entry);
@@ -119,7 +119,7 @@ pub async fn update(
 }
 
 /// `POST /api/stacks/{id}/stop`.
-pub async fn stop(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
+pub async fn stop(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<super::StackView> {
     let (_lock, stack, entry) = locked(state, id).await?;
     if stack.status != STACK_ACTIVE {
         return Err(ApiError::bad_request("Stack is already inactive", "Stack is already inactive"));
@@ -159,7 +159,7 @@ async fn remove(
 
 /// `POST /api/stacks/{id}/start`: the stored files, checked again under
 /// the owner's rules (they may predate them).
-pub async fn start(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<Value> {
+pub async fn start(state: &Ops<'_>, p: Principal, id: Id, teams: Vec<Id>) -> ApiResult<super::StackView> {
     let (_lock, stack, entry) = locked(state, id).await?;
     if stack.status != STACK_INACTIVE {
         return Err(ApiError::bad_request("Stack is already active", "Stack is already active"));
@@ -226,7 +226,7 @@ pub async fn redeploy(
     src: git::Source,
     env: Option<Vec<Pair>>,
     opts: DeployOptions,
-) -> ApiResult<Value> {
+) -> ApiResult<super::StackView> {
     let (_lock, stack, entry) = locked(state, id).await?;
     let git_config = stack.git_config.clone().ok_or_else(|| {
         ApiError::bad_request("Stack is not deployed from a git repository", "the stack was edited meanwhile")

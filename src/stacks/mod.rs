@@ -42,10 +42,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::store::model::{Id, ResourceControl, Stack};
+use crate::store::model::{Id, Pair, ResourceControl, Stack};
 use crate::table::Table;
 
 type LockKey = (Id, String);
@@ -279,44 +281,102 @@ pub fn control_grants(rc: &ResourceControl, p: &Principal, teams: &[Id]) -> bool
 
 /// Portainer's stack object (git password blanked, sealed secrets never
 /// included).
-pub fn view(s: &Stack) -> Value {
-    let git = s.git_config.as_ref().map(|g| {
-        json!({
-            "URL": g.url,
-            "ReferenceName": g.reference_name,
-            "ConfigFilePath": g.config_file_path,
-            "Authentication": g.authentication.as_ref().map(|a| json!({
-                "Username": a.username,
-                "Password": "",
-                "GitCredentialID": 0,
-            })),
-            "ConfigHash": g.config_hash,
-            "TLSSkipVerify": g.tls_skip_verify,
-        })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = Stack)]
+pub struct StackView {
+    id: Id,
+    name: String,
+    /// 1 swarm, 2 compose.
+    #[serde(rename = "Type")]
+    kind: u8,
+    endpoint_id: Id,
+    swarm_id: String,
+    entry_point: String,
+    env: Option<Vec<Pair>>,
+    resource_control: ResourceControl,
+    /// 1 active, 2 inactive.
+    status: u8,
+    project_path: String,
+    creation_date: i64,
+    created_by: String,
+    update_date: i64,
+    updated_by: String,
+    additional_files: Option<Vec<String>>,
+    /// Always null: Berth does not update stacks by itself.
+    #[schema(value_type = Option<Object>)]
+    auto_update: Option<()>,
+    /// `{"Prune": bool}` once an update asked for pruning.
+    option: Option<Value>,
+    git_config: Option<GitConfigView>,
+    from_app_template: bool,
+    namespace: &'static str,
+    is_compose_format: bool,
+}
+
+/// Where a git stack comes from; the password is never shown.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = StackGitConfig)]
+pub struct GitConfigView {
+    #[serde(rename = "URL")]
+    url: String,
+    reference_name: String,
+    config_file_path: String,
+    authentication: Option<GitAuthView>,
+    /// The commit deployed.
+    config_hash: String,
+    #[serde(rename = "TLSSkipVerify")]
+    tls_skip_verify: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = StackGitAuthentication)]
+pub struct GitAuthView {
+    username: String,
+    /// Always empty.
+    password: &'static str,
+    #[serde(rename = "GitCredentialID")]
+    git_credential_id: u64,
+}
+
+pub fn view(s: &Stack) -> StackView {
+    let git = s.git_config.as_ref().map(|g| GitConfigView {
+        url: g.url.clone(),
+        reference_name: g.reference_name.clone(),
+        config_file_path: g.config_file_path.clone(),
+        authentication: g.authentication.as_ref().map(|a| GitAuthView {
+            username: a.username.clone(),
+            password: "",
+            git_credential_id: 0,
+        }),
+        config_hash: g.config_hash.clone(),
+        tls_skip_verify: g.tls_skip_verify,
     });
-    json!({
-        "Id": s.id,
-        "Name": s.name,
-        "Type": s.kind,
-        "EndpointId": s.endpoint_id,
-        "SwarmId": s.swarm_id,
-        "EntryPoint": s.entry_point,
-        "Env": s.env,
-        "ResourceControl": s.resource_control,
-        "Status": s.status,
-        "ProjectPath": s.project_path,
-        "CreationDate": s.creation_date,
-        "CreatedBy": s.created_by,
-        "UpdateDate": s.update_date,
-        "UpdatedBy": s.updated_by,
-        "AdditionalFiles": s.additional_files,
-        "AutoUpdate": null,
-        "Option": s.option,
-        "GitConfig": git,
-        "FromAppTemplate": s.from_app_template,
-        "Namespace": "",
-        "IsComposeFormat": false,
-    })
+    StackView {
+        id: s.id,
+        name: s.name.clone(),
+        kind: s.kind,
+        endpoint_id: s.endpoint_id,
+        swarm_id: s.swarm_id.clone(),
+        entry_point: s.entry_point.clone(),
+        env: s.env.clone(),
+        resource_control: s.resource_control.clone(),
+        status: s.status,
+        project_path: s.project_path.clone(),
+        creation_date: s.creation_date,
+        created_by: s.created_by.clone(),
+        update_date: s.update_date,
+        updated_by: s.updated_by.clone(),
+        additional_files: s.additional_files.clone(),
+        auto_update: None,
+        option: s.option.clone(),
+        git_config: git,
+        from_app_template: s.from_app_template,
+        namespace: "",
+        is_compose_format: false,
+    }
 }
 
 /// The compose files of a stack: entry point, then additional files.

@@ -333,7 +333,7 @@ pub async fn remove_dir(p: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || deploy::remove_dir_logged(&p)).await;
 }
 
-pub async fn save(state: &Ops<'_>, rec: Stack) -> ApiResult<Value> {
+pub async fn save(state: &Ops<'_>, rec: Stack) -> ApiResult<super::StackView> {
     let r2 = rec.clone();
     state.write(move |tx| tx.put(STACKS, r2.id, &r2)).await.map_err(store_err)?;
     state.stacks.put(rec.clone());
@@ -372,7 +372,7 @@ pub struct Draft {
     pub source: DraftSource,
 }
 
-pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<Value> {
+pub async fn create(state: &Ops<'_>, p: Principal, d: Draft) -> ApiResult<super::StackView> {
     let eid = d.entry.record.id;
     if d.kind == STACK_SWARM {
         check_swarm(&d.entry, &d.swarm_id).await?;
@@ -420,7 +420,7 @@ async fn create_in(
     d: &Draft,
     (id, control_id): (Id, Id),
     dir: PathBuf,
-) -> ApiResult<Value> {
+) -> ApiResult<super::StackView> {
     let eid = d.entry.record.id;
     let (entry_point, additional, git_config) = match &d.source {
         DraftSource::Content(bytes) => {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub type Id = u64;
 
@@ -57,21 +58,45 @@ impl User {
     }
 
     /// Portainer's user object, without the hash.
-    pub fn to_api(&self) -> serde_json::Value {
-        serde_json::json!({
-            "Id": self.id,
-            "Username": self.username,
-            "Role": self.role,
-            "TokenIssueAt": self.token_issue_at,
-            "ThemeSettings": {"color": self.theme_color},
-            "UseCache": self.use_cache,
-            "PortainerAuthorizations": null,
-            "EndpointAuthorizations": null,
-        })
+    pub fn to_api(&self) -> UserView {
+        UserView {
+            id: self.id,
+            username: self.username.clone(),
+            role: self.role,
+            token_issue_at: self.token_issue_at,
+            theme_settings: ThemeView { color: self.theme_color.clone() },
+            use_cache: self.use_cache,
+            portainer_authorizations: None,
+            endpoint_authorizations: None,
+        }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A user as the API shows one (Portainer's object; never the hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[schema(as = User)]
+pub struct UserView {
+    pub id: Id,
+    pub username: String,
+    /// 1 administrator, 2 standard user.
+    pub role: u8,
+    pub token_issue_at: u64,
+    pub theme_settings: ThemeView,
+    pub use_cache: bool,
+    /// Always null: Berth has no per-user authorizations (Portainer's BE).
+    #[schema(value_type = Option<Object>)]
+    pub portainer_authorizations: Option<()>,
+    #[schema(value_type = Option<Object>)]
+    pub endpoint_authorizations: Option<()>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThemeView {
+    pub color: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Team {
     pub id: Id,
@@ -81,7 +106,7 @@ pub struct Team {
 pub const TEAM_LEADER: u8 = 1;
 pub const TEAM_MEMBER: u8 = 2;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TeamMembership {
     #[serde(rename = "Id")]
     pub id: Id,
@@ -117,20 +142,42 @@ pub struct Bundle {
 
 impl Bundle {
     /// The API's view (lowerCamel, like API keys).
-    pub fn to_api(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "userId": self.user_id,
-            "description": self.description,
-            "serial": self.serial,
-            "fingerprint": self.fingerprint,
-            "dateCreated": self.date_created,
-            "expiresAt": self.expires_at,
-            "endpointIds": self.scope.as_ref().map(|s| s.endpoint_ids.clone()).unwrap_or_default(),
-            "groupIds": self.scope.as_ref().map(|s| s.group_ids.clone()).unwrap_or_default(),
-            "access": self.scope.as_ref().map_or("full", |s| s.access.name()),
-        })
+    pub fn to_api(&self) -> BundleView {
+        BundleView {
+            id: self.id,
+            user_id: self.user_id,
+            description: self.description.clone(),
+            serial: self.serial.clone(),
+            fingerprint: self.fingerprint.clone(),
+            date_created: self.date_created,
+            expires_at: self.expires_at,
+            endpoint_ids: self.scope.as_ref().map(|s| s.endpoint_ids.clone()).unwrap_or_default(),
+            group_ids: self.scope.as_ref().map(|s| s.group_ids.clone()).unwrap_or_default(),
+            access: self.scope.as_ref().map_or(KeyAccess::Full, |s| s.access),
+        }
     }
+}
+
+/// A client bundle as the API shows one (never its private key, which
+/// only the zip handed out at creation holds).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = Bundle)]
+pub struct BundleView {
+    pub id: Id,
+    pub user_id: Id,
+    pub description: String,
+    /// The certificate's serial number, lower-case hex.
+    pub serial: String,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub fingerprint: String,
+    pub date_created: u64,
+    /// End of the certificate's validity (unix seconds).
+    pub expires_at: u64,
+    /// Endpoints the bundle is limited to; empty: no endpoint limit.
+    pub endpoint_ids: Vec<Id>,
+    pub group_ids: Vec<Id>,
+    pub access: KeyAccess,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,7 +203,7 @@ pub struct ApiKey {
 
 /// How far a key may act: the pure decision on these fields is in
 /// `access::scope`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyAccess {
     /// GET and HEAD only, on the Docker API and the management API.
@@ -210,32 +257,55 @@ impl ApiKey {
     /// Portainer's lowerCamel key object; the digest is shown only at
     /// creation. A key without restrictions keeps Portainer's exact shape;
     /// a restricted one also shows its scope and expiry.
-    pub fn to_api(&self, with_digest: bool) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "id": self.id,
-            "userId": self.user_id,
-            "description": self.description,
-            "prefix": self.prefix,
-            "dateCreated": self.date_created,
-            "lastUsed": self.last_used,
-        });
-        if with_digest {
-            v["digest"] = self.digest.clone().into();
+    pub fn to_api(&self, with_digest: bool) -> ApiKeyView {
+        let restricted = self.is_restricted();
+        ApiKeyView {
+            id: self.id,
+            user_id: self.user_id,
+            description: self.description.clone(),
+            prefix: self.prefix.clone(),
+            date_created: self.date_created,
+            last_used: self.last_used,
+            digest: with_digest.then(|| self.digest.clone()),
+            expires_at: restricted.then_some(self.expires_at),
+            endpoint_ids: restricted.then(|| self.scope.endpoint_ids.clone()),
+            group_ids: restricted.then(|| self.scope.group_ids.clone()),
+            access: restricted.then_some(self.scope.access),
         }
-        if self.is_restricted() {
-            v["expiresAt"] = self.expires_at.into();
-            v["endpointIds"] = self.scope.endpoint_ids.clone().into();
-            v["groupIds"] = self.scope.group_ids.clone().into();
-            v["access"] = self.scope.access.name().into();
-        }
-        v
     }
+}
+
+/// An API key as the API shows one: Portainer's object, plus Berth's
+/// restrictions (issue 17) on a key that has any.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ApiKey)]
+pub struct ApiKeyView {
+    pub id: Id,
+    pub user_id: Id,
+    pub description: String,
+    /// The first characters of the raw key, to tell keys apart.
+    pub prefix: String,
+    pub date_created: u64,
+    pub last_used: u64,
+    /// SHA-256 of the key, standard base64: at creation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Unix seconds after which the key stops working; 0 never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_ids: Option<Vec<Id>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_ids: Option<Vec<Id>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<KeyAccess>,
 }
 
 /// `{"RoleId": n}` keyed by user or team id as a string, as Portainer stores it.
 pub type AccessPolicies = BTreeMap<String, AccessPolicy>;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AccessPolicy {
     #[serde(rename = "RoleId", default)]
     pub role_id: u64,
@@ -328,7 +398,7 @@ pub struct EndpointTls {
 /// the other, and one who denied privileged mode meant both).
 ///
 /// (`Default` is derived on purpose: every flag false is the secure default.)
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase", from = "StoredSecuritySettings")]
 pub struct SecuritySettings {
     pub allow_bind_mounts_for_regular_users: bool,
@@ -499,7 +569,7 @@ pub struct Tag {
 }
 
 /// A registry's grants on one endpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegistryAccess {
     #[serde(default)]
@@ -544,7 +614,7 @@ pub struct Registry {
 /// The latest health-check snapshot of a Docker endpoint, in Portainer's
 /// `DockerSnapshot` names (the raw Docker documents are not kept: with
 /// thousands of endpoints they would dominate memory for no client benefit).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DockerSnapshot {
     /// Unix seconds.
@@ -580,7 +650,7 @@ pub struct SnapshotRecord {
 }
 
 /// Portainer's `{"name","value"}` pair (stack environment).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Pair {
     pub name: String,
     pub value: String,
@@ -588,7 +658,7 @@ pub struct Pair {
 
 /// One user's (or team's) access in a resource control; the level is
 /// always 1 (read-write), as in Portainer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct UserAccess {
     #[serde(rename = "UserId")]
     pub user_id: Id,
@@ -596,7 +666,7 @@ pub struct UserAccess {
     pub access_level: u8,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct TeamAccess {
     #[serde(rename = "TeamId")]
     pub team_id: Id,
@@ -622,7 +692,7 @@ pub const RESOURCE_CONTROL_AZURE_CONTAINER_GROUP: u8 = 9;
 /// (`ResourceId`, `Type`); both take ids from one sequence
 /// ([`crate::controls::stack_ids`]). The policy that reads them is
 /// [`crate::access::control`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ResourceControl {
     pub id: Id,

@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::access::{scope, ResourceKind};
+use crate::api::doc::{Doc, Query, QueryType, Reply};
 use crate::auth::Principal;
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::endpoints::EndpointEntry;
@@ -54,6 +55,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Exec, Kind::Attach];
+
     /// The route template (the request metrics' and access log's label).
     pub fn template(self) -> &'static str {
         match self {
@@ -76,6 +79,20 @@ impl Kind {
         }
     }
 }
+
+/// What the API document says of both terminal routes.
+pub const DOC: Doc =
+    Doc::new("Open a terminal (WebSocket)", &[Reply::empty(101, "Switching to the WebSocket protocol")])
+        .describe(
+            "A WebSocket: exec starts an exec instance created through the Docker proxy, attach joins a \
+         running container's main process. Frames carry the terminal's bytes both ways.",
+        )
+        .query(&[
+            Query::required("endpointId", QueryType::Integer, "The endpoint"),
+            Query::required("id", QueryType::String, "The exec instance or container id (hexadecimal)"),
+            Query::optional("nodeName", QueryType::String, "Accepted and ignored (agent endpoints)"),
+        ])
+        .errors(&[(502, "The Docker host could not be reached")]);
 
 /// The terminal route a request path names, if any.
 pub fn route(path: &str) -> Option<Kind> {
