@@ -199,6 +199,22 @@ async fn concurrent_admin_inits_give_exactly_one_admin() {
         assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
         let n = r.pg.psql("berth", "SELECT count(*) FROM berth_records WHERE tbl = 'users'").unwrap();
         assert_eq!(n, "1");
+        // One endpoint name, registered on two replicas at once: one wins.
+        let admin = statuses.iter().position(|s| *s == StatusCode::OK).unwrap();
+        let token = r.ds[admin % 3].login(&format!("admin{admin}"), "adminpassword").await;
+        let mock = MockDocker::start_unix(r.ds[0].scratch_dir().join("docker.sock")).await.unwrap();
+        let url = mock.unix_url().unwrap();
+        let create = |d: &Daemon| {
+            let form = reqwest::multipart::Form::new()
+                .text("Name", "same")
+                .text("EndpointCreationType", "1")
+                .text("URL", url.clone());
+            d.request(Method::POST, "/api/endpoints", Some(&token)).multipart(form).send()
+        };
+        let (x, y) = tokio::join!(create(&r.ds[1]), create(&r.ds[2]));
+        let mut got = [x.unwrap().status(), y.unwrap().status()];
+        got.sort();
+        assert_eq!(got, [StatusCode::OK, StatusCode::CONFLICT]);
     })
     .await;
 }

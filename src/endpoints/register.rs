@@ -56,8 +56,26 @@ async fn remove_tls_dir(data: &Path, id: Id) {
 }
 
 async fn store_record(state: &Ops<'_>, record: &Endpoint) -> ApiResult<()> {
-    let r = record.clone();
-    state.write(move |tx| tx.put(ENDPOINTS, r.id, &r)).await.map_err(store_err)
+    let (r, shared) = (record.clone(), state.store.is_shared());
+    state.write(move |tx| put_unique(tx, &r, shared)).await.map_err(name_conflict)
+}
+
+/// Stores an endpoint record. On a shared store the name is checked again
+/// inside the write, among the stored records: another replica may have
+/// taken it a moment ago, before this one's memory shows it. (Alone, the
+/// in-memory check under `write_lock` is already authoritative.)
+fn put_unique(tx: &crate::store::Tx<'_>, r: &Endpoint, shared: bool) -> Result<(), crate::store::StoreError> {
+    if shared && tx.all::<Endpoint>(ENDPOINTS)?.iter().any(|e| e.id != r.id && e.name == r.name) {
+        return Err(crate::store::StoreError::Conflict("name".into()));
+    }
+    tx.put(ENDPOINTS, r.id, r)
+}
+
+fn name_conflict(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(_) => name_taken(),
+        e => store_err(e),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -92,6 +110,11 @@ pub async fn create(state: &Ops<'_>, new: NewEndpoint) -> ApiResult<Endpoint> {
         Ok(record) => Ok(record),
         Err(e) => {
             remove_tls_dir(&state.config.data, id).await;
+            // The files may have been shared already: the empty folder
+            // removes them from the store too.
+            if let Err(se) = tls_files::share(state.store, &state.config.data, id).await {
+                tracing::warn!(endpoint = id, error = %se, "removing the TLS files of a failed registration from the store failed");
+            }
             Err(e)
         }
     }
@@ -154,17 +177,17 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
     if record.tls.tls {
         tls_files::share(state.store, &state.config.data, id).await.map_err(store_err)?;
     }
-    let (r2, s2) = (record.clone(), snapshot.clone());
+    let (r2, s2, shared) = (record.clone(), snapshot.clone(), state.store.is_shared());
     state
         .write(move |tx| {
-            tx.put(ENDPOINTS, id, &r2)?;
+            put_unique(tx, &r2, shared)?;
             if let Some(docker) = s2 {
                 tx.put(SNAPSHOTS, id, &SnapshotRecord { endpoint_id: id, docker: Some(docker) })?;
             }
             Ok(())
         })
         .await
-        .map_err(store_err)?;
+        .map_err(name_conflict)?;
     if let Some(s) = snapshot {
         state.endpoints.put_snapshot(id, s);
     }
