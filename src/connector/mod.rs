@@ -37,6 +37,7 @@ use transport::Transport;
 pub use crate::docker_url::DockerUrl;
 pub use breaker::BreakerState;
 pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
+pub use transport::PlainSocket;
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
 /// enough for `/containers/json?all=1` on a host with tens of thousands of
@@ -243,6 +244,11 @@ impl Upstream {
 
     pub fn url(&self) -> &DockerUrl {
         &self.inner.url
+    }
+
+    /// Whether connections to the host are plain sockets (no TLS).
+    pub fn is_plain(&self) -> bool {
+        self.inner.transport.is_plain()
     }
 
     /// Keep-alive connections waiting in the pool (for a gauge).
@@ -471,7 +477,11 @@ impl Series<'_> {
     }
 
     /// As [`Upstream::get_json`], on this series' connection.
-    pub async fn get_json(&mut self, path_and_query: &str, timeout: Duration) -> Result<serde_json::Value, UpstreamError> {
+    pub async fn get_json(
+        &mut self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, UpstreamError> {
         Exchange::Series(self).get_json(path_and_query, timeout, MAX_JSON_BODY).await
     }
 
@@ -572,6 +582,17 @@ impl Exchange<'_, '_> {
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
     }
+}
+
+/// The plain socket under a connection to a Docker host that was upgraded
+/// (attach, exec), with the bytes hyper had read past the `101`, so that a
+/// tunnel can move bytes with splice(2). `None` for a TLS connection (its
+/// bytes must go through rustls): ask [`Upstream::is_plain`] first, since
+/// the connection cannot be given back once taken apart.
+pub fn plain_socket(upgraded: hyper::upgrade::Upgraded) -> Option<(PlainSocket, Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<transport::Stream>>().ok()?;
+    let socket = parts.io.into_inner().into_plain()?;
+    Some((socket, parts.read_buf))
 }
 
 async fn read_limited(body: Incoming, max: usize) -> Result<Bytes, UpstreamError> {
