@@ -94,20 +94,25 @@ stop_berth
 measure
 rssn_3=$M3 rssn_s=$MS fdn_3=$F3 fdn_s=$FS
 BERTH_TOKEN=$(berth_login)
+# Prometheus scrapes: the scrape-time gauges (pool, breaker) exist for
+# every endpoint from then on.
+curl -fsS -o /dev/null -H "Authorization: Bearer $BERTH_TOKEN" "$base/metrics"
 list=$(curl -fsS -o /dev/null -w '%{size_download} %{time_total}' -H "Authorization: Bearer $BERTH_TOKEN" "$base/api/endpoints")
 up=$(curl -fsS -H "Authorization: Bearer $BERTH_TOKEN" "$base/metrics" | awk '$1=="berth_endpoints{status=\"up\"}"{print $2}')
 series=$(curl -fsS -H "Authorization: Bearer $BERTH_TOKEN" "$base/metrics" | grep -c 'endpoint="' || true)
+rssn_x=$(rss_kib "$BERTH_PID")
 stop_berth
 
-python3 - "$n" "$rss0_3" "$rss0_s" "$rssn_3" "$rssn_s" "$fd0_3" "$fd0_s" "$fdn_3" "$fdn_s" "$list" "$up" "$series" "$settle" <<'EOF'
+python3 - "$n" "$rss0_3" "$rss0_s" "$rssn_3" "$rssn_s" "$fd0_3" "$fd0_s" "$fdn_3" "$fdn_s" "$list" "$up" "$series" "$settle" "$rssn_x" <<'EOF'
 import sys
 a = sys.argv[1:]
 n = int(a[0]); r03, r0s, rn3, rns, f03, f0s, fn3, fns = map(int, a[1:9])
-size, secs = a[9].split(); up, series, settle = a[10], a[11], a[12]
+size, secs = a[9].split(); up, series, settle = a[10], a[11], a[12]; rnx = int(a[13])
 print(f"endpoints: {n} (up after the first round: {up}); series with an endpoint label in /metrics: {series}")
 print(f"RSS empty store: {r03/1024:.1f} MiB at 3 s, {r0s/1024:.1f} MiB at {settle} s")
 print(f"RSS with {n}: {rn3/1024:.1f} MiB at 3 s, {rns/1024:.1f} MiB at {settle} s")
-print(f"per endpoint: {(rn3-r03)*1024/n:.0f} bytes at 3 s, {(rns-r0s)*1024/n:.0f} bytes at {settle} s")
+print(f"per endpoint: {(rn3-r03)*1024/n:.0f} bytes at 3 s, {(rns-r0s)*1024/n:.0f} bytes at {settle} s, "
+      f"{(rnx-r0s)*1024/n:.0f} bytes after a /metrics scrape and GET /api/endpoints ({rnx/1024:.1f} MiB)")
 print(f"descriptors: {f03} -> {fn3} at 3 s, {f0s} -> {fns} at {settle} s")
 print(f"GET /api/endpoints: {int(size)/1e6:.1f} MB in {float(secs):.2f} s")
 EOF

@@ -195,6 +195,9 @@ async fn pump<R: Socket, W: Socket>(
             Err(e) => return Err(e),
         }
     }
+    // Even empty, these bytes keep hyper's whole read buffer (8 KiB or
+    // more) alive: an idle session must not hold it for its lifetime.
+    drop(ahead);
     loop {
         poll_fn(|cx| from.poll_read_ready(cx)).await?;
         let pipe = pipes.take()?;
