@@ -21,11 +21,11 @@
 //! never from the pipe: readiness is cleared only when the socket really
 //! has nothing to read or no room to write.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use rustix::pipe::{PipeFlags, SpliceFlags};
@@ -162,94 +162,137 @@ pub(crate) struct End<S> {
 }
 
 /// Moves bytes both ways until both directions have ended; returns the
-/// bytes moved client → host and host → client.
-pub(crate) async fn run<A: Socket, B: Socket>(pipes: &Pipes, client: End<A>, host: End<B>) -> io::Result<(u64, u64)> {
-    let _open = pipes.open();
+/// bytes moved client → host and host → client. Hand-polled rather than
+/// two `async fn`s joined, and taken apart before the future is made: an
+/// idle session is this future and its two sockets, and nested futures
+/// (or ends kept twice, as an `async fn`'s arguments are) would make it
+/// several times larger.
+pub(crate) fn run<'p, A: Socket + 'p, B: Socket + 'p>(
+    pipes: &'p Pipes,
+    client: End<A>,
+    host: End<B>,
+) -> impl Future<Output = io::Result<(u64, u64)>> + 'p {
     let End { socket: a, read_ahead: a_ahead, send_deadline: mut a_deadline } = client;
     let End { socket: b, read_ahead: b_ahead, send_deadline: mut b_deadline } = host;
-    let to_host = pump(pipes, &a, &b, a_ahead, b_deadline.as_mut());
-    let to_client = pump(pipes, &b, &a, b_ahead, a_deadline.as_mut());
-    tokio::try_join!(to_host, to_client)
-}
-
-/// One direction: `ahead` first, then everything `from` sends, then a
-/// shutdown of `to`'s write half.
-async fn pump<R: Socket, W: Socket>(
-    pipes: &Pipes,
-    from: &R,
-    to: &W,
-    ahead: Bytes,
-    mut deadline: Option<&mut IdleDeadline>,
-) -> io::Result<u64> {
-    let mut moved = 0u64;
-    let mut pos = 0;
-    while pos < ahead.len() {
-        match to.try_io(Interest::WRITABLE, || rustix::io::write(to, &ahead[pos..]).map_err(io::Error::from)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                pos += n;
-                moved += n as u64;
-                progress(&mut deadline);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(to, &mut deadline).await?,
-            Err(e) => return Err(e),
-        }
-    }
-    // Even empty, these bytes keep hyper's whole read buffer (8 KiB or
-    // more) alive: an idle session must not hold it for its lifetime.
-    drop(ahead);
-    loop {
-        poll_fn(|cx| from.poll_read_ready(cx)).await?;
-        let pipe = pipes.take()?;
-        match from.try_io(Interest::READABLE, || splice(from, &pipe.write, CHUNK)) {
-            // Spurious readiness: nothing was read, the pipe is still empty.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => pipes.give_back(pipe),
-            Err(e) => return Err(e),
-            Ok(0) => {
-                pipes.give_back(pipe);
-                // EOF, and everything before it delivered: half-close.
-                rustix::net::shutdown(to, rustix::net::Shutdown::Write)?;
-                return Ok(moved);
-            }
-            Ok(n) => {
-                // Held while its bytes are in flight; dropped (closed) with
-                // them if the direction ends on an error.
-                let pipe = drain_and_refill(from, to, pipe, n, &mut moved, &mut deadline).await?;
-                pipes.give_back(pipe);
-            }
-        }
+    let mut to_host = Direction::new(a_ahead);
+    let mut to_client = Direction::new(b_ahead);
+    let open = pipes.open();
+    async move {
+        let _open = open;
+        poll_fn(|cx| {
+            // The first error ends both directions.
+            let up = to_host.poll(cx, pipes, &a, &b, b_deadline.as_mut())?;
+            let down = to_client.poll(cx, pipes, &b, &a, a_deadline.as_mut())?;
+            let (up, down) = (ready!(up), ready!(down));
+            Poll::Ready(Ok((up, down)))
+        })
+        .await
     }
 }
 
-/// Empties the pipe into `to`, then reads `from` into it again for as
-/// long as `from` has data; returns the pipe empty once `from` would
-/// block or reached EOF (which the caller's next read sees again).
-async fn drain_and_refill<R: Socket, W: Socket>(
-    from: &R,
-    to: &W,
-    pipe: Pipe,
-    mut in_pipe: usize,
-    moved: &mut u64,
-    deadline: &mut Option<&mut IdleDeadline>,
-) -> io::Result<Pipe> {
-    loop {
-        while in_pipe > 0 {
-            match to.try_io(Interest::WRITABLE, || splice(&pipe.read, to, in_pipe)) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    in_pipe -= n;
-                    *moved += n as u64;
-                    progress(deadline);
+enum State {
+    /// Sending the bytes hyper had read ahead: `ahead[pos..]` is left.
+    Ahead {
+        ahead: Bytes,
+        pos: usize,
+    },
+    /// Waiting for the source. A pipe is held only right after a drain,
+    /// for one more read attempt; otherwise one is taken when data comes.
+    Reading(Option<Pipe>),
+    /// Bytes in the pipe, to be written to the destination; the pipe is
+    /// closed with them if the direction ends on an error.
+    Draining(Pipe, usize),
+    Done,
+}
+
+/// One direction: the read-ahead bytes first, then everything the source
+/// sends, then a shutdown of the destination's write half.
+struct Direction {
+    state: State,
+    moved: u64,
+}
+
+impl Direction {
+    fn new(ahead: Bytes) -> Direction {
+        // Even empty, these bytes keep hyper's whole read buffer (8 KiB or
+        // more) alive: an idle session must not hold them.
+        let state = if ahead.is_empty() { State::Reading(None) } else { State::Ahead { ahead, pos: 0 } };
+        Direction { state, moved: 0 }
+    }
+
+    fn poll<R: Socket, W: Socket>(
+        &mut self,
+        cx: &mut Context<'_>,
+        pipes: &Pipes,
+        from: &R,
+        to: &W,
+        mut deadline: Option<&mut IdleDeadline>,
+    ) -> Poll<io::Result<u64>> {
+        loop {
+            match &mut self.state {
+                State::Ahead { ahead, pos } => {
+                    let r = to
+                        .try_io(Interest::WRITABLE, || rustix::io::write(to, &ahead[*pos..]).map_err(io::Error::from));
+                    match r {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            *pos += n;
+                            self.moved += n as u64;
+                            progress(&mut deadline);
+                            if *pos == ahead.len() {
+                                self.state = State::Reading(None);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            ready!(poll_writable(cx, to, &mut deadline))?;
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(to, deadline).await?,
-                Err(e) => return Err(e),
+                State::Reading(held) => {
+                    let pipe = match held.take() {
+                        Some(p) => p,
+                        None => {
+                            ready!(from.poll_read_ready(cx))?;
+                            pipes.take()?
+                        }
+                    };
+                    match from.try_io(Interest::READABLE, || splice(from, &pipe.write, CHUNK)) {
+                        // Nothing to read for now: the pipe goes back to the
+                        // pool, empty, and the next turn waits for readiness.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => pipes.give_back(pipe),
+                        Err(e) => return Poll::Ready(Err(e)),
+                        Ok(0) => {
+                            pipes.give_back(pipe);
+                            // EOF, everything before it delivered: half-close.
+                            rustix::net::shutdown(to, rustix::net::Shutdown::Write)?;
+                            self.state = State::Done;
+                        }
+                        Ok(n) => self.state = State::Draining(pipe, n),
+                    }
+                }
+                State::Draining(pipe, in_pipe) => {
+                    match to.try_io(Interest::WRITABLE, || splice(&pipe.read, to, *in_pipe)) {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            *in_pipe -= n;
+                            self.moved += n as u64;
+                            progress(&mut deadline);
+                            if *in_pipe == 0 {
+                                // Emptied: keep it for one more read at once.
+                                if let State::Draining(pipe, _) = std::mem::replace(&mut self.state, State::Done) {
+                                    self.state = State::Reading(Some(pipe));
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            ready!(poll_writable(cx, to, &mut deadline))?;
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+                State::Done => return Poll::Ready(Ok(self.moved)),
             }
-        }
-        match from.try_io(Interest::READABLE, || splice(from, &pipe.write, CHUNK)) {
-            Ok(0) => return Ok(pipe),
-            Ok(n) => in_pipe = n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(pipe),
-            Err(e) => return Err(e),
         }
     }
 }
@@ -264,25 +307,25 @@ fn progress(deadline: &mut Option<&mut IdleDeadline>) {
     }
 }
 
-/// Waits until `to` can take more, for at most the send timeout when `to`
-/// is the client.
-async fn writable<W: Socket>(to: &W, deadline: &mut Option<&mut IdleDeadline>) -> io::Result<()> {
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = to.poll_write_ready(cx) {
-            return Poll::Ready(r);
-        }
-        match deadline {
-            Some(d) => d.poll_stalled(cx).map(|()| Err(d.client_stalled())),
-            None => Poll::Pending,
-        }
-    })
-    .await
+/// Whether `to` can take more; for the client, an error once it has read
+/// nothing for its send timeout.
+fn poll_writable<W: Socket>(
+    cx: &mut Context<'_>,
+    to: &W,
+    deadline: &mut Option<&mut IdleDeadline>,
+) -> Poll<io::Result<()>> {
+    if let Poll::Ready(r) = to.poll_write_ready(cx) {
+        return Poll::Ready(r);
+    }
+    match deadline {
+        Some(d) => d.poll_stalled(cx).map(|()| Err(d.client_stalled())),
+        None => Poll::Pending,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
