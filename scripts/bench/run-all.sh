@@ -7,6 +7,7 @@
 #   5. hijack.sh       10,000 idle attach sessions, one busy session
 #   6. login-storm.sh  proxied p99 with and without a stream of logins
 #   7. replicas.sh     proxied throughput on PostgreSQL vs embedded; change-feed lag
+#   8. endpoint-memory.sh  memory per registered endpoint (10,000 on one socket)
 # Each step's output is kept in $OUT (default /tmp/berth-bench-results/<date>).
 # Takes about 40 minutes on a 2-core machine. Every step stops by itself.
 #
@@ -16,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=${OUT:-/tmp/berth-bench-results/$(date -u +%Y%m%dT%H%MZ)}
-steps=${STEPS:-micro load cpu-cost stream hijack login-storm replicas}
+steps=${STEPS:-micro load cpu-cost stream hijack login-storm replicas endpoint-memory}
 mkdir -p "$out"
 echo "results in $out" >&2
 for step in $steps; do
@@ -29,6 +30,7 @@ for step in $steps; do
   hijack) SKIP_BUILD=1 "$here/hijack.sh" >"$out/hijack.txt" 2>&1 ;;
   login-storm) SKIP_BUILD=1 "$here/login-storm.sh" >"$out/login-storm.txt" 2>&1 ;;
   replicas) SKIP_BUILD=1 "$here/replicas.sh" >"$out/replicas.txt" 2>&1 ;;
+  endpoint-memory) SKIP_BUILD=1 "$here/endpoint-memory.sh" >"$out/endpoint-memory.txt" 2>&1 ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
   # the summary is the tail of each step's output

@@ -131,7 +131,12 @@ impl ApiRequest {
 /// A JSON answer: a typed view (whose schema is in the API document) or a
 /// `serde_json::Value`.
 pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<ResponseBody> {
-    let mut r = Response::new(ResponseBody::full(serde_json::to_vec(v).unwrap_or_default()));
+    json_bytes_response(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A JSON document already encoded.
+pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r

@@ -37,6 +37,7 @@ use transport::Transport;
 pub use crate::docker_url::DockerUrl;
 pub use breaker::BreakerState;
 pub use tls::{accept_any_server_cert, parse_certs, validate_tls_files, TlsFiles, TlsOptions};
+pub use transport::PlainSocket;
 
 /// Upper bound on a JSON document read by [`Upstream::get_json`]. Large
 /// enough for `/containers/json?all=1` on a host with tens of thousands of
@@ -245,6 +246,11 @@ impl Upstream {
         &self.inner.url
     }
 
+    /// Whether connections to the host are plain sockets (no TLS).
+    pub fn is_plain(&self) -> bool {
+        self.inner.transport.is_plain()
+    }
+
     /// Keep-alive connections waiting in the pool (for a gauge).
     pub fn idle_connections(&self) -> usize {
         self.inner.pool.idle_count()
@@ -266,7 +272,13 @@ impl Upstream {
     /// applied: the response body may legitimately stream for days. Dropping
     /// the returned future (or the response body) closes the connection,
     /// which is how a client disconnect propagates to the Docker host.
-    pub async fn request(&self, mut req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+        let (resp, tx, _) = self.send(self.prepare(req), None).await?;
+        self.recycle(tx);
+        Ok(resp)
+    }
+
+    fn prepare(&self, mut req: Request<UpstreamBody>) -> Request<UpstreamBody> {
         req.headers_mut().insert(header::HOST, self.inner.host.clone());
         // Upgrades (attach, exec) only exist in HTTP/1.1, and HTTP/1.0 would
         // also forfeit keep-alive.
@@ -275,25 +287,36 @@ impl Upstream {
             let pq = req.uri().path_and_query().cloned();
             *req.uri_mut() = pq.map(Uri::from).unwrap_or_else(|| Uri::from_static("/"));
         }
+        req
+    }
 
+    /// Sends on `held` when given (a connection a [`Series`] kept from its
+    /// previous request), else on a pooled connection, else on a new one.
+    /// Returns the connection the answer came on, and where it came from.
+    async fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+        mut held: Option<Sender>,
+    ) -> Result<(Response<Incoming>, Sender, Source), UpstreamError> {
         let sent = req.body_mut().sent_flag();
         loop {
-            let (mut tx, reused) = match self.inner.pool.checkout() {
-                Some(tx) => (tx, true),
-                None => (self.dial().await?, false),
+            let (mut tx, source) = match held.take() {
+                Some(tx) => (tx, Source::Held),
+                None => match self.inner.pool.checkout() {
+                    Some(tx) => (tx, Source::Pool),
+                    None => (self.dial().await?, Source::Dialled),
+                },
             };
+            let reused = source != Source::Dialled;
             let answer = match self.await_head(tx.try_send_request(req), sent.as_ref()).await {
                 Some(answer) => answer,
                 // Dropping the exchange closes that connection.
                 None => return Err(UpstreamError::ResponseTimeout(self.inner.response_header_timeout)),
             };
             match answer {
-                Ok(resp) => {
-                    self.recycle(tx);
-                    return Ok(resp);
-                }
+                Ok(resp) => return Ok((resp, tx, source)),
                 Err(mut err) => match err.take_message() {
-                    // A pooled connection the host closed while it sat idle;
+                    // A kept connection the host closed while it sat idle;
                     // the request was never written, so retrying is safe. A
                     // fresh connection is not retried: the host is failing.
                     Some(back) if reused => req = back,
@@ -398,32 +421,9 @@ impl Upstream {
         });
     }
 
-    fn get_request(path_and_query: &str, accept: &'static str) -> Result<Request<UpstreamBody>, UpstreamError> {
-        let uri: Uri = path_and_query
-            .parse()
-            .map_err(|e| UpstreamError::InvalidRequest(format!("invalid path {path_and_query:?}: {e}")))?;
-        let mut req = Request::new(UpstreamBody::empty());
-        *req.method_mut() = Method::GET;
-        *req.uri_mut() = uri;
-        req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static(accept));
-        Ok(req)
-    }
-
     /// `GET /_ping` bounded by `timeout` in total; Ok only for a 2xx.
     pub async fn ping(&self, timeout: Duration) -> Result<(), UpstreamError> {
-        let exchange = async {
-            let resp = self.request(Self::get_request("/_ping", "text/plain")?).await?;
-            let status = resp.status();
-            // Read the tiny body so the connection can be reused; a failure
-            // here does not change the host's verdict.
-            let _ = Limited::new(resp.into_body(), MAX_PING_BODY).collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(UpstreamError::BadStatus(status.as_u16()))
-            }
-        };
-        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
+        Exchange::Pool(self).ping(timeout).await
     }
 
     /// `GET` a JSON document (snapshots: `/info`, `/version`, `/containers/json?all=1`,
@@ -439,8 +439,140 @@ impl Upstream {
         timeout: Duration,
         max_bytes: usize,
     ) -> Result<serde_json::Value, UpstreamError> {
+        Exchange::Pool(self).get_json(path_and_query, timeout, max_bytes).await
+    }
+
+    /// Requests made one after the other on one connection of their own;
+    /// see [`Series`].
+    pub fn series(&self) -> Series<'_> {
+        Series { upstream: self, conn: None, pooled: false }
+    }
+}
+
+/// A few requests in a row on one connection (a health check: `_ping`, then
+/// the snapshot's documents), which is closed at the end unless it came
+/// from the pool. Checking an endpoint nobody uses must not leave
+/// keep-alive connections behind: each is a hyper connection task with its
+/// read and write buffers and request channel (about 28 KiB) plus a
+/// descriptor, and a check made five requests at once, so an idle
+/// endpoint held six of them for the pool's idle timeout
+/// (docs/PERFORMANCE.md, "Memory per endpoint"). One connection in turn
+/// also costs one dial (one TLS handshake) per check instead of six. An
+/// endpoint in use lends the check a pooled connection and gets it back.
+pub struct Series<'a> {
+    upstream: &'a Upstream,
+    conn: Option<Sender>,
+    /// `conn` was taken from the pool and goes back there at the end.
+    pooled: bool,
+}
+
+impl Series<'_> {
+    pub fn url(&self) -> &DockerUrl {
+        self.upstream.url()
+    }
+
+    /// `GET /_ping` bounded by `timeout` in total; Ok only for a 2xx.
+    pub async fn ping(&mut self, timeout: Duration) -> Result<(), UpstreamError> {
+        Exchange::Series(self).ping(timeout).await
+    }
+
+    /// As [`Upstream::get_json`], on this series' connection.
+    pub async fn get_json(
+        &mut self,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        Exchange::Series(self).get_json(path_and_query, timeout, MAX_JSON_BODY).await
+    }
+
+    /// The connection once the previous answer has been read to the end;
+    /// `None` when there is none or the host closed it.
+    async fn take_ready(&mut self) -> Option<Sender> {
+        let mut tx = self.conn.take()?;
+        tx.ready().await.ok().map(|()| tx)
+    }
+
+    async fn send(&mut self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+        let held = self.take_ready().await;
+        let (resp, tx, source) = self.upstream.send(self.upstream.prepare(req), held).await?;
+        match source {
+            Source::Held => {}
+            Source::Pool => self.pooled = true,
+            Source::Dialled => self.pooled = false,
+        }
+        self.conn = Some(tx);
+        Ok(resp)
+    }
+
+    /// Ends the series: a pooled connection goes back to the pool once its
+    /// last answer has been read, a dialled one is closed. Dropping a series
+    /// without calling this closes its connection.
+    pub fn finish(mut self) {
+        if let Some(tx) = self.conn.take() {
+            if self.pooled {
+                self.upstream.recycle(tx);
+            }
+        }
+    }
+}
+
+/// Where [`Upstream::send`] found its connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Held,
+    Pool,
+    Dialled,
+}
+
+/// Where a one-request exchange gets its connection.
+enum Exchange<'s, 'a> {
+    Pool(&'s Upstream),
+    Series(&'s mut Series<'a>),
+}
+
+impl Exchange<'_, '_> {
+    async fn send(&mut self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, UpstreamError> {
+        match self {
+            Exchange::Pool(up) => up.request(req).await,
+            Exchange::Series(s) => s.send(req).await,
+        }
+    }
+
+    fn get_request(path_and_query: &str, accept: &'static str) -> Result<Request<UpstreamBody>, UpstreamError> {
+        let uri: Uri = path_and_query
+            .parse()
+            .map_err(|e| UpstreamError::InvalidRequest(format!("invalid path {path_and_query:?}: {e}")))?;
+        let mut req = Request::new(UpstreamBody::empty());
+        *req.method_mut() = Method::GET;
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static(accept));
+        Ok(req)
+    }
+
+    async fn ping(mut self, timeout: Duration) -> Result<(), UpstreamError> {
         let exchange = async {
-            let resp = self.request(Self::get_request(path_and_query, "application/json")?).await?;
+            let resp = self.send(Self::get_request("/_ping", "text/plain")?).await?;
+            let status = resp.status();
+            // Read the tiny body so the connection can be reused; a failure
+            // here does not change the host's verdict.
+            let _ = Limited::new(resp.into_body(), MAX_PING_BODY).collect().await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(UpstreamError::BadStatus(status.as_u16()))
+            }
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    async fn get_json(
+        mut self,
+        path_and_query: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let exchange = async {
+            let resp = self.send(Self::get_request(path_and_query, "application/json")?).await?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(UpstreamError::BadStatus(status.as_u16()));
@@ -450,6 +582,17 @@ impl Upstream {
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(UpstreamError::Timeout))
     }
+}
+
+/// The plain socket under a connection to a Docker host that was upgraded
+/// (attach, exec), with the bytes hyper had read past the `101`, so that a
+/// tunnel can move bytes with splice(2). `None` for a TLS connection (its
+/// bytes must go through rustls): ask [`Upstream::is_plain`] first, since
+/// the connection cannot be given back once taken apart.
+pub fn plain_socket(upgraded: hyper::upgrade::Upgraded) -> Option<(PlainSocket, Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<transport::Stream>>().ok()?;
+    let socket = parts.io.into_inner().into_plain()?;
+    Some((socket, parts.read_buf))
 }
 
 async fn read_limited(body: Incoming, max: usize) -> Result<Bytes, UpstreamError> {

@@ -132,6 +132,43 @@ async fn idle_connections_expire() {
     .await
 }
 
+/// A health check's requests go one after the other on one connection,
+/// which is closed at the end: an endpoint nobody uses keeps no connection
+/// (a hyper task, its buffers and a descriptor) between checks.
+#[tokio::test]
+async fn a_series_uses_one_connection_and_leaves_none_open() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings()).unwrap();
+        let mut conn = up.series();
+        conn.ping(Duration::from_secs(2)).await.unwrap();
+        for _ in 0..3 {
+            let v = conn.get_json("/version", Duration::from_secs(2)).await.unwrap();
+            assert_eq!(v["ApiVersion"], "1.41");
+            let v = conn.get_json("/big", Duration::from_secs(2)).await.unwrap();
+            assert_eq!(v.as_array().unwrap().len(), 10_000);
+            assert_eq!(up.open_connections(), 1, "every request of the series on the same connection");
+        }
+        let e = conn.get_json("/nope", Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(e, UpstreamError::BadStatus(500)), "{e:?}");
+        conn.finish();
+        assert_eq!(up.idle_connections(), 0, "a dialled connection is not pooled");
+        wait_until(|| up.open_connections() == 0).await;
+
+        // An endpoint in use lends its pooled connection and gets it back.
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        wait_until(|| up.idle_connections() == 1).await;
+        let mut conn = up.series();
+        conn.ping(Duration::from_secs(2)).await.unwrap();
+        assert_eq!(up.idle_connections(), 0, "lent to the series");
+        conn.get_json("/version", Duration::from_secs(2)).await.unwrap();
+        conn.finish();
+        wait_until(|| up.idle_connections() == 1).await;
+        assert_eq!(up.open_connections(), 1);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn pooling_can_be_disabled() {
     bounded(async {

@@ -7,11 +7,16 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, InconsistentKeys, RootCertStore, SignatureScheme};
+
+/// What rustls keeps per server name: up to 8 TLS 1.3 tickets (or one
+/// TLS 1.2 session); a cache of this size holds exactly one server.
+const SESSIONS_PER_SERVER: usize = 8;
 
 /// PEM bytes as uploaded by the user.
 #[derive(Clone, Default)]
@@ -168,6 +173,11 @@ pub(crate) fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, Strin
     // Say explicitly that we speak HTTP/1.1: the hijack/upgrade protocol used
     // by attach and exec does not exist over HTTP/2.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A configuration serves one endpoint, so one server name: rustls's
+    // default session cache is sized for 32 and allocates for all of them
+    // up front, about 11 KiB of every TLS endpoint's memory, used or not
+    // (docs/PERFORMANCE.md, "Memory per endpoint"). Sessions still resume.
+    config.resumption = Resumption::in_memory_sessions(SESSIONS_PER_SERVER);
     Ok(Arc::new(config))
 }
 

@@ -27,6 +27,23 @@ pub(crate) enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// A connection to a Docker host without TLS: what splice(2) can move
+/// bytes to and from directly.
+pub enum PlainSocket {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub(crate) fn into_plain(self) -> Option<PlainSocket> {
+        match self {
+            Stream::Unix(s) => Some(PlainSocket::Unix(s)),
+            Stream::Tcp(s) => Some(PlainSocket::Tcp(s)),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
@@ -133,6 +150,10 @@ impl Transport {
             }
         };
         Ok(Transport { target, tls, connect_timeout, display: url.to_string() })
+    }
+
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none()
     }
 
     pub(crate) async fn connect(&self) -> Result<Stream, UpstreamError> {

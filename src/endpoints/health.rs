@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::map::{EndpointEntry, EndpointMap};
-use crate::connector::{Upstream, UpstreamError};
+use crate::connector::{Series, Upstream, UpstreamError};
 use crate::metrics::Metrics;
 use crate::store::model::{DockerSnapshot, Endpoint, Id, SnapshotRecord, ENDPOINT_DOWN, ENDPOINT_UP};
 use crate::store::{Store, ENDPOINTS, SNAPSHOTS};
@@ -52,43 +52,43 @@ impl Outcome {
 
 /// Pings the host, then reads the documents a snapshot is made of. Only the
 /// ping decides up or down; a failing snapshot step is logged and its counts
-/// left at zero, as Portainer does. Everything fits in `timeout`.
+/// left at zero, as Portainer does. Everything fits in `timeout`, on one
+/// connection that is closed afterwards unless the pool lent it (see
+/// [`Series`]): a check leaves nothing open behind it.
 pub async fn check(upstream: &Upstream, timeout: Duration) -> Result<Option<DockerSnapshot>, UpstreamError> {
     let deadline = Instant::now() + timeout;
-    upstream.ping(timeout).await?;
+    let mut conn = upstream.series();
+    conn.ping(timeout).await?;
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    Ok(snapshot(upstream, left).await)
+    let snapshot = snapshot_on(&mut conn, left).await;
+    conn.finish();
+    Ok(snapshot)
 }
 
 /// Reads `/info`, `/version`, `/containers/json?all=1`, `/images/json`,
 /// `/volumes` (and `/services`, `/nodes` on a swarm manager) within
-/// `timeout`. `None` when `/info` itself cannot be read.
-pub async fn snapshot(upstream: &Upstream, timeout: Duration) -> Option<DockerSnapshot> {
+/// `timeout`, one after the other on `conn`. `None` when `/info` itself
+/// cannot be read (then nothing else is asked).
+pub async fn snapshot_on(conn: &mut Series<'_>, timeout: Duration) -> Option<DockerSnapshot> {
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let (info, version, containers, images, volumes) = tokio::join!(
-        upstream.get_json("/info", left()),
-        upstream.get_json("/version", left()),
-        upstream.get_json("/containers/json?all=1", left()),
-        upstream.get_json("/images/json", left()),
-        upstream.get_json("/volumes", left()),
-    );
+    let url = conn.url().to_string();
     let ok = |what: &str, r: Result<serde_json::Value, UpstreamError>| match r {
         Ok(v) => Some(v),
         Err(e) => {
-            tracing::debug!(url = %upstream.url(), error = %e, "snapshot: {what} failed");
+            tracing::debug!(url = %url, error = %e, "snapshot: {what} failed");
             None
         }
     };
-    let info = ok("/info", info)?;
-    let version = ok("/version", version);
-    let containers = ok("/containers/json", containers);
-    let images = ok("/images/json", images);
-    let volumes = ok("/volumes", volumes);
+    let info = ok("/info", conn.get_json("/info", left()).await)?;
+    let version = ok("/version", conn.get_json("/version", left()).await);
+    let containers = ok("/containers/json", conn.get_json("/containers/json?all=1", left()).await);
+    let images = ok("/images/json", conn.get_json("/images/json", left()).await);
+    let volumes = ok("/volumes", conn.get_json("/volumes", left()).await);
     let manager = info.pointer("/Swarm/ControlAvailable").and_then(|v| v.as_bool()).unwrap_or(false);
     let (services, nodes) = if manager {
-        let (s, n) = tokio::join!(upstream.get_json("/services", left()), upstream.get_json("/nodes", left()));
-        (ok("/services", s), ok("/nodes", n))
+        let services = ok("/services", conn.get_json("/services", left()).await);
+        (services, ok("/nodes", conn.get_json("/nodes", left()).await))
     } else {
         (None, None)
     };
@@ -427,6 +427,29 @@ mod tests {
             .count();
         assert_eq!(downs, DEAD as usize);
         assert!(endpoints.snapshot(1).is_some() && endpoints.snapshot(2).is_none());
+    }
+
+    /// A check (ping and snapshot) of an endpoint nobody uses leaves no
+    /// connection behind: no idle pooled connection in Berth (each a hyper
+    /// task with its buffers and a descriptor), none open at the host.
+    /// Before, a check left six in the pool for its idle timeout: about
+    /// 170 KB and six descriptors per registered endpoint.
+    #[tokio::test]
+    async fn a_check_leaves_no_connection_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockDocker::start_unix(dir.path().join("docker.sock")).await.unwrap();
+        let settings = crate::endpoints::load::connector_settings(&crate::config::Config::default());
+        let upstream = build_upstream(&record(1, mock.unix_url().unwrap()), Default::default(), &settings).unwrap();
+        let snapshot = check(&upstream, Duration::from_secs(10)).await.unwrap();
+        assert!(snapshot.is_some_and(|s| s.container_count > 0), "the snapshot was read");
+        assert_eq!(upstream.idle_connections(), 0, "nothing pooled by the check");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while upstream.open_connections() > 0 || mock.connections_open() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the check's connection is closed");
     }
 
     #[test]

@@ -152,14 +152,18 @@ async fn register(state: &Ops<'_>, id: Id, new: NewEndpoint) -> ApiResult<Endpoi
     }
     let upstream = build_upstream(&record, new.files, &connector_settings(state.config))
         .map_err(|e| ApiError::bad_request("Invalid TLS files", e.to_string()))?;
-    upstream.ping(state.config.ping_timeout).await.map_err(|e| {
+    // One connection for the ping and the first snapshot, closed after
+    // them: a new endpoint holds no connection until it is used.
+    let mut conn = upstream.series();
+    conn.ping(state.config.ping_timeout).await.map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Unable to initiate communications with environment",
             e.to_string(),
         )
     })?;
-    let snapshot = health::snapshot(&upstream, state.config.health_timeout).await;
+    let snapshot = health::snapshot_on(&mut conn, state.config.health_timeout).await;
+    conn.finish();
 
     let _guard = state.endpoints.write_lock.lock().await;
     // Authoritative checks: every endpoint, group and tag change holds this

@@ -42,6 +42,7 @@ pub mod restrict;
 pub mod route;
 mod splice;
 mod tunnel;
+mod zero_copy;
 
 #[cfg(test)]
 mod tests;
@@ -51,11 +52,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::body::{ClientBody, ResponseBody, UpstreamBody};
-use crate::connector::{Upstream, UpstreamError};
+use crate::connector::{PlainSocket, Upstream, UpstreamError};
+use crate::deadline::SendTimeout;
 use crate::error::ApiError;
 
 pub use headers::SESSION_COOKIE;
@@ -221,7 +224,8 @@ pub async fn forward_body(
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let endpoint_id = target.endpoint_id;
-        target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade));
+        let plain = target.upstream.is_plain();
+        target.tunnels.spawn(slot, splice(endpoint_id, client_upgrade, upstream_upgrade, plain));
         let (mut parts, _empty) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
         headers::strip_response(&mut parts.headers);
@@ -302,7 +306,8 @@ fn unreachable_host(target: &ProxyTarget<'_>, e: &UpstreamError) -> Response<Res
 
 /// Both upgrades complete independently: the host's is already done (we hold
 /// its 101), the client's completes once hyper has written our 101 to it.
-async fn splice(endpoint_id: u64, client: OnUpgrade, upstream: OnUpgrade) {
+/// `plain`: the host's connection is a plain socket (no TLS).
+async fn splice(endpoint_id: u64, client: OnUpgrade, upstream: OnUpgrade, plain: bool) {
     let (client, upstream) = tokio::join!(client, upstream);
     let (client, upstream) = match (client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
@@ -316,15 +321,48 @@ async fn splice(endpoint_id: u64, client: OnUpgrade, upstream: OnUpgrade) {
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    // Like tokio's copy_bidirectional (one side's EOF shuts down the other's
-    // writer, the opposite direction keeps flowing: exactly half-close), but
-    // an idle session holds no copy buffer (see splice.rs).
-    match splice::copy_bidirectional(&mut client, &mut upstream).await {
+    let moved = match plain_client(client, plain) {
+        // Both ends plain sockets: kernel to kernel (see zero_copy.rs).
+        Ok(client) => match crate::connector::plain_socket(upstream) {
+            Some((PlainSocket::Unix(socket), read_ahead)) => {
+                zero_copy::run(&zero_copy::PIPES, client, zero_copy::End { socket, read_ahead, send_deadline: None })
+                    .await
+            }
+            Some((PlainSocket::Tcp(socket), read_ahead)) => {
+                zero_copy::run(&zero_copy::PIPES, client, zero_copy::End { socket, read_ahead, send_deadline: None })
+                    .await
+            }
+            // Every host connection is a plain or a TLS `Stream`, and this
+            // host's transport has no TLS: not reached.
+            None => Err(std::io::Error::other("the Docker host's upgraded connection is not a plain socket")),
+        },
+        // TLS on either side: the bytes go through rustls, so through a
+        // copy. Like tokio's copy_bidirectional (one side's EOF shuts down
+        // the other's writer, the opposite direction keeps flowing: exactly
+        // half-close), but an idle session holds no copy buffer (see
+        // splice.rs).
+        Err(client) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            splice::copy_bidirectional(&mut client, &mut upstream).await
+        }
+    };
+    match moved {
         Ok((to_host, to_client)) => {
             tracing::debug!(endpoint_id, to_host, to_client, "tunnel closed")
         }
         Err(e) => tracing::debug!(endpoint_id, error = %e, "tunnel ended with an error"),
     }
+}
+
+/// The client's plain TCP socket, its send timeout and the bytes hyper had
+/// read past its request, when the host's side is plain too; the upgraded
+/// connection untouched otherwise (HTTPS client or TLS host).
+fn plain_client(client: Upgraded, plain_host: bool) -> Result<zero_copy::End<TcpStream>, Upgraded> {
+    if !plain_host {
+        return Err(client);
+    }
+    let parts = client.downcast::<TokioIo<SendTimeout<TcpStream>>>()?;
+    let (socket, deadline) = parts.io.into_inner().into_parts();
+    Ok(zero_copy::End { socket, read_ahead: parts.read_buf, send_deadline: Some(deadline) })
 }

@@ -1,18 +1,13 @@
 //! Connection-level limits: how many connections one client address may
 //! hold, and how long a client may leave an answer unread.
 
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-pub use crate::deadline::IdleDeadline;
+pub use crate::deadline::{IdleDeadline, SendTimeout};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The unit a client is counted in: an IPv4 address, or an IPv6 /64 (one
 /// subscriber's network: a client rotating through its own /64 is one
@@ -96,83 +91,12 @@ retry-after: 1\r\n\
 content-length: 97\r\n\r\n\
 {\"message\":\"Too many connections\",\"details\":\"Too many connections are open from this address\"}";
 
-/// A client connection whose writes may not stay blocked longer than
-/// `idle`: a client that stops reading (its receive window full) is cut off
-/// at the send timeout, like nginx's `send_timeout`, so the response it
-/// holds (and the Docker host connection behind it) is released. Only a
-/// write that would block arms the timer; a connection whose writes go
-/// through never touches it.
-pub struct SendTimeout<IO> {
-    io: IO,
-    deadline: IdleDeadline,
-}
-
-impl<IO> SendTimeout<IO> {
-    pub fn new(io: IO, idle: Duration) -> Self {
-        SendTimeout { io, deadline: IdleDeadline::new(idle) }
-    }
-
-    fn wrote<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match r {
-            Poll::Ready(r) => {
-                self.deadline.progress();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.deadline.poll_stalled(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client read nothing for {}", humantime::format_duration(self.deadline.idle())),
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for SendTimeout<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for SendTimeout<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.wrote(r, cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.wrote(r, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_flush(cx);
-        this.wrote(r, cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_shutdown(cx);
-        this.wrote(r, cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
     use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
