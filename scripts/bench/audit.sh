@@ -33,26 +33,16 @@ post="$BENCH_DIR/post.lua"
 echo 'wrk.method = "POST"' >"$post"
 path=/v1.41/containers/bench/start
 targets=(
-  "floor|http://127.0.0.1:$PORT_FLOOR$path|none"
-  "audit-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker$path|$on_token"
-  "audit-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker$path|$off_token"
+  "floor|http://127.0.0.1:$PORT_FLOOR$path|none|-s $post"
+  "audit-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker$path|$on_token|-s $post"
+  "audit-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker$path|$off_token|-s $post"
   "get-on|http://127.0.0.1:$on_port/api/endpoints/$on_endpoint/docker/v1.41/_ping|$on_token"
   "get-off|http://127.0.0.1:$off_port/api/endpoints/$off_endpoint/docker/v1.41/_ping|$off_token"
 )
 note "$(machine_line)"
 note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
 results=$(mktemp)
-for ((r = 1; r <= rounds; r++)); do
-  n=${#targets[@]}
-  for ((j = 0; j < n; j++)); do
-    IFS='|' read -r name url tok <<<"${targets[$(((j + r - 1) % n))]}"
-    script=()
-    [[ $name == get-* ]] || script=(-s "$post")
-    out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" "${script[@]}" -H "Authorization: Bearer $tok" "$url")
-    grep -q 'Socket errors' <<<"$out" && { echo "$out" >&2; die "$name had socket errors under load"; }
-    echo "$name $r $(awk '/Requests\/sec/{print $2}' <<<"$out")" | tee -a "$results" >&2
-  done
-done
+wrk_rounds "$results" "${targets[@]}"
 
 events=$(curl -fsS -H "Authorization: Bearer $on_token" "http://127.0.0.1:$on_port/metrics" |
   awk '/^berth_audit_events_total\{kind="docker"\}/{print $2} /^berth_audit_dropped_total /{print "dropped", $2}' | tr '\n' ' ')

@@ -267,6 +267,26 @@ machine_line() {
   echo "$(date -u +%Y-%m-%dT%H:%MZ) | $(nproc) x ${cpu:-unknown cpu} | kernel $(uname -r) | $(free -g | awk '/Mem:/{print $2}') GB RAM"
 }
 
+# wrk_rounds RESULTS TARGET...: ROUNDS rounds of DURATION with CONNS
+# connections over every TARGET ("name|url|token[|extra wrk args]"),
+# interleaved, each round starting one target further on so that no target
+# always follows the heaviest one; appends "name round rps" to RESULTS.
+wrk_rounds() {
+  local results=$1 r j n name url tok extra out
+  shift
+  local targets=("$@")
+  n=${#targets[@]}
+  for ((r = 1; r <= rounds; r++)); do
+    for ((j = 0; j < n; j++)); do
+      IFS='|' read -r name url tok extra <<<"${targets[$(((j + r - 1) % n))]}"
+      # shellcheck disable=SC2086 # extra holds separate wrk arguments
+      out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" $extra -H "Authorization: Bearer $tok" "$url")
+      grep -q 'Socket errors' <<<"$out" && { echo "$out" >&2; die "$name had socket errors under load"; }
+      echo "$name $r $(awk '/Requests\/sec/{print $2}' <<<"$out")" | tee -a "$results" >&2
+    done
+  done
+}
+
 # summarize RESULTS BASE [A/B ...]: from "name round rps" lines, each
 # target's median rps and its ratio to BASE (overall and per round), then
 # the median ratio of each pair A/B given.

@@ -74,15 +74,7 @@ targets=(
 note "$(machine_line)"
 note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
 results=$(mktemp)
-for ((r = 1; r <= rounds; r++)); do
-  n=${#targets[@]}
-  for ((j = 0; j < n; j++)); do
-    IFS='|' read -r name url tok <<<"${targets[$(((j + r - 1) % n))]}"
-    out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$dur" -H "Authorization: Bearer $tok" "$url")
-    grep -q 'Socket errors' <<<"$out" && { echo "$out" >&2; die "$name had socket errors under load"; }
-    echo "$name $r $(awk '/Requests\/sec/{print $2}' <<<"$out")" | tee -a "$results" >&2
-  done
-done
+wrk_rounds "$results" "${targets[@]}"
 kill "$writer_pid" 2>/dev/null || true
 
 summarize "$results" floor postgres/embedded
