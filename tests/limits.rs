@@ -26,21 +26,8 @@ fn bounded<F: std::future::Future>(f: F) -> impl std::future::Future<Output = F:
     berth_testkit::endpoints::bounded(LIMIT, f)
 }
 
-/// The shared set-up ([`MockEnv`]) with this binary's helpers.
-struct Env(MockEnv);
-
-impl std::ops::Deref for Env {
-    type Target = MockEnv;
-    fn deref(&self) -> &MockEnv {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Env {
-    fn deref_mut(&mut self) -> &mut MockEnv {
-        &mut self.0
-    }
-}
+// The shared set-up ([`MockEnv`]) with this binary's helpers.
+berth_testkit::mock_env_newtype!(Env);
 
 impl Env {
     async fn start(args: &[&str]) -> Env {

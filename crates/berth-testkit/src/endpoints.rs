@@ -98,6 +98,28 @@ impl MockEnv {
 
 /// Runs `f`, failing the test if it takes longer than `limit`: a hang is a
 /// failure, not a stuck run.
+/// `struct $name(MockEnv)` that derefs to [`MockEnv`], for a test binary
+/// that adds helpers of its own (`impl $name { ... }`) to the shared set-up.
+#[macro_export]
+macro_rules! mock_env_newtype {
+    ($name:ident) => {
+        struct $name($crate::endpoints::MockEnv);
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::endpoints::MockEnv;
+            fn deref(&self) -> &$crate::endpoints::MockEnv {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::endpoints::MockEnv {
+                &mut self.0
+            }
+        }
+    };
+}
+
 pub async fn bounded<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
     tokio::time::timeout(limit, f).await.expect("test timed out")
 }
