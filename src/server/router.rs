@@ -171,9 +171,6 @@ async fn route(
         }
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
     }
-    if path == crate::openapi::PATH {
-        return (openapi_response(req.method()), crate::openapi::PATH);
-    }
     if let Some(kind) = crate::terminal::route(path) {
         let resp = crate::terminal::handle(state, &router.tunnels, req, kind, client_ip).await;
         return (resp, kind.template());
@@ -185,6 +182,9 @@ async fn route(
     if let Some((raw_id, docker_path)) = crate::proxy::route::split_docker_path(path) {
         let resp = crate::proxy::route::handle(state, &router.tunnels, req, raw_id, docker_path).await;
         return (resp, "/api/endpoints/{id}/docker/*");
+    }
+    if path == crate::openapi::PATH {
+        return (openapi_response(req.method()), crate::openapi::PATH);
     }
     if path == "/metrics" {
         if req.method() != Method::GET {
