@@ -29,6 +29,12 @@ fn init_tracing(config: &Config) -> WorkerGuard {
         .lossy(false)
         .thread_name("berth-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    // The access log formats its own lines and hands them to the same
+    // writer in batches (server/access_log.rs); on a terminal it keeps
+    // `tracing`'s colours instead.
+    if !ansi {
+        berth::server::access_log::install(config.log_format, Box::new(writer.clone()));
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -145,6 +151,8 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_multi_thread()
     };
     rt.enable_all();
+    // An idle runtime thread's access log lines are written before it sleeps.
+    rt.on_thread_park(berth::server::access_log::flush_thread);
     if let Some(w) = config.workers.filter(|&w| w > 1) {
         rt.worker_threads(w);
     }
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
             // Whatever still runs (in-flight requests, tunnels, a store
             // commit on the blocking pool) is abandoned, not waited for.
             rt.shutdown_background();
+            berth::server::access_log::flush_thread();
             drop(log_guard);
             return ExitCode::from(128 + signo);
         }
@@ -172,6 +181,9 @@ fn main() -> ExitCode {
     };
     // Tasks may still log while the runtime shuts down.
     drop(rt);
+    // This thread's lines (a one-worker runtime runs here); runtime threads
+    // handed theirs over as they ended.
+    berth::server::access_log::flush_thread();
     drop(log_guard);
     code
 }

@@ -2,6 +2,7 @@
 //! port, each connection served by hyper's HTTP/1.1 with upgrades, explicit
 //! limits, and graceful drain on shutdown.
 
+pub mod access_log;
 pub mod activity;
 pub mod csrf;
 pub mod limits;

@@ -99,10 +99,8 @@ fn access_log(
     path: &str,
     status: u16,
     elapsed: std::time::Duration,
-    client_ip: IpAddr,
+    client: IpAddr,
 ) {
-    let user = resp.extensions().get::<AuthedUser>().map(|u| u.0);
-    let bundle = resp.extensions().get::<crate::response::AuthedBundle>().map(|b| b.0);
     // Bodies Berth builds carry no Content-Length yet (hyper adds it on
     // write): their exact size hint is the length.
     let bytes = resp
@@ -111,22 +109,18 @@ fn access_log(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| http_body::Body::size_hint(resp.body()).exact());
-    let cause = resp.extensions().get::<InternalCause>().map(|c| c.0.as_str());
-    let denied = resp.extensions().get::<crate::access::deny::DeniedBy>().map(|d| d.0.name());
-    tracing::info!(
-        target: "berth::access",
-        %method,
-        path = %path,
+    crate::server::access_log::write(&crate::server::access_log::Line {
+        method,
+        path,
         status,
-        duration_us = elapsed.as_micros() as u64,
-        user = user.map(|u| u as i64).unwrap_or(-1),
-        bundle = bundle.map(|b| b as i64).unwrap_or(-1),
-        bytes = bytes.map(|b| b as i64).unwrap_or(-1),
-        client = %client_ip,
-        cause = cause.unwrap_or(""),
-        denied = denied.unwrap_or(""),
-        "request"
-    );
+        elapsed,
+        user: resp.extensions().get::<AuthedUser>().map(|u| u.0),
+        bundle: resp.extensions().get::<crate::response::AuthedBundle>().map(|b| b.0),
+        bytes,
+        client,
+        cause: resp.extensions().get::<InternalCause>().map(|c| c.0.as_str()),
+        denied: resp.extensions().get::<crate::access::deny::DeniedBy>().map(|d| d.0.name()),
+    });
 }
 
 /// Size of the request line and headers as sent (give or take optional
