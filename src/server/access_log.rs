@@ -164,9 +164,9 @@ fn format_text(out: &mut Vec<u8>, ts: &Timestamp<'_>, l: &Line<'_>) {
     out.extend_from_slice(l.method.as_str().as_bytes());
     out.extend_from_slice(b" path=");
     out.extend_from_slice(l.path.as_bytes());
-    let _ = write!(
+    let _ = writeln!(
         out,
-        " status={} duration_us={} user={} bundle={} bytes={} client={} cause={:?} denied={:?}\n",
+        " status={} duration_us={} user={} bundle={} bytes={} client={} cause={:?} denied={:?}",
         l.status,
         l.elapsed.as_micros() as u64,
         signed(l.user),
