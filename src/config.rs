@@ -238,6 +238,9 @@ pub struct Cli {
     /// Worker threads of the async runtime (default: one per core)
     #[arg(long = "workers", env = "BERTH_WORKERS", value_name = "N")]
     pub workers: Option<String>,
+    /// per-core: one single-threaded runtime per worker, each accepting on its own socket of the port (SO_REUSEPORT); work-stealing: tokio's shared scheduler
+    #[arg(long = "scheduler", env = "BERTH_SCHEDULER", value_name = "per-core|work-stealing")]
+    pub scheduler: Option<String>,
     /// Time one stack deployer run (docker stack deploy, compose up/down) may take; then its process group is killed
     #[arg(long = "stack-deploy-timeout", env = "BERTH_STACK_DEPLOY_TIMEOUT", value_name = "DURATION")]
     pub stack_deploy_timeout: Option<String>,
@@ -332,6 +335,7 @@ pub struct FileServer {
     pub audit_file: Option<PathBuf>,
     pub bundle_lifetime: Option<String>,
     pub workers: Option<usize>,
+    pub scheduler: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -459,6 +463,7 @@ pub struct Config {
     /// Most endpoints one fan-out call asks at once (bounds its memory too).
     pub fanout_concurrency: usize,
     pub workers: Option<usize>,
+    pub scheduler: crate::runtime::Scheduler,
     pub stack_deploy_timeout: Duration,
     pub git_clone_timeout: Duration,
     pub max_stack_file: usize,
@@ -555,6 +560,16 @@ impl Problems {
 pub struct ConfigError(pub Vec<String>);
 
 impl Config {
+    /// How many runtimes serve connections, each with its own listening
+    /// sockets and pool shards: one per worker in the per-core shape, one
+    /// shared by every worker with work stealing.
+    pub fn shards(&self) -> usize {
+        match self.scheduler {
+            crate::runtime::Scheduler::PerCore => crate::runtime::workers(self.workers),
+            crate::runtime::Scheduler::WorkStealing => 1,
+        }
+    }
+
     /// Reads the file named by `--config` (if any) and merges it under the
     /// command line and environment.
     pub fn load(cli: Cli) -> Result<Config, ConfigError> {
@@ -862,6 +877,14 @@ impl Config {
         if workers == Some(0) {
             p.0.push("workers: must be greater than 0".into());
         }
+        let scheduler = match cli.scheduler.or(s.scheduler).as_deref() {
+            None | Some("per-core") => crate::runtime::Scheduler::PerCore,
+            Some("work-stealing") => crate::runtime::Scheduler::WorkStealing,
+            Some(other) => {
+                p.0.push(format!("scheduler: must be \"per-core\" or \"work-stealing\", not {other:?}"));
+                crate::runtime::Scheduler::PerCore
+            }
+        };
         if !p.0.is_empty() {
             return Err(ConfigError(p.0));
         }
@@ -917,6 +940,7 @@ impl Config {
             fanout_timeout,
             fanout_concurrency,
             workers,
+            scheduler,
             stack_deploy_timeout,
             git_clone_timeout,
             max_stack_file,

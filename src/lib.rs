@@ -75,6 +75,7 @@ pub mod proxy;
 pub mod registries;
 pub mod replica;
 pub mod response;
+pub mod runtime;
 pub mod server;
 pub mod stacks;
 pub mod state;
@@ -234,47 +235,62 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Listeners bound by the caller (tests bind port 0; main binds the config).
+/// The daemon's listening sockets, bound before the state is served (so a
+/// taken port fails the start). HTTP and HTTPS have one socket per runtime
+/// shard, sharing the port (see [`runtime::bind`]).
 pub struct Listeners {
-    pub http: TcpListener,
-    pub https: Option<TcpListener>,
-    pub metrics: Option<TcpListener>,
+    pub http: Vec<std::net::TcpListener>,
+    pub https: Vec<std::net::TcpListener>,
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
-    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let http = TcpListener::bind(config.bind).await.with_context(|| format!("binding HTTP on {}", config.bind))?;
+    pub fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let shards = config.shards();
+        let http = runtime::bind(config.bind, shards).with_context(|| format!("binding HTTP on {}", config.bind))?;
         let https = match config.bind_https {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding HTTPS on {a}"))?),
-            None => None,
+            Some(a) => runtime::bind(a, shards).with_context(|| format!("binding HTTPS on {a}"))?,
+            None => Vec::new(),
         };
         let metrics = match config.metrics_bind {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding metrics on {a}"))?),
+            Some(a) => runtime::bind(a, 1).with_context(|| format!("binding metrics on {a}"))?.pop(),
             None => None,
         };
         Ok(Listeners { http, https, metrics })
     }
 }
 
-/// Serves until `state.shutdown` is cancelled, then drains: no new
-/// connections, in-flight requests and open tunnels get `drain_timeout`.
+/// Serves until shutdown, then drains. Shard 0's sockets, the metrics port
+/// and the background work run on the calling runtime; every further shard
+/// gets a thread with a current-thread runtime of its own, kept alive until
+/// the drain is over so that its connections and tunnels can finish.
 pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<()> {
     bootstrap_admin(&state).await?;
     let server = server::Server::new(state.clone());
-    let tls = match &listeners.https {
-        Some(_) => Some(server::tls::acceptor(&state.config, &state.bundles.ca)?),
-        None => None,
+    let tls = match listeners.https.is_empty() {
+        false => Some(server::tls::acceptor(&state.config, &state.bundles.ca)?),
+        true => None,
     };
+    let mut http = listeners.http.into_iter();
+    let mut https = listeners.https.into_iter();
+    let addr = |l: &std::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut tasks = tokio::task::JoinSet::new();
-    tracing::info!(addr = %listeners.http.local_addr()?, "HTTP listening");
-    tasks.spawn(server.clone().run_listener(listeners.http, None, server::Surface::Api));
-    if let Some(l) = listeners.https {
-        tracing::info!(addr = %l.local_addr()?, "HTTPS listening");
-        tasks.spawn(server.clone().run_listener(l, tls, server::Surface::Api));
+    let first = http.next().context("no HTTP socket")?;
+    tracing::info!(addr = %addr(&first), shards = state.config.shards(), scheduler = ?state.config.scheduler, "HTTP listening");
+    tasks.spawn(server.clone().run_listener(TcpListener::from_std(first)?, None, server::Surface::Api));
+    if let Some(l) = https.next() {
+        tracing::info!(addr = %addr(&l), "HTTPS listening");
+        tasks.spawn(server.clone().run_listener(TcpListener::from_std(l)?, tls.clone(), server::Surface::Api));
     }
     if let Some(l) = listeners.metrics {
-        tracing::info!(addr = %l.local_addr()?, "metrics listening");
-        tasks.spawn(server.clone().run_listener(l, None, server::Surface::MetricsOnly));
+        tracing::info!(addr = %addr(&l), "metrics listening");
+        tasks.spawn(server.clone().run_listener(TcpListener::from_std(l)?, None, server::Surface::MetricsOnly));
+    }
+    let drained = CancellationToken::new();
+    let mut shards = Vec::new();
+    for (i, h) in http.enumerate() {
+        let shard = Shard { index: i + 1, http: h, https: https.next(), tls: tls.clone() };
+        shards.push(shard.spawn(server.clone(), drained.clone())?);
     }
     background::spawn_all(&state);
     replica::spawn(&state);
@@ -289,5 +305,56 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     if !conns || !tunnels {
         tracing::warn!("drain time exceeded; closing remaining connections");
     }
+    drained.cancel();
+    tokio::task::spawn_blocking(move || {
+        for t in shards {
+            let _ = t.join();
+        }
+    })
+    .await?;
     Ok(())
+}
+
+/// One further per-core runtime's sockets.
+struct Shard {
+    index: usize,
+    http: std::net::TcpListener,
+    https: Option<std::net::TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Shard {
+    /// The runtime is built here, so a failure stops the start instead of
+    /// leaving a socket in the port's group that nobody accepts on.
+    fn spawn(self, server: server::Server, drained: CancellationToken) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let rt = runtime::current_thread(server::access_log::flush_thread).context("building a worker runtime")?;
+        let index = self.index;
+        let thread = std::thread::Builder::new().name(format!("berth-worker-{index}")).spawn(move || {
+            runtime::enter_shard(index);
+            rt.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                match TcpListener::from_std(self.http) {
+                    Ok(l) => {
+                        tasks.spawn(server.clone().run_listener(l, None, server::Surface::Api));
+                    }
+                    Err(e) => tracing::error!(shard = index, error = %e, "cannot serve an HTTP socket"),
+                }
+                if let Some(l) = self.https {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tasks.spawn(server.clone().run_listener(l, self.tls, server::Surface::Api));
+                        }
+                        Err(e) => tracing::error!(shard = index, error = %e, "cannot serve an HTTPS socket"),
+                    }
+                }
+                tokio::spawn(server.clone().keep_timer_armed());
+                while tasks.join_next().await.is_some() {}
+                // Accepting is over; this runtime's connections and tunnels
+                // live until the main runtime's drain says they are done.
+                drained.cancelled().await;
+            });
+            server::access_log::flush_thread();
+        })?;
+        Ok(thread)
+    }
 }

@@ -140,23 +140,16 @@ fn main() -> ExitCode {
         }
     };
     let log_guard = init_tracing(&config);
-    // One worker: the current-thread scheduler does the same work without
-    // the work-stealing machinery (cross-thread wakeups, the injection
-    // queue): about 5% less CPU per proxied request (docs/PERFORMANCE.md).
-    // Store commits and file I/O still run on the blocking pool's threads,
-    // password hashing on its own (auth/password.rs).
-    let mut rt = if config.workers == Some(1) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // Per core (the default) and one worker: this thread runs shard 0 on a
+    // current-thread runtime, further shards get threads of their own
+    // (runtime.rs). Store commits and file I/O run on the blocking pool's
+    // threads, password hashing on its own (auth/password.rs).
+    let park = berth::server::access_log::flush_thread;
+    let rt = match config.shards() > 1 || berth::runtime::workers(config.workers) == 1 {
+        true => berth::runtime::current_thread(park),
+        false => berth::runtime::work_stealing(berth::runtime::workers(config.workers), park),
     };
-    rt.enable_all();
-    // An idle runtime thread's access log lines are written before it sleeps.
-    rt.on_thread_park(berth::server::access_log::flush_thread);
-    if let Some(w) = config.workers.filter(|&w| w > 1) {
-        rt.worker_threads(w);
-    }
-    let rt = match rt.build() {
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth: cannot start the runtime: {e}");
@@ -206,7 +199,7 @@ async fn run(config: Config) -> anyhow::Result<Ended> {
         r = berth::build_state(config, shutdown.clone()) => r?,
         signo = signals.next() => return Ok(Ended::Forced(signo)),
     };
-    let listeners = berth::Listeners::bind(&state.config).await?;
+    let listeners = berth::Listeners::bind(&state.config)?;
     let (force_tx, force_rx) = tokio::sync::oneshot::channel::<u8>();
     tokio::spawn(async move {
         signals.next().await;

@@ -1040,3 +1040,60 @@ async fn sigterm_with_idle_connections_exits_0_promptly() {
     assert!(status.success(), "exit status {status}");
     assert!(started.elapsed() < Duration::from_secs(3), "idle connections held shutdown for {:?}", started.elapsed());
 }
+
+/// Sockets listening on `port` (IPv4 loopback), from /proc/net/tcp.
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(&local) && l.split_whitespace().nth(3) == Some("0A"))
+        .count()
+}
+
+/// Keep-alive clients on many connections, each answered: a shard whose
+/// socket is in the port's group but that does not accept would leave the
+/// connections the kernel gives it hanging.
+async fn every_connection_is_served(d: &Daemon) {
+    let mut clients = Vec::new();
+    for i in 0..48 {
+        let url = d.url(&format!("/api/status?c={i}"));
+        clients.push(tokio::spawn(async move {
+            let c = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            for _ in 0..5 {
+                let r = tokio::time::timeout(Duration::from_secs(10), c.get(&url).send()).await;
+                assert_eq!(r.expect("a connection was never served").unwrap().status(), StatusCode::OK);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn per_core_runtimes_each_accept_on_the_port_and_drain() {
+    let mut d = Daemon::builder().args(FAST).args(["--workers", "3"]).start().await;
+    assert_eq!(listening_sockets(d.port()), 3, "one socket per runtime in the port's group");
+    assert!(d.logs().contains("shards=3"), "{}", d.logs());
+    every_connection_is_served(&d).await;
+    // A request in flight on any shard finishes during the drain.
+    let token = d.admin_token().await;
+    let (s, _) = d.get_json("/api/users/me", Some(&token)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(d.stop_graceful().await.success());
+    assert_eq!(listening_sockets(d.port()), 0);
+
+    let d = Daemon::builder().args(FAST).args(["--workers", "3", "--scheduler", "work-stealing"]).start().await;
+    assert_eq!(listening_sockets(d.port()), 1, "one socket shared by the work-stealing runtime");
+    every_connection_is_served(&d).await;
+}
+
+#[test]
+fn an_unknown_scheduler_is_a_usage_error() {
+    let out = Command::new(berth_bin()).args(["--scheduler", "fast"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scheduler: must be \"per-core\" or \"work-stealing\""), "{err}");
+}

@@ -54,8 +54,11 @@ pub struct ConnectorSettings {
     pub connect_timeout: Duration,
     /// Zero disables keep-alive pooling.
     pub pool_idle_timeout: Duration,
-    /// Zero disables keep-alive pooling.
+    /// Zero disables keep-alive pooling. Per runtime shard.
     pub pool_max_idle_per_host: usize,
+    /// Runtime shards (one per core in the per-core shape, else 1): each
+    /// keeps its own idle connections.
+    pub pool_shards: usize,
     /// Time the host has to send response headers once the request (body
     /// included) is sent; streams send theirs at once.
     pub response_header_timeout: Duration,
@@ -72,6 +75,7 @@ impl Default for ConnectorSettings {
             connect_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            pool_shards: 1,
             response_header_timeout: Duration::from_secs(300),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(10),
@@ -234,7 +238,11 @@ impl Upstream {
                 url: url.clone(),
                 host: url.host_header(),
                 transport,
-                pool: Arc::new(Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_host)),
+                pool: Arc::new(Pool::new(
+                    settings.pool_idle_timeout,
+                    settings.pool_max_idle_per_host,
+                    settings.pool_shards,
+                )),
                 open: Arc::new(AtomicUsize::new(0)),
                 breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
                 response_header_timeout: settings.response_header_timeout,

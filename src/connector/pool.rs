@@ -7,6 +7,12 @@
 //!
 //! The lock is per endpoint and is only held to push or pop, never across an
 //! await.
+//!
+//! With one runtime per core ([`crate::runtime`]) the pool keeps one idle
+//! list per shard: a connection's task runs on the runtime that dialled
+//! it, so a request that took a connection from another shard would wake
+//! that thread, and be woken by it, for every exchange. Each shard reuses
+//! its own connections, and `max_idle` applies to each.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -32,24 +38,31 @@ struct State {
 }
 
 pub(crate) struct Pool {
-    state: Mutex<State>,
+    shards: Box<[Mutex<State>]>,
     idle_timeout: Duration,
     max_idle: usize,
 }
 
 impl Pool {
-    pub(crate) fn new(idle_timeout: Duration, max_idle: usize) -> Pool {
-        Pool { state: Mutex::new(State::default()), idle_timeout, max_idle }
+    pub(crate) fn new(idle_timeout: Duration, max_idle: usize, shards: usize) -> Pool {
+        let shards = (0..shards.max(1)).map(|_| Mutex::new(State::default())).collect();
+        Pool { shards, idle_timeout, max_idle }
     }
 
     pub(crate) fn enabled(&self) -> bool {
         self.max_idle > 0 && !self.idle_timeout.is_zero()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The calling thread's shard (shard 0 when there are fewer shards than
+    /// the thread's index, as in tests).
+    fn current(&self) -> usize {
+        crate::runtime::shard() % self.shards.len()
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the deque inconsistent
         // (push/pop are atomic from our point of view), so poison is ignored.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn checkout(&self) -> Option<Sender> {
@@ -57,7 +70,7 @@ impl Pool {
             return None;
         }
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.lock(self.current());
         while let Some(entry) = state.idle.pop_back() {
             if now.saturating_duration_since(entry.since) < self.idle_timeout && entry.tx.is_ready() {
                 return Some(entry.tx);
@@ -73,8 +86,9 @@ impl Pool {
             return;
         }
         let now = Instant::now();
+        let shard = self.current();
         let start_reaper = {
-            let mut state = self.lock();
+            let mut state = self.lock(shard);
             self.prune_locked(&mut state, now);
             if state.idle.len() >= self.max_idle {
                 state.idle.pop_front();
@@ -83,12 +97,12 @@ impl Pool {
             !std::mem::replace(&mut state.reaper, true)
         };
         if start_reaper {
-            tokio::spawn(reap(Arc::downgrade(self), self.reap_period()));
+            tokio::spawn(reap(Arc::downgrade(self), shard, self.reap_period()));
         }
     }
 
     pub(crate) fn idle_count(&self) -> usize {
-        self.lock().idle.len()
+        (0..self.shards.len()).map(|i| self.lock(i).idle.len()).sum()
     }
 
     fn reap_period(&self) -> Duration {
@@ -108,8 +122,8 @@ impl Pool {
     }
 
     /// Returns whether the reaper should keep running.
-    fn prune(&self) -> bool {
-        let mut state = self.lock();
+    fn prune(&self, shard: usize) -> bool {
+        let mut state = self.lock(shard);
         self.prune_locked(&mut state, Instant::now());
         if state.idle.is_empty() {
             state.reaper = false;
@@ -121,11 +135,11 @@ impl Pool {
 
 /// Holds only a `Weak`, so an endpoint that is deleted or rebuilt drops its
 /// pool (closing the idle connections) without waiting for this task.
-async fn reap(pool: Weak<Pool>, period: Duration) {
+async fn reap(pool: Weak<Pool>, shard: usize, period: Duration) {
     loop {
         tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
-        if !pool.prune() {
+        if !pool.prune(shard) {
             return;
         }
     }

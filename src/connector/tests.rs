@@ -342,3 +342,30 @@ async fn real_docker_engine_over_unix() {
     let v = up.get_json("/version", Duration::from_secs(5)).await.unwrap();
     assert!(v["ApiVersion"].is_string(), "{v}");
 }
+
+/// Per-core runtimes: each shard reuses the connections it dialled (their
+/// tasks run on its thread) and never another shard's.
+#[tokio::test]
+async fn each_shard_reuses_its_own_connections() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let s = ConnectorSettings { pool_shards: 2, ..settings() };
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &s).unwrap();
+        // A current-thread test runtime: the shard is this thread's.
+        crate::runtime::enter_shard(0);
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        wait_until(|| up.idle_connections() == 1).await;
+        crate::runtime::enter_shard(1);
+        up.ping(Duration::from_secs(2)).await.unwrap();
+        wait_until(|| up.idle_connections() == 2).await;
+        assert_eq!(up.open_connections(), 2, "shard 1 dialled its own instead of taking shard 0's");
+        for shard in [0, 1, 0, 1] {
+            crate::runtime::enter_shard(shard);
+            up.ping(Duration::from_secs(2)).await.unwrap();
+            wait_until(|| up.idle_connections() == 2).await;
+        }
+        assert_eq!(up.open_connections(), 2, "each shard reused its connection");
+        crate::runtime::enter_shard(0);
+    })
+    .await
+}

@@ -22,6 +22,7 @@ pub fn connector_settings(config: &Config) -> ConnectorSettings {
         connect_timeout: config.connect_timeout,
         pool_idle_timeout: config.pool_idle_timeout,
         pool_max_idle_per_host: config.pool_max_idle,
+        pool_shards: config.shards(),
         response_header_timeout: config.response_header_timeout,
         breaker_failures: config.breaker_failures,
         breaker_cooldown: config.breaker_cooldown,
