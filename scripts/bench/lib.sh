@@ -16,9 +16,14 @@ BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_SCRIPTS="$BENCH_REPO/scripts/bench"
 BENCH_DIR=${BENCH_DIR:-/tmp/berth-bench-run}
 BASE_PORT=${BASE_PORT:-19100}
-SERVER_CPUS=${SERVER_CPUS:-0}
-CLIENT_CPUS=${CLIENT_CPUS:-1}
-BERTH_WORKERS=${BERTH_WORKERS:-1}
+# Set to empty (SERVER_CPUS= CLIENT_CPUS=) to leave every process unpinned,
+# and BERTH_WORKERS= to start Berth without --workers (its default shape).
+SERVER_CPUS=${SERVER_CPUS-0}
+CLIENT_CPUS=${CLIENT_CPUS-1}
+BERTH_WORKERS=${BERTH_WORKERS-1}
+# The knob shares its name with Berth's own environment variable: keep it
+# out of the environment Berth starts with (the flag says it instead).
+export -n BERTH_WORKERS
 MOCK_WORKERS=${MOCK_WORKERS:-0}
 ADMIN_PASSWORD=berth-bench-password
 ANCHOR_SECRET=berth-bench-secret
@@ -135,7 +140,7 @@ start_berth() {
   stop_stale berth.pid
   rm -rf "$BENCH_DIR/berth-data"
   "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
-    --data "$BENCH_DIR/berth-data" --workers "$BERTH_WORKERS" \
+    --data "$BENCH_DIR/berth-data" $(workers_flag) \
     --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" "$@" >"$BENCH_DIR/berth.log" 2>&1 &
   BERTH_PID=$!
   echo $BERTH_PID >"$BENCH_DIR/berth.pid"
@@ -150,10 +155,17 @@ variant_log_level() {
   if [[ " ${ACCESS_LOG_VARIANTS:-} " == *" $1 "* ]]; then echo info; else echo "${BERTH_LOG_LEVEL:-info,berth::access=off}"; fi
 }
 
+# --workers N, or nothing when BERTH_WORKERS is empty (Berth's default).
+workers_flag() {
+  if [ -n "$BERTH_WORKERS" ]; then echo "--workers $BERTH_WORKERS"; fi
+}
+
 # start_berth_variant NAME BINARY INDEX: one Berth build of an A/B run on
 # port $PORT_BERTH + 10 + INDEX with its own data directory, set up like
 # start_berth + berth_setup. Sets VARIANT_PORT, VARIANT_PID, BERTH_TOKEN and
-# BERTH_ENDPOINT; its log level comes from variant_log_level.
+# BERTH_ENDPOINT; its log level comes from variant_log_level, and extra
+# flags from FLAGS_<NAME> (dashes as underscores), e.g.
+# FLAGS_ws="--scheduler work-stealing".
 start_berth_variant() {
   local name=$1
   cp -f "$2" "$BIN/berth-$name"
@@ -163,8 +175,10 @@ start_berth_variant() {
   local https=(--bind-https off)
   [ -n "${VARIANT_HTTPS_PORT:-}" ] && https=(--bind-https "127.0.0.1:$VARIANT_HTTPS_PORT")
   rm -rf "$BENCH_DIR/data-$name"
+  local flags_var="FLAGS_${name//-/_}"
+  # shellcheck disable=SC2046,SC2086 # flags are separate words
   "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" "${https[@]}" --data "$BENCH_DIR/data-$name" \
-    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+    $(workers_flag) ${!flags_var:-} --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
   VARIANT_PID=$!
   echo "$VARIANT_PID" >"$BENCH_DIR/berth-$name.pid"
   _started+=("$BENCH_DIR/berth-$name.pid")
@@ -198,13 +212,14 @@ anchor_conf() {
   echo "$BENCH_DIR/$1"
 }
 
-# start_nginx: the no-auth anchor; returns 1 (with a printed reason) when
-# nginx is not installed.
+# start_nginx: the no-auth anchor (NGINX_CONF names another configuration
+# in anchors/, e.g. nginx-defaults.conf); returns 1 (with a printed reason)
+# when nginx is not installed.
 start_nginx() {
   have nginx || { note "nginx row skipped: nginx is not installed (apt-get install -y nginx)"; return 1; }
   stop_stale nginx-anchor.pid
   local conf
-  conf=$(anchor_conf nginx-passthrough.conf)
+  conf=$(anchor_conf "${NGINX_CONF:-nginx-passthrough.conf}")
   "${PIN_SERVER[@]}" nginx -p "$BENCH_DIR" -c "$conf" || { note "nginx row skipped: nginx failed to start"; return 1; }
   _started+=("$BENCH_DIR/nginx-anchor.pid")
 }

@@ -18,7 +18,9 @@
 #        (/v1.41/containers/json), BERTH_WORKERS (1), SKIP_BUILD=1,
 #        RESULTS=FILE (raw per-round lines appended), BERTH_LOG_LEVEL,
 #        BERTH_VARIANTS="name=/path/to/berth ..." (A/B: one row per build
-#        instead of building the tree), NO_ANCHORS=1 (floor and Berth only).
+#        instead of building the tree), NO_ANCHORS=1 (floor and Berth only),
+#        NO_NGINX=1, NO_HAPROXY=1, NGINX_CONF (anchors/ file), FLAGS_<variant>;
+#        SERVER_CPUS= CLIENT_CPUS= unpins everything (defaults.sh does).
 source "$(dirname "$0")/lib.sh"
 
 rounds=${ROUNDS:-5}
@@ -47,8 +49,8 @@ else
 fi
 jwt=$(anchor_jwt)
 [ "${NO_ANCHORS:-0}" = 1 ] && HYPER_JWT=0
-if [ "${NO_ANCHORS:-0}" != 1 ] && start_nginx; then targets+=("nginx|http://127.0.0.1:$PORT_NGINX/api/endpoints/1/docker$suffix|none"); fi
-if [ "${NO_ANCHORS:-0}" != 1 ] && start_haproxy; then targets+=("haproxy|http://127.0.0.1:$PORT_HAPROXY/api/endpoints/1/docker$suffix|$jwt"); fi
+if [ "${NO_ANCHORS:-0}" != 1 ] && [ "${NO_NGINX:-0}" != 1 ] && start_nginx; then targets+=("nginx|http://127.0.0.1:$PORT_NGINX/api/endpoints/1/docker$suffix|none"); fi
+if [ "${NO_ANCHORS:-0}" != 1 ] && [ "${NO_HAPROXY:-0}" != 1 ] && start_haproxy; then targets+=("haproxy|http://127.0.0.1:$PORT_HAPROXY/api/endpoints/1/docker$suffix|$jwt"); fi
 if start_hyper_jwt; then targets+=("hyper-jwt|http://127.0.0.1:$PORT_HYPER/api/endpoints/1/docker$suffix|$jwt"); fi
 sleep 0.5
 
@@ -60,7 +62,7 @@ for t in "${targets[@]}"; do # every target must answer 200 before anything is m
 done
 
 note "$(machine_line)"
-note "servers on cpu $SERVER_CPUS, wrk on cpu $CLIENT_CPUS; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
+note "servers on cpu ${SERVER_CPUS:-any}, wrk on cpu ${CLIENT_CPUS:-any}; $rounds rounds x ${#targets[@]} targets x $dur, $conns connections"
 results=$(mktemp)
 for ((r = 1; r <= rounds; r++)); do
   # each round starts one target further on, so no target always runs
