@@ -260,8 +260,8 @@ impl Listeners {
     }
 }
 
-/// Serves until shutdown, then drains. Shard 0's sockets, the metrics port
-/// and the background work run on the calling runtime; every further shard
+/// Serves until shutdown, then drains. Shard 0's sockets and the metrics
+/// port are served on the calling runtime; every further shard
 /// gets a thread with a current-thread runtime of its own, kept alive until
 /// the drain is over so that its connections and tunnels can finish.
 pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<()> {
@@ -292,8 +292,7 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
         let shard = Shard { index: i + 1, http: h, https: https.next(), tls: tls.clone() };
         shards.push(shard.spawn(server.clone(), drained.clone())?);
     }
-    background::spawn_all(&state);
-    replica::spawn(&state);
+    let background = spawn_background(&state, drained.clone())?;
     tokio::spawn(server.clone().keep_timer_armed());
     state.shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections and tunnels");
@@ -307,12 +306,40 @@ pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<(
     }
     drained.cancel();
     tokio::task::spawn_blocking(move || {
-        for t in shards {
+        for t in shards.into_iter().chain(background) {
             let _ = t.join();
         }
     })
     .await?;
     Ok(())
+}
+
+/// Health checks, housekeeping, the audit writer and the change feed. With
+/// one runtime per core they get a thread and a runtime of their own: the
+/// kernel gives every shard its share of connections whatever else that
+/// shard does, so a health round over thousands of endpoints (a ping and a
+/// snapshot each) on a serving shard would delay its requests, while on its
+/// own thread the scheduler interleaves it with them. Otherwise they run on
+/// the calling runtime. Kept alive until the drain is over, like a shard.
+fn spawn_background(
+    state: &Arc<AppState>,
+    drained: CancellationToken,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    if state.config.shards() == 1 {
+        background::spawn_all(state);
+        replica::spawn(state);
+        return Ok(None);
+    }
+    let rt = runtime::current_thread(server::access_log::flush_thread).context("building the background runtime")?;
+    let state = state.clone();
+    let thread = std::thread::Builder::new().name("berth-background".into()).spawn(move || {
+        rt.block_on(async move {
+            background::spawn_all(&state);
+            replica::spawn(&state);
+            drained.cancelled().await;
+        });
+    })?;
+    Ok(Some(thread))
 }
 
 /// One further per-core runtime's sockets.

@@ -12,8 +12,9 @@
 //! it"). Work stealing balances better when a few connections carry most of
 //! the load, so it stays available (`--scheduler work-stealing`).
 //!
-//! Background work (health checks, the audit writer, the change feed,
-//! stack deployers) runs on shard 0, the runtime on the main thread.
+//! Background work (health checks, housekeeping, the audit writer, the
+//! change feed) runs on a thread and runtime of its own beside the shards
+//! (`lib.rs`, `spawn_background`).
 
 use std::cell::Cell;
 use std::io;
