@@ -9,7 +9,7 @@
 //! - [`server`]: listeners (HTTP, HTTPS, metrics), connection limits ([`server::limits`]),
 //!   request-line checks ([`server::protocol`]), graceful drain; its [`server::router`]
 //!   classifies each request, authenticates, applies the route policy, and writes the access
-//!   log and request metrics.
+//!   log ([`server::access_log`]: per-thread batches) and request metrics.
 //! - [`proxy`]: the whole Docker hot path (`/api/endpoints/{id}/docker/*`): route entry
 //!   ([`proxy::route`]), registry-auth translation, header rules, forwarding, tunnels, and
 //!   what standard users may see of a failure ([`proxy::redact`]).
@@ -48,6 +48,8 @@
 //!   type), [`fsutil`] (atomic private file writes), [`docker_url`] (Docker host addresses),
 //!   [`deadline`] (idle timeouts for bodies and client writes), [`ids`] (ids in paths),
 //!   [`strict_json`] (the one JSON reader that refuses repeated keys).
+//! - [`runtime`]: the runtime's shape (one current-thread runtime per core on `SO_REUSEPORT`
+//!   sockets, or work stealing), the shard a thread serves, binding the listening sockets.
 //! - [`sys`]: the system calls std lacks (thread priority, process groups); the only `unsafe`.
 //! - [`response`]: turns an [`error::ApiError`] (or a store error) into a response; the
 //!   response extensions the access log reads.
