@@ -10,6 +10,20 @@ use std::io;
 
 use rustix::process::{Pid, Signal};
 
+/// Moves the calling thread to `SCHED_IDLE` (on Linux the policy is per
+/// thread; `0` names the caller). Needs no privilege, but a seccomp filter
+/// or an old kernel may refuse it.
+pub fn set_current_thread_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) reads the sched_param we pass by
+    // reference for the duration of the call and keeps no pointer to it.
+    // rustix has no wrapper for it.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// Sets the nice value of the calling thread: on Linux `setpriority(2)` with
 /// `PRIO_PROCESS` and pid `0` applies to the caller thread only.
