@@ -166,7 +166,7 @@ function request()
   return reqs[i]
 end
 EOF
-awk '$1 ~ /^live/ {print $2}' "$ids" | head -n "$loaded" >"$BENCH_DIR/spread.ids"
+awk -v k="$loaded" '$1 ~ /^live/ && c < k {print $2; c++}' "$ids" >"$BENCH_DIR/spread.ids"
 head -n 1 "$BENCH_DIR/spread.ids" >"$BENCH_DIR/one.ids"
 
 data_b="$BENCH_DIR/data-b"
@@ -195,14 +195,18 @@ wrk_run() { # PORT TOKEN IDS DURATION
   "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"$4" --latency -s "$BENCH_DIR/rotate.lua" \
     -H "Authorization: Bearer $2" "http://127.0.0.1:$1" -- "$3" "$req_path"
 }
-# p99 in µs and rps from wrk's output; dies on errors or non-2xx answers
+# "rps p99-in-µs requests" from wrk's output; dies on errors or non-2xx
+# answers
 wrk_parse() {
   grep -qE 'Socket errors|Non-2xx' <<<"$1" && { echo "$1" >&2; die "$2 had errors under load"; }
-  awk '/Requests\/sec/{rps=$2}
+  awk '/Requests\/sec/{rps=$2} / requests in /{n=$1}
        $1=="99%"{v=$2; u=v; gsub(/[0-9.]/,"",u); sub(/[a-z]+$/,"",v);
                  p=(u=="us")?v:(u=="ms")?v*1000:(u=="s")?v*1e6:v}
-       END{printf "%s %.0f\n", rps, p}' <<<"$1"
+       END{printf "%s %.0f %d\n", rps, p, n}' <<<"$1"
 }
+# CPU time of a process so far, in clock ticks (user + system)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 # --- memory per pooled connection, on Q (B not started yet)
 out=$(wrk_run "$PORT_Q" "$QTOKEN" "$BENCH_DIR/one.ids" 3s)
@@ -212,6 +216,29 @@ out=$(wrk_run "$PORT_Q" "$QTOKEN" "$BENCH_DIR/spread.ids" 3s)
 wrk_parse "$out" warm-spread >/dev/null
 rss_spread=$(rss_kib "$QPID") fd_spread=$(fd_count "$QPID") up_spread=$(upstream_unix "$QPID")
 note "Q after one-endpoint warm-up: RSS ${rss_one} KiB, ${fd_one} fds, ${up_one} upstream; after spread: ${rss_spread} KiB, ${fd_spread} fds, ${up_spread} upstream"
+
+# PERF=1: where Q's and the engine's CPU goes in a one-endpoint and a
+# spread run (perf, software clock), own time by symbol, side by side.
+if [ "${PERF:-0}" = 1 ]; then
+  have perf || die "perf is not installed (apt-get install -y linux-perf)"
+  mock_pid=$(cat "$BENCH_DIR/mock.pid")
+  for what in one spread; do
+    perfs=()
+    for p in "$QPID" "$mock_pid"; do
+      "${PIN_CLIENT[@]}" perf record -e cpu-clock -F 1999 -p "$p" -o "$BENCH_DIR/perf-$what-$p.data" -- sleep 6 2>"$BENCH_DIR/perf.err" &
+      perfs+=($!)
+    done
+    sleep 0.3
+    wrk_run "$PORT_Q" "$QTOKEN" "$BENCH_DIR/$what.ids" 5s | grep Requests/sec >&2
+    wait "${perfs[@]}"
+    for p in "$QPID" "$mock_pid"; do
+      perf report -i "$BENCH_DIR/perf-$what-$p.data" --no-children --stdio --sort sym --percent-limit 0.4 2>/dev/null |
+        grep -v '^#' | grep -v '^$' | cut -c1-140 >"$BENCH_DIR/perf-$what-$p.txt"
+      note "perf $what, pid $p ($([ "$p" = "$QPID" ] && echo berth || echo mock)): $(head -c 0 /dev/null)$(perf report -i "$BENCH_DIR/perf-$what-$p.data" --stdio --sort sym 2>/dev/null | awk '/^# Samples/{print $3, $4}')"
+      head -25 "$BENCH_DIR/perf-$what-$p.txt" >&2
+    done
+  done
+fi
 
 # --- B: the checker busy on the dead half
 start_berth_on b "$PORT_B" "$data_b" --health-interval 1h --health-timeout "$dead_timeout" \
@@ -230,6 +257,7 @@ out=$(wrk_run "$PORT_B" "$BTOKEN" "$BENCH_DIR/spread.ids" 2s)
 wrk_parse "$out" warm-b >/dev/null
 
 # --- rounds
+mock_pid=$(cat "$BENCH_DIR/mock.pid")
 results="$BENCH_DIR/many-hosts.results"
 : >"$results"
 targets=(q-one q-spread b-spread)
@@ -244,12 +272,15 @@ for ((r = 1; r <= rounds; r++)); do
     kill -STOP "${other_of[$name]}"
     kill -CONT "${pid_of[$name]}"
     sleep 0.5
+    c0=$(cpu_ticks "${pid_of[$name]}") m0=$(cpu_ticks "$mock_pid")
     out=$(wrk_run "${port_of[$name]}" "${token_of[$name]}" "$BENCH_DIR/${ids_of[$name]}" "$dur")
-    read -r rps p99 <<<"$(wrk_parse "$out" "$name")"
+    c1=$(cpu_ticks "${pid_of[$name]}") m1=$(cpu_ticks "$mock_pid")
+    read -r rps p99 reqs <<<"$(wrk_parse "$out" "$name")"
+    cpu_berth=$(((c1 - c0) * TICK_US * 10 / reqs)) cpu_mock=$(((m1 - m0) * TICK_US * 10 / reqs))
     hung=$(hung_open "${pid_of[$name]}")
     fds=$(fd_count "${pid_of[$name]}")
     load1=$(cut -d' ' -f1 /proc/loadavg)
-    echo "$name $r $rps $p99 $hung $fds $load1" | tee -a "$results" >&2
+    echo "$name $r $rps $p99 $hung $fds $load1 $cpu_berth $cpu_mock" | tee -a "$results" >&2
   done
 done
 cont_all
@@ -271,8 +302,9 @@ import statistics as st, sys
 a = sys.argv[1:]
 rows = {}
 for line in open(a[0]):
-    name, r, rps, p99, hung, fds, load1 = line.split()
-    rows.setdefault(name, {})[int(r)] = (float(rps), float(p99), int(hung), int(fds), float(load1))
+    name, r, rps, p99, hung, fds, load1, cpu_b, cpu_m = line.split()
+    rows.setdefault(name, {})[int(r)] = (float(rps), float(p99), int(hung), int(fds), float(load1),
+                                         int(cpu_b) / 10, int(cpu_m) / 10)
 n, live, loaded, sockets = map(int, a[1:5])
 rss_empty, rss_idle, fd_idle, rss_one, fd_one, up_one, rss_spread, fd_spread, up_spread = map(int, a[5:14])
 p_open, p_idle, p_hosts, p_max = map(int, a[14].split())
@@ -281,16 +313,21 @@ load_start, load_end, dead_timeout, conc, conns, dur, path = a[16:23]
 rounds = sorted(rows["q-one"])
 print(f"{n} endpoints: {live} live on {sockets} unix sockets of one mock engine, {(n-live+1)//2} hung (accept, never answer), "
       f"{(n-live)//2} refused; load over {loaded} live ones; {len(rounds)} rounds x {dur}, {conns} connections, GET {path}")
-print(f"{'target':<10} {'rps':>8} {'min-max':>15} {'p99 us':>8} {'p99 min-max':>15}  rps per round")
+print(f"{'target':<10} {'rps':>8} {'min-max':>15} {'p99 us':>8} {'p99 min-max':>15} {'CPU us/req':>11} {'(mock)':>7}  rps per round")
 for name in ("q-one", "q-spread", "b-spread"):
     v = rows[name]
     rps = [v[r][0] for r in rounds]; p = [v[r][1] for r in rounds]
-    print(f"{name:<10} {st.median(rps):8.0f} {min(rps):7.0f}-{max(rps):<7.0f} {st.median(p):8.0f} {min(p):7.0f}-{max(p):<7.0f}  "
-          + " ".join(f"{x:.0f}" for x in rps))
+    cb = st.median(v[r][5] for r in rounds); cm = st.median(v[r][6] for r in rounds)
+    print(f"{name:<10} {st.median(rps):8.0f} {min(rps):7.0f}-{max(rps):<7.0f} {st.median(p):8.0f} {min(p):7.0f}-{max(p):<7.0f} "
+          f"{cb:11.1f} {cm:7.1f}  " + " ".join(f"{x:.0f}" for x in rps))
 ratio = [rows["q-spread"][r][0] / rows["q-one"][r][0] for r in rounds]
 print(f"spread / one-endpoint rps per round: {' '.join(f'{x:.2f}' for x in ratio)} (median {st.median(ratio):.2f}; target >= 0.90)")
 p99r = [rows["q-spread"][r][1] / rows["q-one"][r][1] for r in rounds]
 print(f"spread / one-endpoint p99 per round: {' '.join(f'{x:.2f}' for x in p99r)} (median {st.median(p99r):.2f})")
+cpu = [rows["q-spread"][r][5] / rows["q-one"][r][5] for r in rounds]
+cpum = [rows["q-spread"][r][6] / rows["q-one"][r][6] for r in rounds]
+print(f"spread / one-endpoint CPU per request, Berth: {' '.join(f'{x:.2f}' for x in cpu)} (median {st.median(cpu):.2f}); "
+      f"mock engine: {' '.join(f'{x:.2f}' for x in cpum)} (median {st.median(cpum):.2f})")
 busy = [rows["b-spread"][r][1] / rows["q-spread"][r][1] for r in rounds]
 busy_rps = [rows["b-spread"][r][0] / rows["q-spread"][r][0] for r in rounds]
 hung = [rows["b-spread"][r][2] for r in rounds]
