@@ -23,7 +23,12 @@
 #      minus after a one-endpoint run, over the upstream connections it
 #      added).
 #   B  the same data and flags, with the checker busy on the dead half for
-#      the whole measurement: its first round checks the live endpoints
+#      the whole measurement (B_STATE=died, the default: B starts on the
+#      data of the registration, so the dead hosts are still recorded up
+#      and each check stores a status change, as when hosts have just
+#      died; B_STATE=down: B starts on Q's data after its round, the dead
+#      hosts already recorded down, as when they have been dead a while,
+#      so checks change nothing): its first round checks the live endpoints
 #      first (they were up), then the dead ones, HEALTH_CONCURRENCY at once,
 #      each hung check held for DEAD_TIMEOUT (Berth's default 5 s), so the
 #      dead half takes ENDPOINTS/4 x DEAD_TIMEOUT / concurrency (195 s by
@@ -42,9 +47,11 @@
 #
 # Usage: scripts/bench/many-hosts.sh
 # Knobs: ENDPOINTS (10000), LOADED (1000), SOCKETS (1000), ROUNDS (5),
-#        DURATION (6s), CONNS (64), DEAD_TIMEOUT (5s), HEALTH_CONCURRENCY
-#        (64), REQ_PATH (/v1.41/containers/json), EXTRA_FLAGS (more berth
-#        flags, both Berths), SKIP_BUILD=1, BERTH_BIN=/path (A/B)
+#        DURATION (6s), CONNS (64), DEAD_TIMEOUT (5s), B_STATE (died or
+#        down), HEALTH_CONCURRENCY (64), REQ_PATH (/v1.41/containers/json),
+#        EXTRA_FLAGS (more berth flags, both Berths), PERF=1 (profile a
+#        one-endpoint and a spread run first), SKIP_BUILD=1,
+#        BERTH_BIN=/path (A/B)
 source "$(dirname "$0")/lib.sh"
 
 n=${ENDPOINTS:-10000}
@@ -169,9 +176,14 @@ EOF
 awk -v k="$loaded" '$1 ~ /^live/ && c < k {print $2; c++}' "$ids" >"$BENCH_DIR/spread.ids"
 head -n 1 "$BENCH_DIR/spread.ids" >"$BENCH_DIR/one.ids"
 
+b_state=${B_STATE:-died}
 data_b="$BENCH_DIR/data-b"
 rm -rf "$data_b"
-cp -a "$BENCH_DIR/berth-data" "$data_b"
+case $b_state in
+died) cp -a "$BENCH_DIR/berth-data" "$data_b" ;;
+down) ;; # copied from Q's data once its round is over
+*) die "B_STATE must be died or down" ;;
+esac
 
 # --- Q: its one round, then idle (a short timeout and a wide concurrency
 # only to get that round over quickly; they play no part afterwards)
@@ -187,6 +199,12 @@ for ((i = 0; i < 240; i++)); do
 done
 [ "$down" = "$((n - live))" ] || die "Q's first round did not mark the $((n - live)) dead endpoints down ($down)"
 note "Q's first round is over after $((i / 2)) s: $down endpoints down"
+if [ "$b_state" = down ]; then
+  # a consistent copy: Q is stopped while it is taken (its pools stay)
+  kill -STOP "$QPID"
+  cp -a "$BENCH_DIR/berth-data" "$data_b"
+  kill -CONT "$QPID"
+fi
 sleep 2
 rss_idle=$(rss_kib "$QPID")
 fd_idle=$(fd_count "$QPID")
@@ -297,7 +315,7 @@ b_down=$(down_count "$PORT_B" "$BTOKEN")
 
 python3 - "$results" "$n" "$live" "$loaded" "$sockets" "$rss_empty" "$rss_idle" "$fd_idle" \
   "$rss_one" "$fd_one" "$up_one" "$rss_spread" "$fd_spread" "$up_spread" "$pools" "$b_down" \
-  "$load_start" "$load_end" "$dead_timeout" "$concurrency" "$conns" "$dur" "$req_path" <<'EOF'
+  "$load_start" "$load_end" "$dead_timeout" "$concurrency" "$conns" "$dur" "$req_path" "$b_state" <<'EOF'
 import statistics as st, sys
 a = sys.argv[1:]
 rows = {}
@@ -309,7 +327,7 @@ n, live, loaded, sockets = map(int, a[1:5])
 rss_empty, rss_idle, fd_idle, rss_one, fd_one, up_one, rss_spread, fd_spread, up_spread = map(int, a[5:14])
 p_open, p_idle, p_hosts, p_max = map(int, a[14].split())
 b_down = a[15]
-load_start, load_end, dead_timeout, conc, conns, dur, path = a[16:23]
+load_start, load_end, dead_timeout, conc, conns, dur, path, b_state = a[16:24]
 rounds = sorted(rows["q-one"])
 print(f"{n} endpoints: {live} live on {sockets} unix sockets of one mock engine, {(n-live+1)//2} hung (accept, never answer), "
       f"{(n-live)//2} refused; load over {loaded} live ones; {len(rounds)} rounds x {dur}, {conns} connections, GET {path}")
@@ -334,7 +352,7 @@ hung = [rows["b-spread"][r][2] for r in rounds]
 print(f"live p99, checker busy on the dead half / idle, per round: {' '.join(f'{x:.2f}' for x in busy)} (median {st.median(busy):.2f}); "
       f"rps {' '.join(f'{x:.2f}' for x in busy_rps)} (median {st.median(busy_rps):.2f})")
 print(f"B's checks held open on the hung port at the end of each window: {' '.join(map(str, hung))} "
-      f"(health timeout {dead_timeout}, concurrency {conc}); B's endpoints down at the end: {b_down}")
+      f"(health timeout {dead_timeout}, concurrency {conc}, B_STATE={b_state}); B's endpoints down at the end: {b_down}")
 fds = [rows["q-spread"][r][3] for r in rounds]
 print(f"Q's descriptors after each spread window: {' '.join(map(str, fds))} (idle before load: {fd_idle})")
 print(f"memory per registered endpoint: RSS {rss_empty/1024:.1f} MiB empty store -> {rss_idle/1024:.1f} MiB with {n} "
