@@ -24,23 +24,9 @@ data="$BENCH_DIR/berth-data"
 base="http://127.0.0.1:$PORT_BERTH"
 
 # Starts Berth on the existing $data (no wipe, unlike start_berth).
-start_on_data() {
-  stop_stale berth.pid
-  "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
-    --data "$data" --workers "$BERTH_WORKERS" \
-    --log-level "${BERTH_LOG_LEVEL:-warn}" "${extra[@]}" >>"$BENCH_DIR/berth.log" 2>&1 &
-  BERTH_PID=$!
-  echo $BERTH_PID >"$BENCH_DIR/berth.pid"
-  _started+=("$BENCH_DIR/berth.pid")
-  wait_for curl -fsS "$base/api/status" || die "berth did not start: $(tail -5 "$BENCH_DIR/berth.log")"
-}
+start_on_data() { start_berth_on berth "$PORT_BERTH" "$data" "${extra[@]}"; }
 
-stop_berth() {
-  kill "$BERTH_PID" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$BERTH_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$BERTH_PID" 2>/dev/null || true
-  rm -f "$BENCH_DIR/berth.pid"
-}
+stop_berth() { stop_pid "$BERTH_PID" "$BENCH_DIR/berth.pid"; }
 
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
@@ -69,23 +55,8 @@ note "empty store: ${rss0_3} KiB at 3 s, ${rss0_s} KiB at ${settle} s"
 # --- N endpoints, registered through the API (keep-alive, 4 clients)
 BERTH_TOKEN=$(berth_login)
 t=$SECONDS
-python3 - "$PORT_BERTH" "$BERTH_TOKEN" "$MOCK_SOCK" "$n" <<'EOF' || die "registration failed"
-import http.client, sys, threading, urllib.parse
-port, token, sock, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-errors = []
-def worker(k):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for i in range(k, n, 4):
-        body = urllib.parse.urlencode({"Name": f"e{i:06d}", "EndpointCreationType": "1", "URL": f"unix://{sock}"})
-        c.request("POST", "/api/endpoints", body, {"Authorization": f"Bearer {token}",
-                  "Content-Type": "application/x-www-form-urlencoded"})
-        r = c.getresponse(); b = r.read()
-        if r.status != 200:
-            errors.append((i, r.status, b[:200])); return
-ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-[t.start() for t in ts]; [t.join() for t in ts]
-if errors: print(errors[:3], file=sys.stderr); sys.exit(1)
-EOF
+awk -v n="$n" -v sock="$MOCK_SOCK" 'BEGIN { for (i = 0; i < n; i++) printf "e%06d unix://%s\n", i, sock }' >"$BENCH_DIR/endpoints.list"
+register_endpoints "$BENCH_DIR/endpoints.list" "$BENCH_DIR/endpoints.ids"
 reg_s=$((SECONDS - t))
 note "$n endpoints registered in ${reg_s} s"
 stop_berth

@@ -118,13 +118,14 @@ wait_for() {
   return 1
 }
 
-# start_mock: the project's mock Docker engine on $MOCK_SOCK and on TCP
-# $PORT_FLOOR (the floor: clients straight to the backend).
+# start_mock [mock flags...]: the project's mock Docker engine on $MOCK_SOCK
+# and on TCP $PORT_FLOOR (the floor: clients straight to the backend); more
+# flags go to berth-mock-docker (e.g. --unix-count N).
 start_mock() {
   stop_stale mock.pid
   rm -f "$MOCK_SOCK"
   "${PIN_SERVER[@]}" "$BIN/berth-mock-docker" --unix "$MOCK_SOCK" --tcp "127.0.0.1:$PORT_FLOOR" \
-    --workers "$MOCK_WORKERS" >"$BENCH_DIR/mock.out" 2>"$BENCH_DIR/mock.err" &
+    --workers "$MOCK_WORKERS" "$@" >"$BENCH_DIR/mock.out" 2>"$BENCH_DIR/mock.err" &
   echo $! >"$BENCH_DIR/mock.pid"
   _started+=("$BENCH_DIR/mock.pid")
   wait_for curl -fsS "http://127.0.0.1:$PORT_FLOOR/_ping" || die "mock backend did not start: $(cat "$BENCH_DIR/mock.err")"
@@ -186,13 +187,18 @@ start_berth_variant() {
   PORT_BERTH=$VARIANT_PORT berth_setup
 }
 
+# berth_admin: the admin user, logged in. Sets BERTH_TOKEN.
+berth_admin() {
+  curl -fsS -o /dev/null -X POST "http://127.0.0.1:$PORT_BERTH/api/users/admin/init" -H 'Content-Type: application/json' \
+    -d "{\"Username\":\"admin\",\"Password\":\"$ADMIN_PASSWORD\"}" || die "admin init failed"
+  BERTH_TOKEN=$(berth_login)
+}
+
 # berth_setup: admin, login, endpoint on the mock socket. Sets BERTH_TOKEN
 # and BERTH_ENDPOINT.
 berth_setup() {
   local base="http://127.0.0.1:$PORT_BERTH" out
-  out=$(curl -fsS -X POST "$base/api/users/admin/init" -H 'Content-Type: application/json' \
-    -d "{\"Username\":\"admin\",\"Password\":\"$ADMIN_PASSWORD\"}") || die "admin init failed"
-  BERTH_TOKEN=$(berth_login)
+  berth_admin
   out=$(curl -fsS -X POST "$base/api/endpoints" -H "Authorization: Bearer $BERTH_TOKEN" \
     -F Name=bench -F EndpointCreationType=1 -F "URL=unix://$MOCK_SOCK") || die "endpoint creation failed"
   BERTH_ENDPOINT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])' <<<"$out")
@@ -202,6 +208,62 @@ berth_login() {
   curl -fsS -X POST "http://127.0.0.1:$PORT_BERTH/api/auth" -H 'Content-Type: application/json' \
     -d "{\"Username\":\"admin\",\"Password\":\"$ADMIN_PASSWORD\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["jwt"])'
+}
+
+# register_endpoints LIST OUT: registers one endpoint per "name url" line of
+# LIST through the API (`POST /api/endpoints`, urlencoded, as $BERTH_TOKEN
+# on $PORT_BERTH) with four keep-alive clients, which is what makes 10,000
+# take seconds rather than minutes; writes "name id" lines to OUT. Each
+# registration pings its host, so every URL must answer while this runs.
+register_endpoints() {
+  python3 - "$PORT_BERTH" "$BERTH_TOKEN" "$1" "$2" <<'EOF' || die "registration failed"
+import http.client, json, sys, threading, urllib.parse
+port, token, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+todo = [line.split() for line in open(src) if line.strip()]
+errors, ids = [], {}
+def worker(k):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for name, url in todo[k::4]:
+        body = urllib.parse.urlencode({"Name": name, "EndpointCreationType": "1", "URL": url})
+        c.request("POST", "/api/endpoints", body, {"Authorization": f"Bearer {token}",
+                  "Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse(); b = r.read()
+        if r.status != 200:
+            errors.append((name, r.status, b[:200])); return
+        ids[name] = json.loads(b)["Id"]
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+if errors: print(errors[:3], file=sys.stderr); sys.exit(1)
+with open(dst, "w") as f:
+    f.writelines(f"{name} {ids[name]}\n" for name, _ in todo)
+EOF
+}
+
+# start_berth_on NAME PORT DATA [flags...]: Berth on an existing data
+# directory (kept, unlike start_berth: a restart, as after an upgrade),
+# listening on PORT; its pid file is $BENCH_DIR/NAME.pid and its log
+# $BENCH_DIR/NAME.log. Sets BERTH_PID.
+start_berth_on() {
+  local name=$1 port=$2 data=$3
+  shift 3
+  stop_stale "$name.pid"
+  "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$port" --bind-https off \
+    --data "$data" --workers "$BERTH_WORKERS" \
+    --log-level "${BERTH_LOG_LEVEL:-warn}" "$@" >>"$BENCH_DIR/$name.log" 2>&1 &
+  BERTH_PID=$!
+  echo $BERTH_PID >"$BENCH_DIR/$name.pid"
+  _started+=("$BENCH_DIR/$name.pid")
+  wait_for curl -fsS "http://127.0.0.1:$port/api/status" || die "berth $name did not start: $(tail -5 "$BENCH_DIR/$name.log")"
+}
+
+# stop_pid PID [PIDFILE]: SIGTERM, up to 10 s to exit (Berth drains), then
+# SIGKILL; removes PIDFILE.
+stop_pid() {
+  local i
+  kill "$1" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  if [ -n "${2:-}" ]; then rm -f "$2"; fi
 }
 
 # anchor_conf NAME: renders scripts/bench/anchors/NAME into $BENCH_DIR

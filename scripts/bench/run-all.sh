@@ -8,8 +8,11 @@
 #   6. login-storm.sh  proxied p99 with and without a stream of logins
 #   7. replicas.sh     proxied throughput on PostgreSQL vs embedded; change-feed lag
 #   8. endpoint-memory.sh  memory per registered endpoint (10,000 on one socket)
+#   9. many-hosts.sh   10,000 endpoints, half dead: load over 1,000 vs one,
+#                      memory per endpoint and pooled connection, live p99
+#                      with the health checker busy on the dead half
 # Each step's output is kept in $OUT (default /tmp/berth-bench-results/<date>).
-# Takes about 40 minutes on a 2-core machine. Every step stops by itself.
+# Takes about 45 minutes on a 2-core machine. Every step stops by itself.
 #
 # Usage: scripts/bench/run-all.sh            everything
 #        STEPS="load stream" scripts/bench/run-all.sh
@@ -17,7 +20,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=${OUT:-/tmp/berth-bench-results/$(date -u +%Y%m%dT%H%MZ)}
-steps=${STEPS:-micro load cpu-cost stream hijack login-storm replicas endpoint-memory}
+steps=${STEPS:-micro load cpu-cost stream hijack login-storm replicas endpoint-memory many-hosts}
 mkdir -p "$out"
 echo "results in $out" >&2
 for step in $steps; do
@@ -31,6 +34,7 @@ for step in $steps; do
   login-storm) SKIP_BUILD=1 "$here/login-storm.sh" >"$out/login-storm.txt" 2>&1 ;;
   replicas) SKIP_BUILD=1 "$here/replicas.sh" >"$out/replicas.txt" 2>&1 ;;
   endpoint-memory) SKIP_BUILD=1 "$here/endpoint-memory.sh" >"$out/endpoint-memory.txt" 2>&1 ;;
+  many-hosts) SKIP_BUILD=1 "$here/many-hosts.sh" >"$out/many-hosts.txt" 2>&1 ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
   esac
   # the summary is the tail of each step's output

@@ -4,7 +4,10 @@
 //!
 //! On start it prints one line per listener, `unix PATH` and/or
 //! `tcp ADDR` (with the real port when `:0` was asked for), then runs until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. `--unix-count N` serves N sockets (`PATH`, `PATH.1`,
+//! ..., `PATH.<N-1>`) from the one process, so that a benchmark can give
+//! thousands of endpoints hosts of their own without thousands of
+//! processes.
 
 // Test support binary: setup failures stop it loudly.
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
@@ -16,6 +19,10 @@ use std::time::Duration;
 use berth_testkit::{FailMode, MockDocker, MockOptions};
 use clap::Parser;
 
+/// Each socket is a listener and an accept task; more than a benchmark of
+/// many hosts needs would only exhaust descriptors.
+const MAX_UNIX_COUNT: i64 = 10_000;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "berth-mock-docker",
@@ -26,6 +33,9 @@ struct Args {
     /// Listen on this unix socket path (a stale socket there is replaced).
     #[arg(long)]
     unix: Option<PathBuf>,
+    /// Serve this many unix sockets: PATH, then PATH.1 to PATH.<N-1>.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_UNIX_COUNT))]
+    unix_count: u16,
     /// Listen on this TCP address, e.g. 127.0.0.1:2375 or 127.0.0.1:0.
     #[arg(long)]
     tcp: Option<String>,
@@ -79,6 +89,14 @@ async fn run(args: Args) -> std::process::ExitCode {
     });
     if let Some(p) = &args.unix {
         builder = builder.unix(p.clone());
+        for k in 1..args.unix_count {
+            let mut more = p.clone().into_os_string();
+            more.push(format!(".{k}"));
+            builder = builder.also_unix(more);
+        }
+    } else if args.unix_count > 1 {
+        eprintln!("berth-mock-docker: --unix-count needs --unix PATH");
+        return std::process::ExitCode::from(2);
     }
     if let Some(a) = &args.tcp {
         builder = builder.tcp(a.clone());
@@ -92,7 +110,7 @@ async fn run(args: Args) -> std::process::ExitCode {
     };
     {
         let mut out = std::io::stdout().lock();
-        if let Some(p) = mock.unix_path() {
+        for p in mock.unix_paths() {
             let _ = writeln!(out, "unix {}", p.display());
         }
         if let Some(a) = mock.tcp_addr() {

@@ -499,6 +499,7 @@ pub struct MockBuilder {
     options: MockOptions,
     tcp: Option<String>,
     unix: Option<PathBuf>,
+    more_unix: Vec<PathBuf>,
 }
 
 impl MockBuilder {
@@ -519,15 +520,29 @@ impl MockBuilder {
         self
     }
 
+    /// One more unix socket served by the same engine, so that one process
+    /// can stand for many Docker hosts (a benchmark of many endpoints gives
+    /// each its own socket, as distinct hosts would be). Needs
+    /// [`MockBuilder::unix`] too; the engine's state (fail mode, request
+    /// log, counters) is shared by all its sockets.
+    pub fn also_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.more_unix.push(path.into());
+        self
+    }
+
     pub async fn start(self) -> io::Result<MockDocker> {
         if self.tcp.is_none() && self.unix.is_none() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "mock docker needs a unix path or a TCP address"));
+        }
+        if self.unix.is_none() && !self.more_unix.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "more unix sockets need a first one (unix)"));
         }
         let shared = Arc::new(Shared::new(&self.options));
         let mut mock = MockDocker {
             shared: shared.clone(),
             tcp_addr: None,
             unix_path: None,
+            more_unix: Vec::new(),
             listener_open: Vec::new(),
             tasks: Vec::new(),
         };
@@ -547,6 +562,13 @@ impl MockBuilder {
             mock.unix_path = Some(path.clone());
             bound.push((Listener::Unix(l), BindAddr::Unix(path.clone())));
         }
+        for path in &self.more_unix {
+            // Recorded before the next bind, so a failure part-way removes
+            // the files already made (the handle's drop).
+            let l = bind_unix(path)?;
+            mock.more_unix.push(path.clone());
+            bound.push((Listener::Unix(l), BindAddr::Unix(path.clone())));
+        }
         for (listener, addr) in bound {
             let (tx, rx) = watch::channel(true);
             mock.listener_open.push(rx);
@@ -564,6 +586,8 @@ pub struct MockDocker {
     shared: Arc<Shared>,
     tcp_addr: Option<SocketAddr>,
     unix_path: Option<PathBuf>,
+    /// From [`MockBuilder::also_unix`], in the order given.
+    more_unix: Vec<PathBuf>,
     listener_open: Vec<watch::Receiver<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -587,6 +611,12 @@ impl MockDocker {
 
     pub fn unix_path(&self) -> Option<&Path> {
         self.unix_path.as_deref()
+    }
+
+    /// Every unix socket served: [`MockDocker::unix_path`], then those of
+    /// [`MockBuilder::also_unix`].
+    pub fn unix_paths(&self) -> impl Iterator<Item = &Path> {
+        self.unix_path.iter().chain(&self.more_unix).map(PathBuf::as_path)
     }
 
     /// The engine URL in Docker's form (`tcp://127.0.0.1:PORT`), which is
@@ -722,7 +752,7 @@ impl MockDocker {
 impl Drop for MockDocker {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
-        if let Some(p) = &self.unix_path {
+        for p in self.unix_path.iter().chain(&self.more_unix) {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -112,6 +112,33 @@ async fn ping_over_unix_and_tcp_with_docker_headers() {
     assert_eq!(mock.requests()[2].method, Method::HEAD);
 }
 
+/// One engine on many sockets (a benchmark's many hosts): each answers,
+/// they share the engine's counters, and all files go with the handle.
+#[tokio::test]
+async fn one_engine_serves_many_unix_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..4).map(|k| dir.path().join(format!("docker.sock.{k}"))).collect();
+    let mut b = MockDocker::builder().unix(&paths[0]);
+    for p in &paths[1..] {
+        b = b.also_unix(p);
+    }
+    let mock = b.start().await.unwrap();
+    assert_eq!(mock.unix_paths().collect::<Vec<_>>(), paths.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    for p in &paths {
+        let r = unix_client(p).get("http://docker/_ping").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", p.display());
+    }
+    assert_eq!(mock.requests_total(), 4);
+    drop(mock);
+    for p in &paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+
+    let err =
+        MockDocker::builder().tcp("127.0.0.1:0").also_unix(dir.path().join("x.sock")).start().await.err().unwrap();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
 #[tokio::test]
 async fn canned_routes_answer_with_and_without_version_prefix() {
     let mock = tcp_mock().await;
