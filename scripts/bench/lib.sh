@@ -18,7 +18,9 @@ BENCH_DIR=${BENCH_DIR:-/tmp/berth-bench-run}
 BASE_PORT=${BASE_PORT:-19100}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
-BERTH_WORKERS=${BERTH_WORKERS:-1}
+# BERTH_WORKERS= (set and empty) leaves --workers out: Berth picks its own,
+# as users run it.
+BERTH_WORKERS=${BERTH_WORKERS-1}
 MOCK_WORKERS=${MOCK_WORKERS:-0}
 ADMIN_PASSWORD=berth-bench-password
 ANCHOR_SECRET=berth-bench-secret
@@ -135,7 +137,7 @@ start_berth() {
   stop_stale berth.pid
   rm -rf "$BENCH_DIR/berth-data"
   "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
-    --data "$BENCH_DIR/berth-data" --workers "$BERTH_WORKERS" \
+    --data "$BENCH_DIR/berth-data" ${BERTH_WORKERS:+--workers "$BERTH_WORKERS"} \
     --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" "$@" >"$BENCH_DIR/berth.log" 2>&1 &
   BERTH_PID=$!
   echo $BERTH_PID >"$BENCH_DIR/berth.pid"
@@ -164,7 +166,7 @@ start_berth_variant() {
   [ -n "${VARIANT_HTTPS_PORT:-}" ] && https=(--bind-https "127.0.0.1:$VARIANT_HTTPS_PORT")
   rm -rf "$BENCH_DIR/data-$name"
   "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" "${https[@]}" --data "$BENCH_DIR/data-$name" \
-    --workers "$BERTH_WORKERS" --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+    ${BERTH_WORKERS:+--workers "$BERTH_WORKERS"} --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
   VARIANT_PID=$!
   echo "$VARIANT_PID" >"$BENCH_DIR/berth-$name.pid"
   _started+=("$BENCH_DIR/berth-$name.pid")
