@@ -11,9 +11,12 @@
 //!   speed. When they are busy, the scheduler gives each hashing thread a
 //!   small bounded share (its weight at nice 12 is 70 against a normal
 //!   thread's 1024: about 6% of a core the proxy keeps busy, so a cost-10
-//!   hash still ends within a second), in short turns that a proxied
-//!   request waits for only briefly; a batch thread never preempts a proxy
-//!   thread when it wakes up. Under `SCHED_IDLE` (the previous shape) the
+//!   hash still ends within a second), and a batch thread never preempts a
+//!   proxy thread when it wakes up. A hashing thread never sleeps, though:
+//!   once picked it keeps the core until the scheduler next looks (a
+//!   wakeup, or a tick: 4 ms at HZ=250), so a storm still lengthens the
+//!   proxied requests' tail by up to a tick (p99 ×1.5 with a 3.6 ms quiet
+//!   p99 in login-storm.sh), though their throughput drops by only ~5%. Under `SCHED_IDLE` (the previous shape) the
 //!   pool got no share at all on a saturated core, and logins waited five
 //!   seconds and more, for as long as the storm lasted.
 //! - Admission: a job is refused at once ([`Busy`], answered 503 with
@@ -39,16 +42,16 @@ use crate::sys::FairPolicy;
 
 /// Niceness of the hashing threads: weight 70 against a normal thread's
 /// 1024, so on a core the proxy keeps busy a hashing thread gets about 6%
-/// (within the proxied p99's 10% budget) and one cost-10 hash (60 ms of
-/// CPU) takes about 0.9 s. Nice 10 (weight 110, 10%) took more than that
-/// budget in the login-storm benchmark; nice 15 (weight 36, 3.4%) makes a
-/// hash alone outlast the wait budget.
+/// (within a 10% budget of the proxy's CPU) and one cost-10 hash (60 ms of
+/// CPU) takes about 1 s. Nice 10 (weight 110, 10%) took 16–28% of the core
+/// in the login-storm benchmark (it also takes the core's idle moments);
+/// nice 15 (weight 36, 3.4%) makes a hash alone outlast the wait budget.
 pub const HASH_NICE: i32 = 12;
 
 /// Time slice of the hashing threads: once picked, a hashing thread gives
-/// the core back after this long, so a proxied request that becomes ready
-/// meanwhile waits at most about this much (the kernel's default slice is
-/// several times longer).
+/// the core back after this long at the scheduler's next look, not the
+/// default 1.4 ms or more (same weight, default slice: p99 ×1.51 against
+/// ×1.21 with this one in the same login-storm run).
 pub const HASH_SLICE: Duration = Duration::from_micros(200);
 
 /// Longest a login may expect to wait for the pool (queue and its own
