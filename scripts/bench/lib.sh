@@ -21,6 +21,9 @@ CLIENT_CPUS=${CLIENT_CPUS:-1}
 # BERTH_WORKERS= (set and empty) leaves --workers out: Berth picks its own,
 # as users run it.
 BERTH_WORKERS=${BERTH_WORKERS-1}
+# The knob shares its name with Berth's own setting (env BERTH_WORKERS):
+# kept out of Berth's environment, where an empty value is invalid.
+export -n BERTH_WORKERS
 MOCK_WORKERS=${MOCK_WORKERS:-0}
 ADMIN_PASSWORD=berth-bench-password
 ANCHOR_SECRET=berth-bench-secret
