@@ -16,8 +16,8 @@ BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_SCRIPTS="$BENCH_REPO/scripts/bench"
 BENCH_DIR=${BENCH_DIR:-/tmp/berth-bench-run}
 BASE_PORT=${BASE_PORT:-19100}
-SERVER_CPUS=${SERVER_CPUS:-0}
-CLIENT_CPUS=${CLIENT_CPUS:-1}
+SERVER_CPUS=${SERVER_CPUS-0}
+CLIENT_CPUS=${CLIENT_CPUS-1}
 # BERTH_WORKERS= (set and empty) leaves --workers out: Berth picks its own,
 # as users run it.
 BERTH_WORKERS=${BERTH_WORKERS-1}
