@@ -160,11 +160,9 @@ pub async fn build_state(config: Config, shutdown: CancellationToken) -> anyhow:
     let bundles = bundles::Bundles::new(ca, store.load_all::<store::model::Bundle>(store::BUNDLES)?);
     let audit = audit::Trail::new(&config, &metrics).context("setting up the audit trail")?;
     let state = AppState {
-        dummy_hash: tokio::task::spawn_blocking({
-            let cost = config.bcrypt_cost;
-            move || auth::password::dummy_hash(cost)
-        })
-        .await?,
+        dummy_hash: auth::password::dummy_hash(config.bcrypt_cost)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.details))?,
         config,
         store,
         metrics,

@@ -10,15 +10,43 @@ use std::io;
 
 use rustix::process::{Pid, Signal};
 
-/// Moves the calling thread to `SCHED_IDLE` (on Linux the policy is per
-/// thread; `0` names the caller). Needs no privilege, but a seccomp filter
-/// or an old kernel may refuse it.
-pub fn set_current_thread_idle() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler(2) reads the sched_param we pass by
-    // reference for the duration of the call and keeps no pointer to it.
-    // rustix has no wrapper for it.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+/// A policy of the kernel's fair scheduling class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FairPolicy {
+    Normal,
+    /// CPU-bound work: the thread never preempts another one when it wakes
+    /// up, and is scheduled by its weight (nice) like a normal thread.
+    Batch,
+    /// Runs only on CPU time no other thread wants.
+    Idle,
+}
+
+/// Sets the calling thread's fair policy, nice value and time slice in one
+/// `sched_setattr(2)` (per thread on Linux; `0` names the caller). The slice
+/// is how long the thread may run once picked before the scheduler looks
+/// again; kernels with EEVDF (6.12 on) honour it (clamped to 0.1–100 ms),
+/// older ones ignore it. Lowering one's own priority needs no privilege.
+pub fn set_current_thread_fair(policy: FairPolicy, nice: i32, slice: std::time::Duration) -> io::Result<()> {
+    let policy = match policy {
+        FairPolicy::Normal => libc::SCHED_OTHER,
+        FairPolicy::Batch => libc::SCHED_BATCH,
+        FairPolicy::Idle => libc::SCHED_IDLE,
+    };
+    let attr = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: policy as u32,
+        sched_flags: 0,
+        sched_nice: nice,
+        sched_priority: 0,
+        sched_runtime: u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX),
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: sched_setattr(2) reads `size` bytes of the sched_attr we pass
+    // by reference for the duration of the call and keeps no pointer to it;
+    // `size` is that struct's own size. Neither libc nor rustix wraps it.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0) };
+    if r == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())

@@ -16,13 +16,14 @@ BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_SCRIPTS="$BENCH_REPO/scripts/bench"
 BENCH_DIR=${BENCH_DIR:-/tmp/berth-bench-run}
 BASE_PORT=${BASE_PORT:-19100}
-# Set to empty (SERVER_CPUS= CLIENT_CPUS=) to leave every process unpinned,
-# and BERTH_WORKERS= to start Berth without --workers (its default shape).
+# SERVER_CPUS= CLIENT_CPUS= (set and empty) leave every process unpinned.
 SERVER_CPUS=${SERVER_CPUS-0}
 CLIENT_CPUS=${CLIENT_CPUS-1}
+# BERTH_WORKERS= (set and empty) leaves --workers out: Berth picks its own,
+# as users run it.
 BERTH_WORKERS=${BERTH_WORKERS-1}
-# The knob shares its name with Berth's own environment variable: keep it
-# out of the environment Berth starts with (the flag says it instead).
+# The knob shares its name with Berth's own setting (env BERTH_WORKERS):
+# kept out of Berth's environment, where an empty value is invalid.
 export -n BERTH_WORKERS
 MOCK_WORKERS=${MOCK_WORKERS:-0}
 ADMIN_PASSWORD=berth-bench-password
@@ -141,7 +142,7 @@ start_berth() {
   stop_stale berth.pid
   rm -rf "$BENCH_DIR/berth-data"
   "${PIN_SERVER[@]}" "$BIN/berth" --bind "127.0.0.1:$PORT_BERTH" --bind-https off \
-    --data "$BENCH_DIR/berth-data" $(workers_flag) \
+    --data "$BENCH_DIR/berth-data" ${BERTH_WORKERS:+--workers "$BERTH_WORKERS"} \
     --log-level "${BERTH_LOG_LEVEL:-info,berth::access=off}" "$@" >"$BENCH_DIR/berth.log" 2>&1 &
   BERTH_PID=$!
   echo $BERTH_PID >"$BENCH_DIR/berth.pid"
@@ -154,11 +155,6 @@ start_berth() {
 # it writes its access log (to a file, as it would in production).
 variant_log_level() {
   if [[ " ${ACCESS_LOG_VARIANTS:-} " == *" $1 "* ]]; then echo info; else echo "${BERTH_LOG_LEVEL:-info,berth::access=off}"; fi
-}
-
-# --workers N, or nothing when BERTH_WORKERS is empty (Berth's default).
-workers_flag() {
-  if [ -n "$BERTH_WORKERS" ]; then echo "--workers $BERTH_WORKERS"; fi
 }
 
 # start_berth_variant NAME BINARY INDEX: one Berth build of an A/B run on
@@ -179,7 +175,7 @@ start_berth_variant() {
   local flags_var="FLAGS_${name//-/_}"
   # shellcheck disable=SC2046,SC2086 # flags are separate words
   "${PIN_SERVER[@]}" "$BIN/berth-$name" --bind "127.0.0.1:$VARIANT_PORT" "${https[@]}" --data "$BENCH_DIR/data-$name" \
-    $(workers_flag) ${!flags_var:-} --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
+    ${BERTH_WORKERS:+--workers "$BERTH_WORKERS"} ${!flags_var:-} --log-level "$(variant_log_level "$name")" "${@:4}" >"$BENCH_DIR/berth-$name.log" 2>&1 &
   VARIANT_PID=$!
   echo "$VARIANT_PID" >"$BENCH_DIR/berth-$name.pid"
   _started+=("$BENCH_DIR/berth-$name.pid")

@@ -75,7 +75,11 @@ pub const LOGIN: Doc = Doc::new(
         .with_headers(&[("Set-Cookie", "portainer_api_key=<JWT>; HttpOnly; SameSite=Strict")])],
 )
 .body(Body::Json(json::<Login>))
-.errors(&[(422, "Invalid credentials"), (429, "Too many attempts from this address (Retry-After)")]);
+.errors(&[
+    (422, "Invalid credentials"),
+    (429, "Too many attempts from this address (Retry-After)"),
+    (503, "Too many password checks in progress (Retry-After)"),
+]);
 
 pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Response<ResponseBody>> {
     rate_limit(&state, &req, "/api/auth")?;
@@ -90,7 +94,15 @@ pub async fn login(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Respo
     // Unknown users are checked against a dummy hash: same cost, same answer.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| state.dummy_hash.clone());
     let pw_len = body.password.len();
-    let ok = password::verify(body.password, hash).await;
+    let ok = match password::verify(body.password, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // The hashing pool is full (503): neither a success nor a
+            // failure of these credentials, so no audit event.
+            state.metrics.auth_failures.with_label_values(&["busy"]).inc();
+            return Err(e);
+        }
+    };
     let mut event = Event::new(Kind::Auth, "login", req.client_ip);
     // The name tried, bounded: a failed login's "username" may be anything.
     event.username = body.username.chars().take(128).collect();

@@ -112,7 +112,7 @@ pub async fn create(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
     if body.password.is_empty() {
         return Err(ApiError::invalid_payload("Invalid password: cannot be empty"));
     }
-    if !password::verify(body.password, p.user.password_hash.clone()).await {
+    if !password::verify(body.password, p.user.password_hash.clone()).await? {
         state.metrics.auth_failures.with_label_values(&["bad_credentials"]).inc();
         return Err(ApiError::forbidden("Current password doesn't match", "Unauthorized"));
     }

@@ -396,7 +396,7 @@ pub async fn update(state: Arc<AppState>, mut req: ApiRequest) -> ApiResult<Resp
             let Some(old) = body.password.filter(|s| !s.is_empty()) else {
                 return Err(ApiError::invalid_payload("Current password is required to set a new password"));
             };
-            if !password::verify(old, u.password_hash.clone()).await {
+            if !password::verify(old, u.password_hash.clone()).await? {
                 return Err(wrong_password(&state));
             }
         }
@@ -443,7 +443,7 @@ pub async fn update_password(state: Arc<AppState>, mut req: ApiRequest) -> ApiRe
     }
     let _guard = state.identity.write_lock.lock().await;
     let mut u = (*target_user(&state, &req)?).clone();
-    if !password::verify(body.password, u.password_hash.clone()).await {
+    if !password::verify(body.password, u.password_hash.clone()).await? {
         return Err(wrong_password(&state));
     }
     check_password_length(&state, &body.newpassword)?;
@@ -607,7 +607,7 @@ pub async fn create_token(state: Arc<AppState>, mut req: ApiRequest) -> ApiResul
         access: body.access,
     };
     let (expires_at, scope) = super::key_scope::validate(requested, now_secs())?;
-    if !password::verify(body.password, p.user.password_hash.clone()).await {
+    if !password::verify(body.password, p.user.password_hash.clone()).await? {
         return Err(wrong_password(&state));
     }
     let raw = apikey::generate();

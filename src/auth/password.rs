@@ -1,44 +1,201 @@
 //! bcrypt hashing (Portainer's scheme, so imported hashes verify), on a
-//! pool of its own: a hash takes tens of milliseconds of CPU, and a stream
-//! of logins must not slow the proxied requests sharing those cores.
+//! small pool of its own with admission control. A cost-10 hash takes
+//! about 60 ms of CPU, so five logins a second want 30% of a core: when the
+//! cores are saturated by proxy traffic, that time is taken from the
+//! proxied requests, and the only choices are how much, and what happens to
+//! the logins beyond it (docs/PERFORMANCE.md, login storm).
 //!
-//! The pool's threads run under `SCHED_IDLE` (or, where that is refused,
-//! at nice [`HASH_NICE`]): when the cores are busy with proxy traffic, the
-//! request path keeps them and hashing waits, so a login storm delays
-//! logins rather than every proxied request (docs/PERFORMANCE.md, login
-//! storm). When the cores have room, hashing runs at full speed. Tokio's blocking pool is not used for this because
-//! its threads also carry store commits and file I/O, which must not
-//! inherit the lowered priority.
+//! - The pool has half the cores' threads (at least one), under
+//!   `SCHED_BATCH` at nice [`HASH_NICE`] with a short time slice
+//!   ([`HASH_SLICE`]). When the cores have room, hashing runs at full
+//!   speed. When they are busy, the scheduler gives each hashing thread a
+//!   small bounded share (its weight at nice 12 is 70 against a normal
+//!   thread's 1024: about 6% of a core the proxy keeps busy, so a cost-10
+//!   hash still ends within a second), and a batch thread never preempts a
+//!   proxy thread when it wakes up. A hashing thread never sleeps, though:
+//!   once picked it keeps the core until the scheduler next looks (a
+//!   wakeup, or a tick: 4 ms at HZ=250), so a storm still lengthens the
+//!   proxied requests' tail by up to a tick (p99 ×1.5 with a 3.6 ms quiet
+//!   p99 in login-storm.sh), though their throughput drops by only ~5%. Under `SCHED_IDLE` (the previous shape) the
+//!   pool got no share at all on a saturated core, and logins waited five
+//!   seconds and more, for as long as the storm lasted.
+//! - Admission: a job is refused at once ([`Busy`], answered 503 with
+//!   `Retry-After`) when the jobs ahead of it, at the pool's recent pace,
+//!   would make it wait past [`WAIT_BUDGET`], or when [`MAX_ADMITTED`] are
+//!   already in. A person at a login prompt is told within a second either
+//!   way, and the queue cannot grow without bound whatever the login rate
+//!   limiter lets through (it counts per address; a storm from many
+//!   addresses passes it).
+//!
+//! Tokio's blocking pool is not used because its threads also carry store
+//! commits and file I/O, which must not inherit the lowered priority.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, StatusCode};
 
 use crate::error::ApiError;
+use crate::sys::FairPolicy;
 
-/// Niceness of the hashing threads where `SCHED_IDLE` is refused: a weight
-/// of about 1.5% of a normal thread's when both want the same core.
-pub const HASH_NICE: i32 = 19;
+/// Niceness of the hashing threads: weight 70 against a normal thread's
+/// 1024, so on a core the proxy keeps busy a hashing thread gets about 6%
+/// (within a 10% budget of the proxy's CPU) and one cost-10 hash (60 ms of
+/// CPU) takes about 1 s. Nice 10 (weight 110, 10%) took 16–28% of the core
+/// in the login-storm benchmark (it also takes the core's idle moments);
+/// nice 15 (weight 36, 3.4%) makes a hash alone outlast the wait budget.
+pub const HASH_NICE: i32 = 12;
+
+/// Time slice of the hashing threads: once picked, a hashing thread gives
+/// the core back after this long at the scheduler's next look, not the
+/// default 1.4 ms or more (same weight, default slice: p99 ×1.51 against
+/// ×1.21 with this one in the same login-storm run).
+pub const HASH_SLICE: Duration = Duration::from_micros(200);
+
+/// Longest a login may expect to wait for the pool (queue and its own
+/// hash) before it is refused instead.
+pub const WAIT_BUDGET: Duration = Duration::from_secs(1);
+
+/// Most jobs admitted at once (waiting or running), whatever the estimate:
+/// a guard for when the estimate is low (cheap hashes, or none measured
+/// yet), high enough for a burst of cheap ones (50 concurrent admin inits
+/// at cost 4 in the tests).
+pub const MAX_ADMITTED: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Jobs wait in an unbounded queue: its length is bounded by the login
-/// rate limiter and the connection cap, not here.
-fn queue() -> &'static mpsc::Sender<Job> {
-    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
-    QUEUE.get_or_init(|| {
+/// The pool is full: retry after about this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    pub retry_after: Duration,
+}
+
+impl From<Busy> for ApiError {
+    fn from(b: Busy) -> Self {
+        let secs = b.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many password checks in progress",
+            format!("The server is busy checking passwords; retry in {secs} s"),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+    }
+}
+
+/// How the hashing threads are scheduled and how long a job may wait.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    threads: usize,
+    policy: FairPolicy,
+    nice: i32,
+    slice: Duration,
+    wait_budget: Duration,
+    max_admitted: usize,
+}
+
+impl Shape {
+    fn for_this_machine() -> Shape {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Shape {
+            threads: (cores / 2).max(1),
+            policy: FairPolicy::Batch,
+            nice: HASH_NICE,
+            slice: HASH_SLICE,
+            wait_budget: WAIT_BUDGET,
+            max_admitted: MAX_ADMITTED,
+        }
+    }
+}
+
+/// Whether a job with `ahead` jobs admitted before it (waiting or running)
+/// may join, given the recent wall time of one job: `Err` holds how long
+/// until the pool has drained what it holds. A job that finds a thread free
+/// always joins, so a hash slower than the budget still runs.
+fn admission(ahead: usize, shape: &Shape, service: Duration) -> Result<(), Duration> {
+    let threads = shape.threads.max(1);
+    if ahead < threads {
+        return Ok(());
+    }
+    // Jobs start `threads` at a time: this one starts after the rounds
+    // ahead of it, then takes its own.
+    let rounds = u32::try_from(ahead / threads).unwrap_or(u32::MAX);
+    let expected = service.saturating_mul(rounds.saturating_add(1));
+    if ahead < shape.max_admitted && expected <= shape.wait_budget {
+        return Ok(());
+    }
+    let drain = service.saturating_mul(u32::try_from(ahead.div_ceil(threads)).unwrap_or(u32::MAX));
+    Err(drain)
+}
+
+/// The larger of the average job time and the age of the oldest running
+/// job (`started`: start times plus one, 0 for an idle thread), all in µs.
+fn expected_service(average: u64, started: impl Iterator<Item = u64>, now: u64) -> Duration {
+    let oldest = started.filter(|&s| s != 0).map(|s| now.saturating_sub(s - 1)).max().unwrap_or(0);
+    Duration::from_micros(average.max(oldest))
+}
+
+struct Pool {
+    tx: mpsc::Sender<Job>,
+    shape: Shape,
+    /// Jobs admitted and not finished.
+    admitted: AtomicUsize,
+    /// Recent wall time of one job, in µs (moving average, 1/4 weight to
+    /// the newest). Under contention it grows with the share the scheduler
+    /// gives the pool, so admission follows the machine's load; 0 until the
+    /// first job ends.
+    service_us: AtomicU64,
+    /// When each thread's current job started, in µs since `epoch` plus
+    /// one (0: idle). A job running longer than the average shows at once
+    /// that the pool has slowed down (a storm has just begun), before the
+    /// average catches up.
+    running: Vec<AtomicU64>,
+    epoch: Instant,
+}
+
+/// One admitted job; dropping it (job done, or dropped unrun) frees the
+/// place.
+struct Ticket(Arc<Pool>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Pool {
+    /// Starts the threads; each lowers its own priority first.
+    fn start(shape: Shape) -> Arc<Pool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = shape.threads.max(1);
+        let pool = Arc::new(Pool {
+            tx,
+            shape,
+            admitted: AtomicUsize::new(0),
+            service_us: AtomicU64::new(0),
+            running: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+        });
         for i in 0..threads {
             let rx = rx.clone();
+            // The threads hold the pool weakly: dropping the last handle
+            // closes the queue, which ends them.
+            let me = Arc::downgrade(&pool);
             let spawned = std::thread::Builder::new().name(format!("berth-bcrypt-{i}")).spawn(move || {
-                lower_priority();
+                lower_priority(&shape);
                 loop {
                     // The lock is held only while waiting for the next job.
                     let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                    let Ok(job) = job else { return };
+                    let pool = me.upgrade();
+                    if let Some(p) = &pool {
+                        p.running[i].store(p.since_epoch_us() + 1, Ordering::Relaxed);
+                    }
+                    job();
+                    if let Some(p) = &pool {
+                        p.running[i].store(0, Ordering::Relaxed);
                     }
                 }
             });
@@ -46,89 +203,275 @@ fn queue() -> &'static mpsc::Sender<Job> {
                 tracing::error!(error = %e, "cannot start a password hashing thread");
             }
         }
-        tx
-    })
+        pool
+    }
+
+    fn since_epoch_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The time one job is expected to take now: the recent average, or
+    /// longer if a running job has already taken longer.
+    fn service(&self) -> Duration {
+        let started = self.running.iter().map(|r| r.load(Ordering::Relaxed));
+        expected_service(self.service_us.load(Ordering::Relaxed), started, self.since_epoch_us())
+    }
+
+    fn record(&self, took: Duration) {
+        let new = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.service_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { new } else { old - old / 4 + new / 4 })
+        });
+    }
+
+    fn admit(self: &Arc<Self>) -> Result<Ticket, Busy> {
+        let ahead = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let ticket = Ticket(self.clone());
+        match admission(ahead, &self.shape, self.service()) {
+            Ok(()) => Ok(ticket),
+            Err(drain) => Err(Busy { retry_after: drain }),
+        }
+    }
+
+    /// Runs `f` on the pool and waits for it without blocking the async
+    /// worker. A job whose caller has gone (the client hung up) by the time
+    /// a thread takes it is skipped. `Ok(None)` if no thread is running.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Option<T>, Busy> {
+        let ticket = self.admit()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            if tx.is_closed() {
+                return;
+            }
+            let start = Instant::now();
+            let out = f();
+            ticket.0.record(start.elapsed());
+            drop(ticket);
+            let _ = tx.send(out);
+        });
+        if self.tx.send(job).is_err() {
+            return Ok(None);
+        }
+        Ok(rx.await.ok())
+    }
 }
 
-/// Moves the calling thread to `SCHED_IDLE`: it runs only on CPU time no
-/// normal thread wants, and any normal thread that wakes up preempts it at
-/// once. Where that policy is refused (a seccomp filter, an old kernel),
-/// the thread is niced to [`HASH_NICE`] instead. On Linux both are per
-/// thread (`0` names the caller). Neither needs a privilege; if both fail,
-/// hashing competes at normal priority, which is logged, not fatal.
-fn lower_priority() {
-    let Err(idle_err) = crate::sys::set_current_thread_idle() else { return };
-    if let Err(nice_err) = crate::sys::set_current_thread_nice(HASH_NICE) {
+fn pool() -> &'static Arc<Pool> {
+    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
+    POOL.get_or_init(|| Pool::start(Shape::for_this_machine()))
+}
+
+/// Lowers the calling thread to the shape's policy, nice value and slice.
+/// Where `sched_setattr` is refused (a seccomp filter, an old kernel), the
+/// thread is only niced. Neither needs a privilege; if both fail, hashing
+/// competes at normal priority (still bounded by the pool's size and its
+/// admission), which is logged, not fatal.
+fn lower_priority(shape: &Shape) {
+    let Err(attr_err) = crate::sys::set_current_thread_fair(shape.policy, shape.nice, shape.slice) else { return };
+    if let Err(nice_err) = crate::sys::set_current_thread_nice(shape.nice) {
         tracing::warn!(
-            sched_idle = %idle_err,
+            sched_setattr = %attr_err,
             nice = %nice_err,
             "cannot lower the priority of password hashing"
         );
     }
 }
 
-/// Runs `f` on the hashing pool and waits for it without blocking the
-/// async worker. `None` if the pool could not run it (no thread started).
-async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
-    queue().send(job).ok()?;
-    rx.await.ok()
+fn not_running() -> ApiError {
+    ApiError::internal("Unable to check the password", "the hashing pool is not running")
 }
 
 /// Hashes off the async workers. Passwords over 72 bytes are refused rather
 /// than silently truncated.
 pub async fn hash(password: String, cost: u32) -> Result<String, ApiError> {
-    on_pool(move || bcrypt::non_truncating_hash(password.as_bytes(), cost))
-        .await
-        .ok_or_else(|| ApiError::internal("Unable to hash password", "the hashing pool is not running"))?
-        .map_err(|e| match e {
+    pool().run(move || bcrypt::non_truncating_hash(password.as_bytes(), cost)).await?.ok_or_else(not_running)?.map_err(
+        |e| match e {
             bcrypt::BcryptError::Truncation(_) => {
                 ApiError::invalid_payload("Password must not be longer than 72 bytes")
             }
             other => ApiError::internal("Unable to hash password", other),
-        })
+        },
+    )
 }
 
-/// Verifies off the async workers. Any malformed hash is a plain mismatch.
-pub async fn verify(password: String, hash: String) -> bool {
-    on_pool(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await.unwrap_or(false)
+/// Verifies off the async workers. Any malformed hash is a plain mismatch;
+/// `Err` when the pool is full (503 with `Retry-After`) or not running. The
+/// admission decision does not depend on the hash, so an unknown user
+/// (checked against [`dummy_hash`]) is refused exactly like a known one.
+pub async fn verify(password: String, hash: String) -> Result<bool, ApiError> {
+    pool().run(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await?.ok_or_else(not_running)
 }
 
 /// A hash to verify against when the user does not exist, so that an
-/// unknown username costs the same time as a wrong password.
-pub fn dummy_hash(cost: u32) -> String {
-    bcrypt::hash(rand::random::<[u8; 16]>(), cost).expect("bcrypt of random bytes")
+/// unknown username costs the same time as a wrong password. Made on the
+/// pool at startup, which also gives admission its first estimate of a
+/// hash's time.
+pub async fn dummy_hash(cost: u32) -> Result<String, ApiError> {
+    let secret: [u8; 16] = rand::random();
+    pool()
+        .run(move || bcrypt::hash(secret, cost))
+        .await?
+        .ok_or_else(not_running)?
+        .map_err(|e| ApiError::internal("Unable to hash password", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The scheduling policy of a thread, from /proc (field 41 of its stat
-    /// line, counted from the state after the command name).
-    fn policy_of(tid: i32) -> i64 {
+    /// Fields of a thread's stat line, counted from the state (the field
+    /// after the command name): the nice value is field 19, the policy 41.
+    fn stat_field(tid: i32, field: usize) -> i64 {
         let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
         let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        after_comm.split(' ').nth(38).unwrap().parse().unwrap()
+        after_comm.split(' ').nth(field - 3).unwrap().parse().unwrap()
+    }
+
+    /// The slice the scheduler uses for a thread, in ns, where the kernel
+    /// shows it (`se.slice` in /proc/.../sched since EEVDF).
+    fn slice_of(tid: i32) -> Option<u64> {
+        let sched = std::fs::read_to_string(format!("/proc/self/task/{tid}/sched")).ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+
+    /// Whether the kernel honours a thread's own slice (6.12 on).
+    fn kernel_has_custom_slices() -> bool {
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 12)
+    }
+
+    fn shape(threads: usize) -> Shape {
+        Shape { threads, ..Shape::for_this_machine() }
     }
 
     #[tokio::test]
-    async fn hashing_runs_on_lowered_priority_threads_and_verifies() {
+    async fn hashing_runs_on_a_small_batch_pool_at_lowered_priority_and_verifies() {
         let h = hash("correct horse".into(), 4).await.unwrap();
-        assert!(verify("correct horse".into(), h.clone()).await);
-        assert!(!verify("wrong horse".into(), h).await);
-        let (tid, name) = on_pool(|| {
-            let tid = crate::sys::current_thread_id();
-            (tid, std::thread::current().name().map(str::to_owned))
-        })
-        .await
-        .unwrap();
+        assert!(verify("correct horse".into(), h.clone()).await.unwrap());
+        assert!(!verify("wrong horse".into(), h).await.unwrap());
+        assert!(!verify("x".into(), "not a bcrypt hash".into()).await.unwrap());
+        let (tid, name) = pool()
+            .run(|| (crate::sys::current_thread_id(), std::thread::current().name().map(str::to_owned)))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(name.unwrap().starts_with("berth-bcrypt-"));
-        assert_eq!(policy_of(tid), libc::SCHED_IDLE as i64, "the hashing thread runs under SCHED_IDLE");
-        assert_eq!(policy_of(std::process::id() as i32), libc::SCHED_OTHER as i64, "the rest of the process does not");
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(pool().shape.threads, (cores / 2).max(1), "half the cores, at least one");
+        assert_eq!(stat_field(tid, 41), libc::SCHED_BATCH as i64, "the hashing thread runs under SCHED_BATCH");
+        assert_eq!(stat_field(tid, 19), i64::from(HASH_NICE), "at nice {HASH_NICE}");
+        if kernel_has_custom_slices() {
+            assert_eq!(slice_of(tid), Some(HASH_SLICE.as_nanos() as u64), "with a short slice");
+        }
+        let me = crate::sys::current_thread_id();
+        assert_eq!(stat_field(me, 41), libc::SCHED_OTHER as i64, "the rest of the process does not");
+        assert_eq!(stat_field(me, 19), 0);
+    }
+
+    #[test]
+    fn admission_keeps_the_expected_wait_within_the_budget() {
+        let one = shape(1);
+        let ms = Duration::from_millis;
+        // A free thread always takes the job, even a hash slower than the budget.
+        assert_eq!(admission(0, &one, ms(5000)), Ok(()));
+        // 60 ms a hash (an idle core at cost 10): 16 may be in (16 × 60 ms < 1 s).
+        assert_eq!(admission(15, &one, ms(60)), Ok(()));
+        assert_eq!(admission(16, &one, ms(60)), Err(ms(960)));
+        // 600 ms a hash (a tenth of a busy core): only the running one.
+        assert_eq!(admission(1, &one, ms(600)), Err(ms(600)));
+        // Two threads take two at a time.
+        assert_eq!(admission(1, &shape(2), ms(400)), Ok(()));
+        assert_eq!(admission(2, &shape(2), ms(400)), Ok(()));
+        assert_eq!(admission(4, &shape(2), ms(400)), Err(ms(800)));
+        // No estimate yet (no job has ended): only the hard cap applies.
+        assert_eq!(admission(MAX_ADMITTED - 1, &one, Duration::ZERO), Ok(()));
+        assert!(admission(MAX_ADMITTED, &one, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_job_running_longer_than_the_average_raises_the_estimate() {
+        let ms = |n: u64| n * 1000;
+        // Idle threads (0) count for nothing.
+        assert_eq!(expected_service(ms(60), [0, 0].into_iter(), ms(10_000)), Duration::from_millis(60));
+        // A job started 700 ms ago (stored as start + 1) outweighs a 60 ms average.
+        assert_eq!(expected_service(ms(60), [0, ms(9_300) + 1].into_iter(), ms(10_000)), Duration::from_millis(700));
+        // A recent start does not lower the average.
+        assert_eq!(expected_service(ms(600), [ms(9_990) + 1].into_iter(), ms(10_000)), Duration::from_millis(600));
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_at_once_and_frees_its_places() {
+        let pool = Pool::start(shape(1));
+        // The running job holds the only thread until released.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let running = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        // A hash has been measured at 600 ms: a second job would end after 1.2 s.
+        pool.service_us.store(600_000, Ordering::Relaxed);
+        let refused = pool.run(|| ()).await.unwrap_err();
+        // (More if the running job has already taken longer.)
+        assert!(refused.retry_after >= Duration::from_millis(600), "{refused:?}");
+        let e = ApiError::from(refused);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.details.contains("retry in"), "{}", e.details);
+        assert!(e.headers.iter().any(|(name, _)| name == header::RETRY_AFTER));
+        assert_eq!(pool.admitted.load(Ordering::Acquire), 1, "the refused job left no place taken");
+        release.send(()).unwrap();
+        running.await.unwrap().unwrap().unwrap();
+        assert_eq!(pool.admitted.load(Ordering::Acquire), 0);
+        // With the pool free again, jobs are taken.
+        assert_eq!(pool.run(|| 7).await.unwrap(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_left_is_not_run() {
+        let pool = Pool::start(shape(1));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiting = tokio::spawn({
+            let (pool, ran) = (pool.clone(), ran.clone());
+            async move { pool.run(move || ran.store(true, Ordering::Release)).await }
+        });
+        // Wait until the second job is queued, then let its caller go.
+        while pool.admitted.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap().unwrap();
+        // A later job runs after the skipped one: the pool's one thread has
+        // passed it by then.
+        assert_eq!(pool.run(|| 1).await.unwrap(), Some(1));
+        assert!(!ran.load(Ordering::Acquire), "the abandoned job was skipped");
+        assert_eq!(pool.admitted.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

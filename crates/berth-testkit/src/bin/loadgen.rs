@@ -20,7 +20,7 @@
 //! prints `READY ...` once every session is open, for the script to measure).
 
 // Load generator: setup failures stop it loudly.
-#![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value, clippy::too_many_arguments)]
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -154,6 +154,11 @@ enum Cmd {
         /// storm from many clients; Berth must trust 127.0.0.1).
         #[arg(long)]
         spread: bool,
+        /// Append one `status milliseconds` line per login to this file
+        /// (status 0: no answer), so a script can take percentiles over
+        /// several runs rather than a median of per-run percentiles.
+        #[arg(long)]
+        answers: Option<PathBuf>,
     },
 }
 
@@ -217,8 +222,8 @@ async fn run(cmd: Cmd) -> Result<String, BoxError> {
             let tls = tls_client(&tls_ca, tls_cert.as_deref().zip(tls_key.as_deref()))?;
             requests(Arc::new(target), tls, connections, seconds).await
         }
-        Cmd::Logins { target, rate, seconds, user, password, max_in_flight, spread } => {
-            logins(target, rate, seconds, user, password, max_in_flight, spread).await
+        Cmd::Logins { target, rate, seconds, user, password, max_in_flight, spread, answers } => {
+            logins(target, rate, seconds, user, password, max_in_flight, spread, answers).await
         }
     }
 }
@@ -524,6 +529,7 @@ async fn logins(
     password: String,
     max_in_flight: u64,
     spread: bool,
+    answers: Option<PathBuf>,
 ) -> Result<String, BoxError> {
     let body = Bytes::from(serde_json::json!({"Username": user, "Password": password}).to_string());
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
@@ -531,6 +537,8 @@ async fn logins(
     let in_flight = Arc::new(AtomicU64::new(0));
     let statuses = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    // Every answer (any status) with its time, for --answers.
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<(u16, f64)>::new()));
     let t = Arc::new(t);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -543,8 +551,8 @@ async fn logins(
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let (t, body, in_flight, statuses, latencies) =
-            (t.clone(), body.clone(), in_flight.clone(), statuses.clone(), latencies.clone());
+        let (t, body, in_flight, statuses, latencies, answered) =
+            (t.clone(), body.clone(), in_flight.clone(), statuses.clone(), latencies.clone(), answered.clone());
         set.spawn(async move {
             let start = Instant::now();
             let r = async {
@@ -564,15 +572,23 @@ async fn logins(
             }
             .await;
             let status = r.unwrap_or(0);
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            answered.lock().unwrap_or_else(|e| e.into_inner()).push((status, ms));
             *statuses.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
             if status == 200 {
-                latencies.lock().unwrap_or_else(|e| e.into_inner()).push(start.elapsed().as_secs_f64() * 1000.0);
+                latencies.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
             }
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(60), async { while set.join_next().await.is_some() {} }).await;
     set.abort_all();
+    if let Some(path) = answers {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        for (status, ms) in answered.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            writeln!(f, "{status} {ms:.1}")?;
+        }
+    }
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut lat = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(|a, b| a.total_cmp(b));
