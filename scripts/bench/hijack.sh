@@ -141,7 +141,7 @@ for who, v in cpu.items():
 if "berth-b" in d:
     rb = [b / a for a, b in zip(d["direct"], d["berth-b"])]
     rbt = [b / a for a, b in zip(d["direct-tcp"], d["berth-b"])]
-    ab = [a / b for a, b in zip(d["berth-b"], d["berth"])]
+    ab = [a / b for a, b in zip(d["berth"], d["berth-b"])]
     print(f"berth-b: {statistics.median(d['berth-b']):.0f} MiB/s (min-max {min(d['berth-b']):.0f}-{max(d['berth-b']):.0f}); "
           f"berth-b / direct: {statistics.median(rb):.2f}, / direct-tcp: {statistics.median(rbt):.2f}; "
           f"berth / berth-b: {statistics.median(ab):.2f} (rounds: " + " ".join(f"{r:.2f}" for r in ab) + ")")

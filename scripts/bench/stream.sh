@@ -12,9 +12,18 @@
 # /proc/PID/clear_refs) is taken for a small and a large size, to show it
 # does not grow with the size of the transfer.
 #
+# The CPU time each Berth spends on a transfer (utime and stime of
+# /proc/PID/stat around it) is printed per GiB, user and system apart: on a
+# shared machine it is the count that holds when the rates move.
+#
+# BERTH_B=/path/to/berth adds a second Berth build (A/B, e.g. before and
+# after a change), run interleaved with the others as the row `berth-b`.
+#
 # Usage: scripts/bench/stream.sh
 # Knobs: SIZES_MB ("256 4096": the last is the throughput size), ROUNDS (3),
-#        CHUNK (65536: the backend's frame size), ANCHORS (1), SKIP_BUILD=1
+#        CHUNK (65536: the backend's frame size), ANCHORS (1), SKIP_BUILD=1,
+#        LENGTH=1 (downloads carry a Content-Length instead of chunked
+#        framing), BERTH_B=/path (A/B), EXTRA_FLAGS (more berth flags)
 source "$(dirname "$0")/lib.sh"
 
 sizes=(${SIZES_MB:-256 4096})
@@ -24,8 +33,10 @@ chunk=${CHUNK:-65536}
 build_berth
 build_loadgen
 start_mock
-start_berth
+# shellcheck disable=SC2086 # EXTRA_FLAGS holds separate berth flags
+start_berth ${EXTRA_FLAGS:-}
 berth_setup
+a_pid=$BERTH_PID
 
 prefix="/api/endpoints/$BERTH_ENDPOINT/docker"
 jwt=$(anchor_jwt)
@@ -38,6 +49,20 @@ tgt_of[berth]="--tcp 127.0.0.1:$PORT_BERTH --token $BERTH_TOKEN"
 pre_of[berth]=$prefix
 who_down=(direct direct-tcp berth)
 who_up=(direct direct-tcp berth)
+declare -A pid_of=([berth]=$a_pid)
+if [ -n "${BERTH_B:-}" ]; then
+  a_token=$BERTH_TOKEN a_endpoint=$BERTH_ENDPOINT
+  # shellcheck disable=SC2086
+  start_berth_variant b "$BERTH_B" 1 ${EXTRA_FLAGS:-}
+  pid_of[berth-b]=$VARIANT_PID
+  tgt_of[berth-b]="--tcp 127.0.0.1:$VARIANT_PORT --token $BERTH_TOKEN"
+  pre_of[berth-b]="/api/endpoints/$BERTH_ENDPOINT/docker"
+  BERTH_TOKEN=$a_token BERTH_ENDPOINT=$a_endpoint
+  who_down+=(berth-b)
+  who_up+=(berth-b)
+fi
+length=""
+[ "${LENGTH:-0}" = 1 ] && length="&length=1"
 if [ "${ANCHORS:-1}" = 1 ]; then
   if start_nginx; then
     tgt_of[nginx]="--tcp 127.0.0.1:$PORT_NGINX"
@@ -54,18 +79,26 @@ note "$(machine_line)"
 note "servers on cpu $SERVER_CPUS, client on cpu $CLIENT_CPUS; sizes ${sizes[*]} MiB, $rounds rounds at the largest"
 
 results=$(mktemp)
+# CPU ticks of a process: "user system"
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 # $1 target name, $2 download|upload, $3 bytes
 one() {
-  local who=$1 what=$2 bytes=$3 out
+  local who=$1 what=$2 bytes=$3 out pid=${pid_of[$1]:-} u0 s0 u1 s1 cpu=""
   local -a tgt
   read -r -a tgt <<<"${tgt_of[$who]}"
   local p=${pre_of[$who]}
+  [ -n "$pid" ] && read -r u0 s0 < <(ticks "$pid")
   if [ "$what" = download ]; then
-    out=$("${PIN_CLIENT[@]}" "$BIN/loadgen" download "${tgt[@]}" --path "$p/mock/stream?bytes=$bytes&chunk=$chunk" --bytes "$bytes")
+    out=$("${PIN_CLIENT[@]}" "$BIN/loadgen" download "${tgt[@]}" --path "$p/mock/stream?bytes=$bytes&chunk=$chunk$length" --bytes "$bytes")
   else
     out=$("${PIN_CLIENT[@]}" "$BIN/loadgen" upload "${tgt[@]}" --path "$p/mock/upload?hash=0" --bytes "$bytes")
   fi
-  echo "$who $what $bytes $out" | tee -a "$results" >&2
+  if [ -n "$pid" ]; then
+    read -r u1 s1 < <(ticks "$pid")
+    cpu=$(python3 -c "g=$bytes/2**30; print(f'user_s_per_gib={($u1-$u0)/$hz/g:.3f} sys_s_per_gib={($s1-$s0)/$hz/g:.3f}')")
+  fi
+  echo "$who $what $bytes $out $cpu" | tee -a "$results" >&2
 }
 
 for mb in "${sizes[@]}"; do
@@ -83,7 +116,7 @@ done
 
 python3 - "$results" <<'EOF'
 import statistics, sys
-rows, mem = {}, []
+rows, mem, cpu = {}, [], {}
 for line in open(sys.argv[1]):
     f = line.split()
     if f[0] == "mem":
@@ -92,6 +125,10 @@ for line in open(sys.argv[1]):
     who, what, nbytes = f[0], f[1], int(f[2])
     kv = dict(x.split("=") for x in f[3:])
     rows.setdefault((what, nbytes), {}).setdefault(who, []).append(float(kv["mib_per_s"]))
+    if "user_s_per_gib" in kv:
+        c = cpu.setdefault((what, nbytes, who), ([], []))
+        c[0].append(float(kv["user_s_per_gib"]))
+        c[1].append(float(kv["sys_s_per_gib"]))
 print(f"{'transfer':9} {'MiB':>5} {'target':10} {'MiB/s':>7} {'min-max':>11} {'x_direct':>8} {'x_direct_tcp':>12}  per-round x_direct")
 for (what, nbytes), d in sorted(rows.items()):
     for who, v in d.items():
@@ -99,6 +136,12 @@ for (what, nbytes), d in sorted(rows.items()):
         rt = [b / a for a, b in zip(d["direct-tcp"], v)] if "direct-tcp" in d else [float("nan")]
         print(f"{what:9} {nbytes >> 20:5} {who:10} {statistics.median(v):7.0f} {min(v):5.0f}-{max(v):<5.0f} "
               f"{statistics.median(rd):8.2f} {statistics.median(rt):12.2f}  " + " ".join(f"{r:.2f}" for r in rd))
+        if who == "berth" and "berth-b" in d:
+            ab = [a / b for a, b in zip(v, d["berth-b"])]
+            print(f"{'':9} {'':5} berth / berth-b {statistics.median(ab):.2f}  per round " + " ".join(f"{r:.2f}" for r in ab))
+for (what, nbytes, who), (u, s) in sorted(cpu.items()):
+    print(f"{what:9} {nbytes >> 20:5} {who:10} CPU s per GiB: user {statistics.median(u):.3f} ({min(u):.3f}-{max(u):.3f}), "
+          f"system {statistics.median(s):.3f} ({min(s):.3f}-{max(s):.3f}), total {statistics.median([a + b for a, b in zip(u, s)]):.3f}")
 for mb, m in mem:
     print(f"berth peak RSS (VmHWM) over the {mb} MiB transfers: {int(m['hwm_kib']) / 1024:.1f} MiB (RSS after: {int(m['rss_kib']) / 1024:.1f} MiB)")
 EOF
