@@ -19,10 +19,11 @@
 //!   p99 in login-storm.sh), though their throughput drops by only ~5%. Under `SCHED_IDLE` (the previous shape) the
 //!   pool got no share at all on a saturated core, and logins waited five
 //!   seconds and more, for as long as the storm lasted.
-//! - Admission: a job is refused at once ([`Busy`], answered 503 with
+//! - Admission: a login is refused at once ([`Busy`], answered 503 with
 //!   `Retry-After`) when the jobs ahead of it, at the pool's recent pace,
-//!   would make it wait past [`WAIT_BUDGET`], or when [`MAX_ADMITTED`] are
-//!   already in. A person at a login prompt is told within a second either
+//!   would make it wait past [`WAIT_BUDGET`], and any job when
+//!   [`MAX_ADMITTED`] are already in (setting a password waits its turn up
+//!   to that cap). A person at a login prompt is told within a second either
 //!   way, and the queue cannot grow without bound whatever the login rate
 //!   limiter lets through (it counts per address; a storm from many
 //!   addresses passes it).
@@ -113,7 +114,21 @@ impl Shape {
 /// may join, given the recent wall time of one job: `Err` holds how long
 /// until the pool has drained what it holds. A job that finds a thread free
 /// always joins, so a hash slower than the budget still runs.
-fn admission(ahead: usize, shape: &Shape, service: Duration) -> Result<(), Duration> {
+/// How a job is admitted. Logins must be answered soon or not at all: a
+/// person is waiting, and a storm of them must not queue without end.
+/// Setting a password (the first admin, a user an admin creates, a
+/// password change) is done by someone already trusted or once per
+/// instance: it waits its turn, bounded only by [`MAX_ADMITTED`], rather
+/// than failing a script that creates users in parallel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Refused when the expected wait passes the budget.
+    Budget,
+    /// Queued whatever the wait, up to the cap.
+    Queue,
+}
+
+fn admission(ahead: usize, shape: &Shape, service: Duration, wait: Wait) -> Result<(), Duration> {
     let threads = shape.threads.max(1);
     if ahead < threads {
         return Ok(());
@@ -122,7 +137,7 @@ fn admission(ahead: usize, shape: &Shape, service: Duration) -> Result<(), Durat
     // ahead of it, then takes its own.
     let rounds = u32::try_from(ahead / threads).unwrap_or(u32::MAX);
     let expected = service.saturating_mul(rounds.saturating_add(1));
-    if ahead < shape.max_admitted && expected <= shape.wait_budget {
+    if ahead < shape.max_admitted && (wait == Wait::Queue || expected <= shape.wait_budget) {
         return Ok(());
     }
     let drain = service.saturating_mul(u32::try_from(ahead.div_ceil(threads)).unwrap_or(u32::MAX));
@@ -224,10 +239,10 @@ impl Pool {
         });
     }
 
-    fn admit(self: &Arc<Self>) -> Result<Ticket, Busy> {
+    fn admit(self: &Arc<Self>, wait: Wait) -> Result<Ticket, Busy> {
         let ahead = self.admitted.fetch_add(1, Ordering::AcqRel);
         let ticket = Ticket(self.clone());
-        match admission(ahead, &self.shape, self.service()) {
+        match admission(ahead, &self.shape, self.service(), wait) {
             Ok(()) => Ok(ticket),
             Err(drain) => Err(Busy { retry_after: drain }),
         }
@@ -238,9 +253,10 @@ impl Pool {
     /// a thread takes it is skipped. `Ok(None)` if no thread is running.
     async fn run<T: Send + 'static>(
         self: &Arc<Self>,
+        wait: Wait,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<Option<T>, Busy> {
-        let ticket = self.admit()?;
+        let ticket = self.admit(wait)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             if tx.is_closed() {
@@ -287,14 +303,16 @@ fn not_running() -> ApiError {
 /// Hashes off the async workers. Passwords over 72 bytes are refused rather
 /// than silently truncated.
 pub async fn hash(password: String, cost: u32) -> Result<String, ApiError> {
-    pool().run(move || bcrypt::non_truncating_hash(password.as_bytes(), cost)).await?.ok_or_else(not_running)?.map_err(
-        |e| match e {
+    pool()
+        .run(Wait::Queue, move || bcrypt::non_truncating_hash(password.as_bytes(), cost))
+        .await?
+        .ok_or_else(not_running)?
+        .map_err(|e| match e {
             bcrypt::BcryptError::Truncation(_) => {
                 ApiError::invalid_payload("Password must not be longer than 72 bytes")
             }
             other => ApiError::internal("Unable to hash password", other),
-        },
-    )
+        })
 }
 
 /// Verifies off the async workers. Any malformed hash is a plain mismatch;
@@ -302,7 +320,10 @@ pub async fn hash(password: String, cost: u32) -> Result<String, ApiError> {
 /// admission decision does not depend on the hash, so an unknown user
 /// (checked against [`dummy_hash`]) is refused exactly like a known one.
 pub async fn verify(password: String, hash: String) -> Result<bool, ApiError> {
-    pool().run(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)).await?.ok_or_else(not_running)
+    pool()
+        .run(Wait::Budget, move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
+        .await?
+        .ok_or_else(not_running)
 }
 
 /// A hash to verify against when the user does not exist, so that an
@@ -312,7 +333,7 @@ pub async fn verify(password: String, hash: String) -> Result<bool, ApiError> {
 pub async fn dummy_hash(cost: u32) -> Result<String, ApiError> {
     let secret: [u8; 16] = rand::random();
     pool()
-        .run(move || bcrypt::hash(secret, cost))
+        .run(Wait::Queue, move || bcrypt::hash(secret, cost))
         .await?
         .ok_or_else(not_running)?
         .map_err(|e| ApiError::internal("Unable to hash password", e))
@@ -356,7 +377,7 @@ mod tests {
         assert!(!verify("wrong horse".into(), h).await.unwrap());
         assert!(!verify("x".into(), "not a bcrypt hash".into()).await.unwrap());
         let (tid, name) = pool()
-            .run(|| (crate::sys::current_thread_id(), std::thread::current().name().map(str::to_owned)))
+            .run(Wait::Budget, || (crate::sys::current_thread_id(), std::thread::current().name().map(str::to_owned)))
             .await
             .unwrap()
             .unwrap();
@@ -378,19 +399,22 @@ mod tests {
         let one = shape(1);
         let ms = Duration::from_millis;
         // A free thread always takes the job, even a hash slower than the budget.
-        assert_eq!(admission(0, &one, ms(5000)), Ok(()));
+        assert_eq!(admission(0, &one, ms(5000), Wait::Budget), Ok(()));
         // 60 ms a hash (an idle core at cost 10): 16 may be in (16 × 60 ms < 1 s).
-        assert_eq!(admission(15, &one, ms(60)), Ok(()));
-        assert_eq!(admission(16, &one, ms(60)), Err(ms(960)));
+        assert_eq!(admission(15, &one, ms(60), Wait::Budget), Ok(()));
+        assert_eq!(admission(16, &one, ms(60), Wait::Budget), Err(ms(960)));
         // 600 ms a hash (a tenth of a busy core): only the running one.
-        assert_eq!(admission(1, &one, ms(600)), Err(ms(600)));
+        assert_eq!(admission(1, &one, ms(600), Wait::Budget), Err(ms(600)));
         // Two threads take two at a time.
-        assert_eq!(admission(1, &shape(2), ms(400)), Ok(()));
-        assert_eq!(admission(2, &shape(2), ms(400)), Ok(()));
-        assert_eq!(admission(4, &shape(2), ms(400)), Err(ms(800)));
+        assert_eq!(admission(1, &shape(2), ms(400), Wait::Budget), Ok(()));
+        assert_eq!(admission(2, &shape(2), ms(400), Wait::Budget), Ok(()));
+        assert_eq!(admission(4, &shape(2), ms(400), Wait::Budget), Err(ms(800)));
         // No estimate yet (no job has ended): only the hard cap applies.
-        assert_eq!(admission(MAX_ADMITTED - 1, &one, Duration::ZERO), Ok(()));
-        assert!(admission(MAX_ADMITTED, &one, Duration::ZERO).is_err());
+        assert_eq!(admission(MAX_ADMITTED - 1, &one, Duration::ZERO, Wait::Budget), Ok(()));
+        assert!(admission(MAX_ADMITTED, &one, Duration::ZERO, Wait::Budget).is_err());
+        // Setting a password waits its turn past the budget, up to the cap.
+        assert_eq!(admission(16, &one, ms(600), Wait::Queue), Ok(()));
+        assert!(admission(MAX_ADMITTED, &one, ms(600), Wait::Queue).is_err());
     }
 
     #[test]
@@ -404,26 +428,33 @@ mod tests {
         assert_eq!(expected_service(ms(600), [ms(9_990) + 1].into_iter(), ms(10_000)), Duration::from_millis(600));
     }
 
+    /// Starts a job that keeps one of the pool's threads until the sender
+    /// is used, and returns once it runs.
+    async fn hold_the_thread(
+        pool: &Arc<Pool>,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<Option<()>, Busy>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let pool = pool.clone();
+        let job = tokio::spawn(async move {
+            pool.run(Wait::Budget, move || {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+            })
+            .await
+        });
+        started.await.unwrap();
+        (release, job)
+    }
+
     #[tokio::test]
     async fn a_full_pool_refuses_at_once_and_frees_its_places() {
         let pool = Pool::start(shape(1));
         // The running job holds the only thread until released.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let running = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.run(move || {
-                    let _ = started_tx.send(());
-                    let _ = held.recv();
-                })
-                .await
-            }
-        });
-        started.await.unwrap();
+        let (release, running) = hold_the_thread(&pool).await;
         // A hash has been measured at 600 ms: a second job would end after 1.2 s.
         pool.service_us.store(600_000, Ordering::Relaxed);
-        let refused = pool.run(|| ()).await.unwrap_err();
+        let refused = pool.run(Wait::Budget, || ()).await.unwrap_err();
         // (More if the running job has already taken longer.)
         assert!(refused.retry_after >= Duration::from_millis(600), "{refused:?}");
         let e = ApiError::from(refused);
@@ -435,29 +466,17 @@ mod tests {
         running.await.unwrap().unwrap().unwrap();
         assert_eq!(pool.admitted.load(Ordering::Acquire), 0);
         // With the pool free again, jobs are taken.
-        assert_eq!(pool.run(|| 7).await.unwrap(), Some(7));
+        assert_eq!(pool.run(Wait::Budget, || 7).await.unwrap(), Some(7));
     }
 
     #[tokio::test]
     async fn a_job_whose_caller_left_is_not_run() {
         let pool = Pool::start(shape(1));
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let first = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.run(move || {
-                    let _ = started_tx.send(());
-                    let _ = held.recv();
-                })
-                .await
-            }
-        });
-        started.await.unwrap();
+        let (release, first) = hold_the_thread(&pool).await;
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiting = tokio::spawn({
             let (pool, ran) = (pool.clone(), ran.clone());
-            async move { pool.run(move || ran.store(true, Ordering::Release)).await }
+            async move { pool.run(Wait::Budget, move || ran.store(true, Ordering::Release)).await }
         });
         // Wait until the second job is queued, then let its caller go.
         while pool.admitted.load(Ordering::Acquire) < 2 {
@@ -469,7 +488,7 @@ mod tests {
         first.await.unwrap().unwrap().unwrap();
         // A later job runs after the skipped one: the pool's one thread has
         // passed it by then.
-        assert_eq!(pool.run(|| 1).await.unwrap(), Some(1));
+        assert_eq!(pool.run(Wait::Budget, || 1).await.unwrap(), Some(1));
         assert!(!ran.load(Ordering::Acquire), "the abandoned job was skipped");
         assert_eq!(pool.admitted.load(Ordering::Acquire), 0);
     }

@@ -164,18 +164,10 @@ fn format_text(out: &mut Vec<u8>, ts: &Timestamp<'_>, l: &Line<'_>) {
     out.extend_from_slice(l.method.as_str().as_bytes());
     out.extend_from_slice(b" path=");
     out.extend_from_slice(l.path.as_bytes());
-    let _ = writeln!(
-        out,
-        " status={} duration_us={} user={} bundle={} bytes={} client={} cause={:?} denied={:?}",
-        l.status,
-        l.elapsed.as_micros() as u64,
-        signed(l.user),
-        signed(l.bundle),
-        signed(l.bytes),
-        l.client,
-        l.cause.unwrap_or(""),
-        l.denied.unwrap_or(""),
-    );
+    for (name, value) in numbers(l) {
+        let _ = write!(out, " {name}={value}");
+    }
+    let _ = writeln!(out, " client={} cause={:?} denied={:?}", l.client, l.cause.unwrap_or(""), l.denied.unwrap_or(""));
 }
 
 /// `tracing-subscriber`'s JSON line with flattened fields.
@@ -186,16 +178,10 @@ fn format_json(out: &mut Vec<u8>, ts: &Timestamp<'_>, l: &Line<'_>) {
     json_str(out, l.method.as_str());
     out.extend_from_slice(b",\"path\":");
     json_str(out, l.path);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"duration_us\":{},\"user\":{},\"bundle\":{},\"bytes\":{},\"client\":\"{}\",\"cause\":",
-        l.status,
-        l.elapsed.as_micros() as u64,
-        signed(l.user),
-        signed(l.bundle),
-        signed(l.bytes),
-        l.client,
-    );
+    for (name, value) in numbers(l) {
+        let _ = write!(out, ",\"{name}\":{value}");
+    }
+    let _ = write!(out, ",\"client\":\"{}\",\"cause\":", l.client);
     json_str(out, l.cause.unwrap_or(""));
     out.extend_from_slice(b",\"denied\":");
     json_str(out, l.denied.unwrap_or(""));
@@ -205,6 +191,17 @@ fn format_json(out: &mut Vec<u8>, ts: &Timestamp<'_>, l: &Line<'_>) {
 fn json_str(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The numeric fields, in the order `tracing` wrote them.
+fn numbers(l: &Line<'_>) -> [(&'static str, i64); 5] {
+    [
+        ("status", i64::from(l.status)),
+        ("duration_us", l.elapsed.as_micros() as i64),
+        ("user", signed(l.user)),
+        ("bundle", signed(l.bundle)),
+        ("bytes", signed(l.bytes)),
+    ]
 }
 
 /// -1 for "none", as the log always wrote it.
