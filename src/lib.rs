@@ -267,21 +267,19 @@ impl Listeners {
 pub async fn run(state: Arc<AppState>, listeners: Listeners) -> anyhow::Result<()> {
     bootstrap_admin(&state).await?;
     let server = server::Server::new(state.clone());
-    let tls = match listeners.https.is_empty() {
-        false => Some(server::tls::acceptor(&state.config, &state.bundles.ca)?),
-        true => None,
-    };
+    let tls =
+        if listeners.https.is_empty() { None } else { Some(server::tls::acceptor(&state.config, &state.bundles.ca)?) };
     let mut http = listeners.http.into_iter();
     let mut https = listeners.https.into_iter();
     let addr = |l: &std::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut tasks = tokio::task::JoinSet::new();
     let first = http.next().context("no HTTP socket")?;
     tracing::info!(addr = %addr(&first), shards = state.config.shards(), scheduler = ?state.config.scheduler, "HTTP listening");
-    tasks.spawn(server.clone().run_listener(TcpListener::from_std(first)?, None, server::Surface::Api));
-    if let Some(l) = https.next() {
-        tracing::info!(addr = %addr(&l), "HTTPS listening");
-        tasks.spawn(server.clone().run_listener(TcpListener::from_std(l)?, tls.clone(), server::Surface::Api));
+    let first_https = https.next();
+    if let Some(l) = &first_https {
+        tracing::info!(addr = %addr(l), "HTTPS listening");
     }
+    serve_sockets(&mut tasks, &server, first, first_https, tls.clone())?;
     if let Some(l) = listeners.metrics {
         tracing::info!(addr = %addr(&l), "metrics listening");
         tasks.spawn(server.clone().run_listener(TcpListener::from_std(l)?, None, server::Surface::MetricsOnly));
@@ -342,6 +340,22 @@ fn spawn_background(
     Ok(Some(thread))
 }
 
+/// Starts the API's accept loops of one shard on the current runtime (a
+/// tokio listener registers with the runtime that makes it).
+fn serve_sockets(
+    tasks: &mut tokio::task::JoinSet<()>,
+    server: &server::Server,
+    http: std::net::TcpListener,
+    https: Option<std::net::TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    tasks.spawn(server.clone().run_listener(TcpListener::from_std(http)?, None, server::Surface::Api));
+    if let Some(l) = https {
+        tasks.spawn(server.clone().run_listener(TcpListener::from_std(l)?, tls, server::Surface::Api));
+    }
+    Ok(())
+}
+
 /// One further per-core runtime's sockets.
 struct Shard {
     index: usize,
@@ -360,19 +374,8 @@ impl Shard {
             runtime::enter_shard(index);
             rt.block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
-                match TcpListener::from_std(self.http) {
-                    Ok(l) => {
-                        tasks.spawn(server.clone().run_listener(l, None, server::Surface::Api));
-                    }
-                    Err(e) => tracing::error!(shard = index, error = %e, "cannot serve an HTTP socket"),
-                }
-                if let Some(l) = self.https {
-                    match TcpListener::from_std(l) {
-                        Ok(l) => {
-                            tasks.spawn(server.clone().run_listener(l, self.tls, server::Surface::Api));
-                        }
-                        Err(e) => tracing::error!(shard = index, error = %e, "cannot serve an HTTPS socket"),
-                    }
+                if let Err(e) = serve_sockets(&mut tasks, &server, self.http, self.https, self.tls) {
+                    tracing::error!(shard = index, error = %e, "cannot serve this shard's sockets");
                 }
                 tokio::spawn(server.clone().keep_timer_armed());
                 while tasks.join_next().await.is_some() {}

@@ -172,20 +172,14 @@ mod tests {
     #[tokio::test]
     async fn copies_both_ways_with_half_close() {
         let (mut client, mut proxy_a) = tokio::io::duplex(1024);
-        let (mut proxy_b, mut host) = tokio::io::duplex(1024);
+        let (mut proxy_b, host) = tokio::io::duplex(1024);
         let copy = tokio::spawn(async move { copy_bidirectional(&mut proxy_a, &mut proxy_b).await });
 
         // More than a buffer's worth each way, through 1 KiB pipes.
-        let up: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let down: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
-        let (up2, down2) = (up.clone(), down.clone());
-        let host_task = tokio::spawn(async move {
-            let mut got = Vec::new();
-            host.read_to_end(&mut got).await.unwrap(); // ends when the client half-closes
-            host.write_all(&down2).await.unwrap();
-            host.shutdown().await.unwrap();
-            got
-        });
+        let up = crate::proxy::tests::pattern(300_000, 251);
+        let down = crate::proxy::tests::pattern(200_000, 241);
+        let up2 = up.clone();
+        let host_task = crate::proxy::tests::answer_after_eof(host, down.clone());
         let writer = async {
             client.write_all(&up2).await.unwrap();
             client.shutdown().await.unwrap();

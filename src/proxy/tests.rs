@@ -546,3 +546,24 @@ async fn bad_path_is_400() {
     })
     .await
 }
+
+/// `len` bytes of a pattern that repeats every `period` bytes, so that a
+/// lost or reordered slice shows.
+pub(super) fn pattern(len: u32, period: u32) -> Vec<u8> {
+    (0..len).map(|i| (i % period) as u8).collect()
+}
+
+/// The Docker host's end of a half-close test: reads until the client
+/// half-closes, then answers `down` and closes; yields what it read.
+pub(super) fn answer_after_eof<S>(mut host: S, down: Vec<u8>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        host.read_to_end(&mut got).await.unwrap();
+        host.write_all(&down).await.unwrap();
+        host.shutdown().await.unwrap();
+        got
+    })
+}

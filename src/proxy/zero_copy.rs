@@ -346,19 +346,13 @@ mod tests {
     #[tokio::test]
     async fn splices_both_ways_with_half_close() {
         let (mut client, proxy_client) = tcp_pair().await;
-        let (proxy_host, mut host) = UnixStream::pair().unwrap();
+        let (proxy_host, host) = UnixStream::pair().unwrap();
         let tunnel = tokio::spawn(run(&PIPES, end(proxy_client, b"early-up;"), end(proxy_host, b"early-down;")));
 
-        let up: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let down: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
-        let (up2, down2) = (up.clone(), down.clone());
-        let host_task = tokio::spawn(async move {
-            let mut got = Vec::new();
-            host.read_to_end(&mut got).await.unwrap(); // ends when the client half-closes
-            host.write_all(&down2).await.unwrap();
-            host.shutdown().await.unwrap();
-            got
-        });
+        let up = crate::proxy::tests::pattern(3_000_000, 251);
+        let down = crate::proxy::tests::pattern(2_000_000, 241);
+        let up2 = up.clone();
+        let host_task = crate::proxy::tests::answer_after_eof(host, down.clone());
         client.write_all(&up2).await.unwrap();
         client.shutdown().await.unwrap();
         let mut back = Vec::new();
