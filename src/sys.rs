@@ -27,11 +27,7 @@ pub enum FairPolicy {
 /// again; kernels with EEVDF (6.12 on) honour it (clamped to 0.1–100 ms),
 /// older ones ignore it. Lowering one's own priority needs no privilege.
 pub fn set_current_thread_fair(policy: FairPolicy, nice: i32, slice: std::time::Duration) -> io::Result<()> {
-    let policy = match policy {
-        FairPolicy::Normal => libc::SCHED_OTHER,
-        FairPolicy::Batch => libc::SCHED_BATCH,
-        FairPolicy::Idle => libc::SCHED_IDLE,
-    };
+    let policy = policy_number(policy);
     let attr = libc::sched_attr {
         size: std::mem::size_of::<libc::sched_attr>() as u32,
         sched_policy: policy as u32,
@@ -50,6 +46,31 @@ pub fn set_current_thread_fair(policy: FairPolicy, nice: i32, slice: std::time::
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets the calling thread's fair policy alone with `sched_setscheduler(2)`
+/// (the nice value is kept): the fallback where a seccomp filter refuses
+/// `sched_setattr` but lets this older call through, which systemd's
+/// `RestrictRealtime=` can filter by policy.
+pub fn set_current_thread_policy(policy: FairPolicy) -> io::Result<()> {
+    let policy = policy_number(policy);
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) reads the sched_param we pass by
+    // reference for the duration of the call and keeps no pointer to it.
+    // rustix has no wrapper for it.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn policy_number(policy: FairPolicy) -> libc::c_int {
+    match policy {
+        FairPolicy::Normal => libc::SCHED_OTHER,
+        FairPolicy::Batch => libc::SCHED_BATCH,
+        FairPolicy::Idle => libc::SCHED_IDLE,
     }
 }
 

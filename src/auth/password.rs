@@ -281,18 +281,24 @@ fn pool() -> &'static Arc<Pool> {
 }
 
 /// Lowers the calling thread to the shape's policy, nice value and slice.
-/// Where `sched_setattr` is refused (a seccomp filter, an old kernel), the
-/// thread is only niced. Neither needs a privilege; if both fail, hashing
-/// competes at normal priority (still bounded by the pool's size and its
+/// Where `sched_setattr` is refused (a seccomp filter such as an older copy
+/// of deploy/berth.service, an old kernel), the policy and the nice value
+/// are set with the two older calls and only the short slice is lost.
+/// None of them needs a privilege; whatever still fails leaves hashing
+/// competing at a higher priority (still bounded by the pool's size and its
 /// admission), which is logged, not fatal.
 fn lower_priority(shape: &Shape) {
-    let Err(attr_err) = crate::sys::set_current_thread_fair(shape.policy, shape.nice, shape.slice) else { return };
-    if let Err(nice_err) = crate::sys::set_current_thread_nice(shape.nice) {
-        tracing::warn!(
-            sched_setattr = %attr_err,
-            nice = %nice_err,
-            "cannot lower the priority of password hashing"
-        );
+    if let Err(attr_err) = crate::sys::set_current_thread_fair(shape.policy, shape.nice, shape.slice) {
+        let policy = crate::sys::set_current_thread_policy(shape.policy);
+        let nice = crate::sys::set_current_thread_nice(shape.nice);
+        if policy.is_err() || nice.is_err() {
+            tracing::warn!(
+                sched_setattr = %attr_err,
+                sched_setscheduler = ?policy.err(),
+                setpriority = ?nice.err(),
+                "cannot lower the priority of password hashing"
+            );
+        }
     }
 }
 
@@ -392,6 +398,21 @@ mod tests {
         let me = crate::sys::current_thread_id();
         assert_eq!(stat_field(me, 41), libc::SCHED_OTHER as i64, "the rest of the process does not");
         assert_eq!(stat_field(me, 19), 0);
+    }
+
+    #[test]
+    fn without_sched_setattr_the_policy_and_nice_value_still_apply() {
+        // What lower_priority falls back to when a filter refuses
+        // sched_setattr, on a thread of its own.
+        let tid = std::thread::spawn(|| {
+            crate::sys::set_current_thread_policy(FairPolicy::Batch).unwrap();
+            crate::sys::set_current_thread_nice(HASH_NICE).unwrap();
+            let tid = crate::sys::current_thread_id();
+            (stat_field(tid, 41), stat_field(tid, 19))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(tid, (libc::SCHED_BATCH as i64, i64::from(HASH_NICE)));
     }
 
     #[test]
