@@ -4,13 +4,14 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 
 use crate::deadline::IdleDeadline;
 
@@ -33,14 +34,75 @@ fn poll_counted<B: Body<Data = Bytes> + Unpin>(
 /// Boxed error so relayed-stream errors and our own share one type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where a relayed body's connection to the Docker host goes once the body
+/// has been read to its end: the endpoint's keep-alive pool
+/// (`connector/pool.rs`). A trait so that this module needs nothing from
+/// the connector, which builds on it.
+pub trait ConnectionHome: Send + Sync {
+    fn take_back(self: Arc<Self>, conn: SendRequest<UpstreamBody>);
+}
+
+/// A Docker host's response body, relayed frame by frame, holding the
+/// connection it came on. When the body is dropped after its last frame
+/// passed (or it had none), the connection goes home at once: no task per
+/// request waits for the connection to become ready again, and a body
+/// abandoned half way closes its connection (the host is still writing).
+pub struct Relayed {
+    body: Incoming,
+    lease: Option<(SendRequest<UpstreamBody>, Weak<dyn ConnectionHome>)>,
+    ended: bool,
+}
+
+impl Relayed {
+    pub fn new(body: Incoming, lease: Option<(SendRequest<UpstreamBody>, Weak<dyn ConnectionHome>)>) -> Relayed {
+        Relayed { body, lease, ended: false }
+    }
+}
+
+impl Body for Relayed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.body).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        if let Some((conn, home)) = self.lease.take() {
+            if self.ended || self.body.is_end_stream() {
+                if let Some(home) = home.upgrade() {
+                    home.take_back(conn);
+                }
+            }
+        }
+    }
+}
+
 pub enum ResponseBody {
     /// A body we own completely (JSON, metrics text). `None` once sent.
     Full(Option<Bytes>),
     /// A body relayed from upstream; each frame is forwarded as it arrives.
-    Stream(Incoming),
+    Stream(Relayed),
     /// A relayed body whose bytes are added to a counter as they pass (the
     /// per-endpoint byte metrics): one atomic add per frame, no copy.
-    Counted(Incoming, prometheus::IntCounter),
+    Counted(Relayed, prometheus::IntCounter),
     /// A relayed body Berth rewrites as it streams (standard users' list
     /// answers, filtered item by item).
     Rewritten(http_body_util::combinators::BoxBody<Bytes, BoxError>),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::body::UpstreamBody;
+use crate::body::{ConnectionHome, UpstreamBody};
 
 pub(crate) type Sender = SendRequest<UpstreamBody>;
 
@@ -101,6 +101,28 @@ impl Pool {
         }
     }
 
+    /// Returns a connection whose answer has been read (or will be): at
+    /// once when hyper already says it can carry another request, which is
+    /// the case when a relayed body is dropped after its last frame with
+    /// the connection's task on the same thread (one runtime per core);
+    /// otherwise a task waits for that (another thread still finishing the
+    /// read, or an answer whose body is read elsewhere, perhaps for days).
+    fn take_back_or_wait(self: Arc<Self>, mut tx: Sender) {
+        if tx.is_ready() {
+            self.checkin(tx);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let pool = Arc::downgrade(&self);
+        runtime.spawn(async move {
+            if tx.ready().await.is_ok() {
+                if let Some(pool) = pool.upgrade() {
+                    pool.checkin(tx);
+                }
+            }
+        });
+    }
+
     pub(crate) fn idle_count(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).idle.len()).sum()
     }
@@ -130,6 +152,12 @@ impl Pool {
             return false;
         }
         true
+    }
+}
+
+impl ConnectionHome for Pool {
+    fn take_back(self: Arc<Self>, conn: Sender) {
+        self.take_back_or_wait(conn);
     }
 }
 

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -366,6 +367,54 @@ async fn each_shard_reuses_its_own_connections() {
         }
         assert_eq!(up.open_connections(), 2, "each shard reused its connection");
         crate::runtime::enter_shard(0);
+    })
+    .await
+}
+
+/// The proxy's path: a relayed body returns its connection when it is
+/// dropped after its end (at once, from the drop, when the connection's
+/// task shares the thread), an empty body too, and a body dropped half
+/// way closes its connection instead (the host may still be writing).
+#[tokio::test]
+async fn a_relayed_body_returns_its_connection_at_its_end_and_only_then() {
+    bounded(async {
+        let addr = spawn_tcp(fake_docker).await;
+        let up = Upstream::new(&DockerUrl::parse(&format!("tcp://{addr}")).unwrap(), &plain(), &settings()).unwrap();
+        let get = |path: &str| {
+            let mut req = Request::new(UpstreamBody::empty());
+            *req.uri_mut() = path.parse().unwrap();
+            req
+        };
+
+        let (resp, lease) = up.request_leased(get("/big")).await.unwrap();
+        let mut body = lease.relay(resp.into_body());
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            read += frame.unwrap().into_data().map_or(0, |d| d.len());
+        }
+        assert!(read > 10_000);
+        assert_eq!(up.idle_connections(), 0, "not while the body is held");
+        drop(body);
+        assert_eq!(up.idle_connections(), 1, "back in the pool as the finished body is dropped");
+        assert_eq!(up.open_connections(), 1);
+
+        // The next request reuses it; dropped before its end, it is closed.
+        let (resp, lease) = up.request_leased(get("/big")).await.unwrap();
+        assert_eq!(up.idle_connections(), 0);
+        let mut body = lease.relay(resp.into_body());
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        wait_until(|| up.open_connections() == 0).await;
+        assert_eq!(up.idle_connections(), 0, "a half-read body's connection is not reused");
+
+        // A `HEAD` answer has no body at all: never polled, still returned.
+        let mut head = get("/version");
+        *head.method_mut() = Method::HEAD;
+        let (resp, lease) = up.request_leased(head).await.unwrap();
+        let body = lease.relay(resp.into_body());
+        assert!(body.is_end_stream());
+        drop(body);
+        wait_until(|| up.idle_connections() == 1).await;
     })
     .await
 }

@@ -204,8 +204,8 @@ pub async fn forward_body(
     parts.extensions.clear();
     let upstream_req = Request::from_parts(parts, body);
 
-    let mut resp = match target.upstream.request(upstream_req).await {
-        Ok(resp) => resp,
+    let (mut resp, lease) = match target.upstream.request_leased(upstream_req).await {
+        Ok(answer) => answer,
         Err(e) => return unreachable_host(&target, &e),
     };
 
@@ -237,7 +237,7 @@ pub async fn forward_body(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     headers::strip_response(&mut parts.headers);
-    Response::from_parts(parts, ResponseBody::Stream(body))
+    Response::from_parts(parts, ResponseBody::Stream(lease.relay(body)))
 }
 
 fn upstream_uri(path_and_query: &str) -> Result<Uri, http::uri::InvalidUri> {

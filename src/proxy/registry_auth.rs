@@ -199,7 +199,9 @@ pub async fn apply(
         Source::Query(name) => (query_param(req.uri().query(), name).map_err(|e| bad_reference(name, e))?, None),
         Source::Path => (Some(unescape(&raw_name, false).ok_or_else(|| bad_reference("name", "bad escape"))?), None),
         Source::ServiceBody => {
-            let body = read_body(req, state.config.body_read_timeout).await?;
+            // Boxed: the proxy's future stays small for the requests
+            // that never get here.
+            let body = Box::pin(read_body(req, state.config.body_read_timeout)).await?;
             (service_image(&body).map_err(|e| bad_reference("TaskTemplate.ContainerSpec.Image", &e))?, Some(body))
         }
     };

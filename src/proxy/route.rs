@@ -135,7 +135,7 @@ async fn proxied(
         // Standard users: the access policy decides before Docker sees anything.
         Some(teams) => {
             let r = Restricted { state, entry: &entry, user_id: principal.id(), teams, target };
-            r.handle(req, &path_and_query).await
+            Box::pin(r.handle(req, &path_and_query)).await
         }
         None => {
             let is_get = req.method() == http::Method::GET;

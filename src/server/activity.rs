@@ -61,7 +61,8 @@ pub async fn record(
     if docker {
         state.audit.enqueue(e);
     } else {
-        state.audit.record(&state.store, e).await;
+        // Boxed: the request's own future stays the size of its hot path.
+        Box::pin(state.audit.record(&state.store, e)).await;
     }
 }
 

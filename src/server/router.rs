@@ -166,11 +166,11 @@ async fn route(
         return (ApiError::new(StatusCode::NOT_FOUND, "Not found", "").into_response(), "unmatched");
     }
     if let Some(kind) = crate::terminal::route(path) {
-        let resp = crate::terminal::handle(state, &router.tunnels, req, kind, client_ip).await;
+        let resp = Box::pin(crate::terminal::handle(state, &router.tunnels, req, kind, client_ip)).await;
         return (resp, kind.template());
     }
     if let Some(fan) = crate::fanout::route(path) {
-        let resp = crate::fanout::handle(state, &router.tunnels, req, fan).await;
+        let resp = Box::pin(crate::fanout::handle(state, &router.tunnels, req, fan)).await;
         return (resp, fan.kind.template());
     }
     if let Some((raw_id, docker_path)) = crate::proxy::route::split_docker_path(path) {

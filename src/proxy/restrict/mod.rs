@@ -421,7 +421,7 @@ pub async fn decorate_for_admin(
     if kind == ResourceKind::Event {
         return resp;
     }
-    match list::ListFilter::admin(state, entry, kind).await {
+    match Box::pin(list::ListFilter::admin(state, entry, kind)).await {
         Some(filter) => list::filtered(resp, filter),
         None => resp,
     }
