@@ -13,7 +13,7 @@
 #                      memory per endpoint and pooled connection, live p99
 #                      with the health checker busy on the dead half
 # Each step's output is kept in $OUT (default /tmp/berth-bench-results/<date>).
-# Takes about 45 minutes on a 2-core machine. Every step stops by itself.
+# Takes about 30 minutes on a 2-core machine (27 on 2026-12-05). Every step stops by itself.
 #
 # Usage: scripts/bench/run-all.sh            everything
 #        STEPS="load stream" scripts/bench/run-all.sh
