@@ -5,6 +5,7 @@ pub mod apikey;
 pub mod extract;
 pub mod identity;
 pub mod jwt;
+pub mod paced_bcrypt;
 pub mod password;
 pub mod ratelimit;
 pub mod seal;
