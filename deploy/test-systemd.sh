@@ -136,10 +136,10 @@ check "admin init" bash -c '[[ $(json "d[\"Username\"]" <<<"$1") == admin ]]' _ 
 JWT="$(h POST ":$PORT/api/auth" Username="admin" Password="adminpassword" 2>/dev/null | json 'd["jwt"]' 2>/dev/null || true)"
 check "login" test -n "$JWT"
 # Logins hash on threads of their own under SCHED_BATCH (policy 3, field 41
-# of a thread's stat line) at nice 12 (field 19): the unit's system-call
+# of a thread's stat line) at nice 10 (field 19): the unit's system-call
 # filter must allow it, and its limits must keep real-time policies out.
 hashing="$(sx bash -c "for t in /proc/$pid/task/*; do [[ \$(cat \$t/comm) == berth-bcrypt-* ]] && awk '{print \$41 \"/\" \$19}' \$t/stat; done" | sort -u | tr '\n' ' ' || true)"
-check "password hashing threads under SCHED_BATCH at nice 12 (policy/nice seen: ${hashing:-none})" test "$hashing" = "3/12 "
+check "password hashing threads under SCHED_BATCH at nice 10 (policy/nice seen: ${hashing:-none})" test "$hashing" = "3/10 "
 rtprio="$(sx awk '/Max realtime priority/ {print $4 "/" $5}' "/proc/$pid/limits" 2>&1 || true)"
 check "no real-time priority allowed (RLIMIT_RTPRIO $rtprio)" test "$rtprio" = "0/0"
 out="$(h --form POST ":$PORT/api/endpoints" "Authorization: Bearer $JWT" Name="test-local" EndpointType=1 2>&1)" || true

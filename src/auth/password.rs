@@ -9,9 +9,9 @@
 //!   `SCHED_BATCH` at nice [`HASH_NICE`] with a short time slice
 //!   ([`HASH_SLICE`]). When the cores have room, hashing runs at full
 //!   speed. When they are busy, the scheduler gives each hashing thread a
-//!   small bounded share (its weight at nice 12 is 70 against a normal
-//!   thread's 1024: about 6% of a core the proxy keeps busy, so a cost-10
-//!   hash still ends within a second), and a batch thread never preempts a
+//!   small bounded share (its weight at nice 10 is 110 against a normal
+//!   thread's 1024: about 10% of a core the proxy keeps busy, so a cost-10
+//!   hash ends in about 0.6 s), and a batch thread never preempts a
 //!   proxy thread when it wakes up. A hashing thread never sleeps, though,
 //!   and once picked it would keep the core until the scheduler next looks
 //!   (a wakeup, or a tick: 4 ms at HZ=250), whatever slice it asked for:
@@ -19,7 +19,8 @@
 //!   storm). So the hash is computed in slices of about 0.2 ms
 //!   (`paced_bcrypt`), and between two the thread gives the core back
 //!   (`sched_yield`): a proxied request waits at most a slice behind it
-//!   (p99 × 1.06, throughput × 0.98 in the same login-storm run). Under
+//!   (p99 × 1.06 at nice 12, throughput × 0.98, in the same login-storm
+//!   run; see [`HASH_NICE`] for nice 10). Under
 //!   `SCHED_IDLE` (an earlier shape) the pool got no share at all on a
 //!   saturated core, and logins waited five seconds and more, for as long
 //!   as the storm lasted.
@@ -46,13 +47,16 @@ use super::paced_bcrypt;
 use crate::error::ApiError;
 use crate::sys::FairPolicy;
 
-/// Niceness of the hashing threads: weight 70 against a normal thread's
-/// 1024, so on a core the proxy keeps busy a hashing thread gets about 6%
-/// (within a 10% budget of the proxy's CPU) and one cost-10 hash (60 ms of
-/// CPU) takes about 1 s. Nice 10 (weight 110, 10%) took 16–28% of the core
-/// in the login-storm benchmark (it also takes the core's idle moments);
-/// nice 15 (weight 36, 3.4%) makes a hash alone outlast the wait budget.
-pub const HASH_NICE: i32 = 12;
+/// Niceness of the hashing threads: weight 110 against a normal thread's
+/// 1024, so on a core the proxy keeps busy a hashing thread gets about 10%
+/// and one cost-10 hash (60 ms of CPU) takes about 0.6 s. With paced
+/// hashing, login-storm.sh (5 rounds, 5 logins/s on a saturated core) gave
+/// at nice 10: proxied p99 × 1.07, throughput × 0.96, 43 of 200 logins
+/// answered 200 at 0.84 s p50 and 187 of 200 answered within 1 s; at nice
+/// 12 (weight 70): p99 × 1.04, throughput × 0.99, 30 answered 200 at
+/// 1.25 s p50, 170 within 1 s. Nice 15 (weight 36) makes a hash alone
+/// outlast the wait budget.
+pub const HASH_NICE: i32 = 10;
 
 /// Time slice of the hashing threads: once picked, a hashing thread gives
 /// the core back after this long at the scheduler's next look, not the
