@@ -367,6 +367,22 @@ mod tests {
         }
     }
 
+    /// The checker's world and nothing more (no API, no proxy, no
+    /// application state): a store holding `records`, the endpoint map
+    /// built from them, fresh metrics.
+    async fn world(dir: &std::path::Path, records: Vec<Endpoint>) -> (Store, Arc<EndpointMap>, Arc<Metrics>) {
+        let store = Store::open(dir).unwrap();
+        let endpoints = Arc::new(EndpointMap::default());
+        let settings = crate::endpoints::load::connector_settings(&crate::config::Config::default());
+        let stored = records.clone();
+        store.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
+        for r in records {
+            let upstream = build_upstream(&r, Default::default(), &settings).unwrap();
+            endpoints.insert(EndpointEntry { record: r, upstream });
+        }
+        (store, endpoints, Arc::new(Metrics::new()))
+    }
+
     /// Many hung hosts: checks stay within the concurrency bound, each is cut
     /// at the timeout, results are stored, and the write lock API changes
     /// need is never held for long.
@@ -379,21 +395,11 @@ mod tests {
         let dead = MockDocker::start_unix(dir.path().join("dead.sock")).await.unwrap();
         dead.set_fail(FailMode::Hang).await;
         let live = MockDocker::start_unix(dir.path().join("live.sock")).await.unwrap();
-        // Only what the checker uses: no API, no proxy, no application state.
-        let store = Store::open(dir.path()).unwrap();
-        let endpoints = Arc::new(EndpointMap::default());
-        let metrics = Arc::new(Metrics::new());
-        let settings = crate::endpoints::load::connector_settings(&crate::config::Config::default());
         // Dead and live interleaved, all recorded as up.
         let records: Vec<Endpoint> = (1..=DEAD + LIVE)
             .map(|id| record(id, if id % 2 == 0 { dead.unix_url() } else { live.unix_url() }.unwrap()))
             .collect();
-        let stored = records.clone();
-        store.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
-        for r in records {
-            let upstream = build_upstream(&r, Default::default(), &settings).unwrap();
-            endpoints.insert(EndpointEntry { record: r, upstream });
-        }
+        let (store, endpoints, metrics) = world(dir.path(), records).await;
 
         let started = Instant::now();
         let round = tokio::spawn({
@@ -470,10 +476,6 @@ mod tests {
     #[tokio::test]
     async fn a_round_that_changes_nothing_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let endpoints = Arc::new(EndpointMap::default());
-        let metrics = Arc::new(Metrics::new());
-        let settings = crate::endpoints::load::connector_settings(&crate::config::Config::default());
         // No socket at these paths: every check is refused at once.
         let records: Vec<Endpoint> = (1..=20)
             .map(|id| Endpoint {
@@ -481,12 +483,7 @@ mod tests {
                 ..record(id, format!("unix://{}", dir.path().join(format!("none-{id}.sock")).display()))
             })
             .collect();
-        let stored = records.clone();
-        store.write(move |tx| stored.iter().try_for_each(|r| tx.put(ENDPOINTS, r.id, r))).await.unwrap();
-        for r in records {
-            let upstream = build_upstream(&r, Default::default(), &settings).unwrap();
-            endpoints.insert(EndpointEntry { record: r, upstream });
-        }
+        let (store, endpoints, metrics) = world(dir.path(), records).await;
         let shutdown = CancellationToken::new();
         let checker = Checker {
             endpoints: &endpoints,
