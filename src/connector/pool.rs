@@ -108,11 +108,13 @@ impl Pool {
     /// otherwise a task waits for that (another thread still finishing the
     /// read, or an answer whose body is read elsewhere, perhaps for days).
     fn take_back_or_wait(self: Arc<Self>, mut tx: Sender) {
+        // A body dropped outside any runtime (none is left to drive the
+        // connection): the connection is closed instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if tx.is_ready() {
             self.checkin(tx);
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let pool = Arc::downgrade(&self);
         runtime.spawn(async move {
             if tx.ready().await.is_ok() {
