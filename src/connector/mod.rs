@@ -289,8 +289,8 @@ impl Upstream {
     /// As [`Upstream::request`], with the connection handed to the caller
     /// instead of a task that waits for the body's end: [`Lease::relay`]
     /// puts it in the answer's body, which returns it to the pool when it is
-    /// dropped after its last frame. The proxy's path, where a task per
-    /// request is a measurable share of the work.
+    /// dropped after its last frame. The proxy's path: one task spawn and
+    /// two wake-ups fewer for every proxied request.
     pub async fn request_leased(
         &self,
         req: Request<UpstreamBody>,
