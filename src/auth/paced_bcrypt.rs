@@ -50,7 +50,7 @@ pub fn hash(password: &[u8], cost: u32, pause: &mut impl FnMut()) -> Result<Stri
     let mut key = password.to_vec();
     key.push(0);
     let out = raw(cost, &salt, &key, pause);
-    Ok(format!("${}${cost:02}${}{}", "2b", BASE_64.encode(salt), BASE_64.encode(out)))
+    Ok(format!("$2b${cost:02}${}{}", BASE_64.encode(salt), BASE_64.encode(out)))
 }
 
 /// Whether `password` matches `hash` (`$2a$`, `$2b$`, `$2x$` or `$2y$`, as

@@ -198,6 +198,9 @@ struct Inner {
     host: HeaderValue,
     transport: Transport,
     pool: Arc<Pool>,
+    /// `pool` as where relayed bodies return their connections, made once
+    /// so that a request clones one `Weak`.
+    home: Weak<dyn ConnectionHome>,
     /// Connections whose task is alive (idle or busy); upgraded ones leave
     /// the count when hyper hands their socket to a tunnel.
     open: Arc<AtomicUsize>,
@@ -233,16 +236,16 @@ impl Upstream {
     /// Fails only on unusable TLS material; nothing is dialled here.
     pub fn new(url: &DockerUrl, tls: &TlsOptions, settings: &ConnectorSettings) -> Result<Upstream, UpstreamError> {
         let transport = Transport::new(url, tls, settings.connect_timeout)?;
+        let pool =
+            Arc::new(Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_host, settings.pool_shards));
+        let home: Arc<dyn ConnectionHome> = pool.clone();
         Ok(Upstream {
             inner: Arc::new(Inner {
                 url: url.clone(),
                 host: url.host_header(),
                 transport,
-                pool: Arc::new(Pool::new(
-                    settings.pool_idle_timeout,
-                    settings.pool_max_idle_per_host,
-                    settings.pool_shards,
-                )),
+                home: Arc::downgrade(&home),
+                pool,
                 open: Arc::new(AtomicUsize::new(0)),
                 breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
                 response_header_timeout: settings.response_header_timeout,
@@ -289,18 +292,15 @@ impl Upstream {
     /// As [`Upstream::request`], with the connection handed to the caller
     /// instead of a task that waits for the body's end: [`Lease::relay`]
     /// puts it in the answer's body, which returns it to the pool when it is
-    /// dropped after its last frame. The proxy's path: one task spawn and
-    /// two wake-ups fewer for every proxied request.
+    /// dropped after its last frame. The proxy's path: one task spawn, and
+    /// that task's wake-up, fewer for every proxied request.
     pub async fn request_leased(
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         let (resp, tx, _) = self.send(self.prepare(req), None).await?;
-        let home = self.inner.pool.enabled().then(|| {
-            let pool: Arc<dyn ConnectionHome> = self.inner.pool.clone();
-            Arc::downgrade(&pool)
-        });
-        Ok((resp, Lease(home.map(|home| (tx, home)))))
+        let lease = self.inner.pool.enabled().then(|| (tx, self.inner.home.clone()));
+        Ok((resp, Lease(lease)))
     }
 
     fn prepare(&self, mut req: Request<UpstreamBody>) -> Request<UpstreamBody> {
