@@ -263,8 +263,10 @@ expect "proxy latency per endpoint: p99 of endpoint 1 is a sane number (0 < p99 
 expect "upstream connect failures for endpoint 2" \
     'sum by (endpoint) (berth_upstream_connect_failures_total)' \
     'dict((m["endpoint"], v) for m, v in r).get("2", 0) >= 5 and "1" not in dict((m["endpoint"], v) for m, v in r)'
-expect "endpoint health checks timed: berth_endpoint_check_duration_seconds_count > 0 per endpoint" \
-    'sum by (endpoint) (berth_endpoint_check_duration_seconds_count)' 'len(r) == 2 and all(v > 0 for m, v in r)'
+expect "endpoint health checks timed: one histogram for all (count >= 2), the last check per endpoint" \
+    'berth_endpoint_check_duration_seconds_count' 'len(r) == 1 and r[0][1] >= 2'
+expect "each endpoint's last check: a duration per endpoint (0 < d < 5 s)" \
+    'berth_endpoint_check_last_duration_seconds' 'len(r) == 2 and all(0 < v < 5 for m, v in r)'
 expect "process metrics: resident memory > 1 MB, open fds > 0" \
     'process_resident_memory_bytes > 1e6 and on() process_open_fds > 0' 'len(r) == 1'
 expect "connection gauges present (berth_connections_open, berth_upstream_pool_connections)" \

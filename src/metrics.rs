@@ -9,9 +9,10 @@
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const HTTP_REQUESTS: &str = "berth_http_requests_total";
@@ -32,6 +33,7 @@ pub const TUNNELS_OPEN: &str = "berth_tunnels_open";
 pub const ENDPOINT_UP: &str = "berth_endpoint_up";
 pub const ENDPOINTS_BY_STATUS: &str = "berth_endpoints";
 pub const HEALTH_DURATION: &str = "berth_endpoint_check_duration_seconds";
+pub const HEALTH_LAST_DURATION: &str = "berth_endpoint_check_last_duration_seconds";
 pub const HEALTH_FAILURES: &str = "berth_endpoint_check_failures_total";
 pub const CONNECTIONS_OPEN: &str = "berth_connections_open";
 pub const POOL_CONNECTIONS: &str = "berth_upstream_pool_connections";
@@ -82,12 +84,15 @@ pub struct Metrics {
     pub tunnels_open: IntGauge,
     pub endpoint_up: IntGaugeVec,
     pub endpoints_by_status: IntGaugeVec,
-    pub health_duration: HistogramVec,
+    /// Every endpoint's checks in one histogram: a histogram per endpoint
+    /// would be 20 series each (2 KB per endpoint kept, 1.6 KB of text per
+    /// scrape), for a figure the last check's gauge below gives per host.
+    pub health_duration: Histogram,
+    /// Each endpoint's last check, as Prometheus's blackbox exporter reports
+    /// a probe: one series per endpoint.
+    pub health_last_duration: GaugeVec,
     pub health_failures: IntCounterVec,
     pub connections_open: IntGauge,
-    pub pool_connections: IntGaugeVec,
-    /// Each Docker host's circuit breaker: 0 closed, 1 open, 2 half-open.
-    pub breaker_state: IntGaugeVec,
     /// Client connections closed at once by a connection limit.
     pub connections_refused: IntCounterVec,
     /// Stack operations by type (swarm/compose), method (string, file,
@@ -225,30 +230,20 @@ impl Metrics {
             ),
             health_duration: reg(
                 &r,
-                HistogramVec::new(h(HEALTH_DURATION, "Duration of endpoint health checks"), &["endpoint"]),
+                Histogram::with_opts(h(HEALTH_DURATION, "Duration of endpoint health checks, all endpoints")),
+            ),
+            health_last_duration: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(HEALTH_LAST_DURATION, "Duration of each endpoint's last health check"),
+                    &["endpoint"],
+                ),
             ),
             health_failures: reg(
                 &r,
                 IntCounterVec::new(Opts::new(HEALTH_FAILURES, "Failed endpoint health checks"), &["endpoint"]),
             ),
             connections_open: reg(&r, IntGauge::new(CONNECTIONS_OPEN, "Client connections open now")),
-            pool_connections: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        POOL_CONNECTIONS,
-                        "Connections to each Docker host, idle or busy (hijacked ones excluded)",
-                    ),
-                    &["endpoint", "state"],
-                ),
-            ),
-            breaker_state: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(BREAKER_STATE, "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open"),
-                    &["endpoint"],
-                ),
-            ),
             connections_refused: reg(
                 &r,
                 IntCounterVec::new(
@@ -339,8 +334,17 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
+        self.render_with(Vec::new())
+    }
+
+    /// The text exposition format, with families read from live state at
+    /// scrape time (see [`ScrapedGauges`]) beside the registry's.
+    pub fn render_with(&self, scraped: Vec<MetricFamily>) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(scraped.into_iter().filter(|f| !f.get_metric().is_empty()));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut buf = Vec::with_capacity(16 * 1024);
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         buf
     }
 
@@ -350,10 +354,7 @@ impl Metrics {
         let _ = self.proxy_bytes_in.remove_label_values(&[id]);
         let _ = self.proxy_bytes_out.remove_label_values(&[id]);
         let _ = self.health_failures.remove_label_values(&[id]);
-        let _ = self.health_duration.remove_label_values(&[id]);
-        let _ = self.pool_connections.remove_label_values(&[id, "idle"]);
-        let _ = self.pool_connections.remove_label_values(&[id, "open"]);
-        let _ = self.breaker_state.remove_label_values(&[id]);
+        let _ = self.health_last_duration.remove_label_values(&[id]);
         for rule in crate::access::DenyRule::ALL {
             let _ = self.access_denied.remove_label_values(&[id, rule.name()]);
         }
@@ -385,6 +386,47 @@ impl Metrics {
                 })
             })
             .clone()
+    }
+}
+
+/// A gauge family read from live state when `/metrics` is scraped (pool
+/// sizes, breaker states): exact at every scrape, and nothing is kept per
+/// endpoint between scrapes, where a registered gauge would keep its series
+/// for every endpoint ever scraped.
+pub struct ScrapedGauges {
+    family: MetricFamily,
+}
+
+impl ScrapedGauges {
+    pub fn new(name: &str, help: &str, expected: usize) -> ScrapedGauges {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_owned());
+        family.set_help(help.to_owned());
+        family.set_field_type(MetricType::GAUGE);
+        family.set_metric(Vec::with_capacity(expected));
+        ScrapedGauges { family }
+    }
+
+    pub fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut gauge = prometheus::proto::Gauge::default();
+        gauge.set_value(value);
+        let mut m = Metric::from_gauge(gauge);
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_owned());
+                    l.set_value((*v).to_owned());
+                    l
+                })
+                .collect(),
+        );
+        self.family.mut_metric().push(m);
+    }
+
+    pub fn finish(self) -> MetricFamily {
+        self.family
     }
 }
 
@@ -664,6 +706,28 @@ mod tests {
         m.forget_endpoint("7");
         assert!(!String::from_utf8(m.render()).unwrap().contains("berth_proxy_request_bytes_total{endpoint=\"7\"}"));
         assert!(!Arc::ptr_eq(&s, &m.proxy_series(7)), "a forgotten endpoint gets fresh handles");
+    }
+
+    #[test]
+    fn scraped_gauges_are_exported_beside_the_registry_and_not_kept() {
+        let m = Metrics::new();
+        m.tunnels_open.set(1);
+        let mut pools = ScrapedGauges::new(POOL_CONNECTIONS, "pooled", 2);
+        pools.push(&[("endpoint", "3"), ("state", "idle")], 2.0);
+        pools.push(&[("endpoint", "3"), ("state", "open")], 5.0);
+        let none = ScrapedGauges::new(BREAKER_STATE, "no endpoint: no family, no error", 0);
+        let text = String::from_utf8(m.render_with(vec![pools.finish(), none.finish()])).unwrap();
+        for line in [
+            "# TYPE berth_upstream_pool_connections gauge",
+            r#"berth_upstream_pool_connections{endpoint="3",state="idle"} 2"#,
+            r#"berth_upstream_pool_connections{endpoint="3",state="open"} 5"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains(BREAKER_STATE), "an empty family is left out");
+        let (tunnels, pool) = (text.find("berth_tunnels_open").unwrap(), text.find(POOL_CONNECTIONS).unwrap());
+        assert!(tunnels < pool, "families in name order, as gathered ones are");
+        assert!(!String::from_utf8(m.render()).unwrap().contains(POOL_CONNECTIONS), "nothing kept after the scrape");
     }
 
     #[test]

@@ -245,7 +245,8 @@ impl Checker<'_> {
             let Some(cur) = self.endpoints.get(o.id) else { continue };
             let label = o.id.to_string();
             let status = o.status();
-            m.health_duration.with_label_values(&[&label]).observe(o.duration.as_secs_f64());
+            m.health_duration.observe(o.duration.as_secs_f64());
+            m.health_last_duration.with_label_values(&[&label]).set(o.duration.as_secs_f64());
             m.endpoint_up.with_label_values(&[&label]).set(i64::from(status == ENDPOINT_UP));
             match &o.result {
                 Ok(_) => {}
@@ -496,6 +497,12 @@ mod tests {
         checker.round().await;
         assert_eq!(metrics.store_write.get_sample_count(), 0, "all down before and after: no commit");
         assert_eq!(metrics.health_failures.with_label_values(&["1"]).get(), 1, "the hosts were checked");
+        // A checked endpoint keeps three series (up, last check, failures),
+        // not a histogram of its own: the histogram covers all endpoints.
+        let text = String::from_utf8(metrics.render()).unwrap();
+        let own: Vec<&str> = text.lines().filter(|l| l.contains("endpoint=\"1\"")).collect();
+        assert_eq!(own.len(), 3, "{own:#?}");
+        assert!(text.contains("berth_endpoint_check_duration_seconds_count 20"), "{text}");
 
         // One recorded as up (as registration may leave it): its change is stored.
         let mut up = endpoints.get(7).unwrap().record.clone();

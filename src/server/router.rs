@@ -17,6 +17,7 @@ use crate::access::scope::{self as access_scope, ScopeDenial};
 use crate::api::{self, ApiRequest, Match, Policy, Routes};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
+use crate::metrics::{self, ScrapedGauges};
 use crate::proxy::Tunnels;
 use crate::response::{AuthedUser, InternalCause};
 use crate::state::AppState;
@@ -81,7 +82,7 @@ pub async fn handle(
     crate::server::csrf::security_headers(resp.headers_mut());
     let elapsed = start.elapsed();
     if route != "/api/endpoints/{id}/docker/*" {
-        let m = crate::metrics::method_label(&method);
+        let m = metrics::method_label(&method);
         state.metrics.http_requests.with_label_values(&[route, m, &status.to_string()]).inc();
         state.metrics.http_duration.with_label_values(&[route, m]).observe(elapsed.as_secs_f64());
     }
@@ -308,14 +309,28 @@ fn api_scope(
 }
 
 fn metrics_response(state: &AppState) -> Response<ResponseBody> {
-    // Pool sizes are read at scrape time: cheap, and never stale.
-    for e in state.endpoints.all() {
+    // Pool sizes and breakers are read at scrape time: cheap, never stale,
+    // and nothing kept per endpoint between scrapes.
+    let entries = state.endpoints.all();
+    let mut pools = ScrapedGauges::new(
+        metrics::POOL_CONNECTIONS,
+        "Connections to each Docker host, idle or busy (hijacked ones excluded)",
+        2 * entries.len(),
+    );
+    let mut breakers = ScrapedGauges::new(
+        metrics::BREAKER_STATE,
+        "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open",
+        entries.len(),
+    );
+    for e in &entries {
         let id = e.record.id.to_string();
-        state.metrics.pool_connections.with_label_values(&[&id, "idle"]).set(e.upstream.idle_connections() as i64);
-        state.metrics.pool_connections.with_label_values(&[&id, "open"]).set(e.upstream.open_connections() as i64);
-        state.metrics.breaker_state.with_label_values(&[&id]).set(e.upstream.breaker_state() as i64);
+        pools.push(&[("endpoint", &id), ("state", "idle")], e.upstream.idle_connections() as f64);
+        pools.push(&[("endpoint", &id), ("state", "open")], e.upstream.open_connections() as f64);
+        breakers.push(&[("endpoint", &id)], e.upstream.breaker_state() as u8 as f64);
     }
-    let mut r = Response::new(ResponseBody::full(state.metrics.render()));
+    drop(entries);
+    let text = state.metrics.render_with(vec![pools.finish(), breakers.finish()]);
+    let mut r = Response::new(ResponseBody::full(text));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
