@@ -55,6 +55,48 @@ require_docker() {
     fi
 }
 
+# require_compose: docker-compose and an engine, else SKIP (or a failure
+# under BERTH_REQUIRE_DOCKER=1).
+require_compose() {
+    require_docker
+    if ! command -v docker-compose >/dev/null 2>&1; then
+        [[ ${BERTH_REQUIRE_DOCKER:-0} == 1 ]] && die "docker-compose not found"
+        skip "docker-compose not found"
+    fi
+}
+
+# retry_build LOG COMMAND...: runs a build with its output in LOG, once more
+# when it failed with Docker 20.10's "layer does not exist" (its legacy
+# builder has been seen to fail so on a cache hit right after a prune).
+retry_build() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 && return 0
+    grep -q "layer does not exist" "$log" || return 1
+    say "once more: layer does not exist"
+    "$@" >"$log" 2>&1
+}
+
+# h: httpie exactly as in the seeds; --ignore-stdin because CI has no terminal.
+h() { http --check-status --ignore-stdin --timeout 30 "$@"; }
+
+# seed_first_steps PORT WHERE: the seeds' first steps on 127.0.0.1:PORT
+# (admin init, login, the local endpoint "test-local"), each checked; sets
+# JWT and EP (the endpoint's id).
+seed_first_steps() {
+    local port=$1 where=$2 out
+    out="$(h POST ":$port/api/users/admin/init" Username="admin" Password="adminpassword" 2>&1)" || true
+    check "admin init (POST /api/users/admin/init) $where" \
+        bash -c '[[ $(json "d[\"Username\"]" <<<"$1") == admin ]]' _ "$out"
+    out="$(h POST ":$port/api/auth" Username="admin" Password="adminpassword" 2>&1)" || true
+    JWT="$(json 'd["jwt"]' <<<"$out" 2>/dev/null || true)"
+    check "login (POST /api/auth) $where returns a jwt" test -n "$JWT"
+    out="$(h --form POST ":$port/api/endpoints" "Authorization: Bearer $JWT" Name="test-local" EndpointType=1 2>&1)" || true
+    EP="$(json 'd["Id"] if d["Name"] == "test-local" else ""' <<<"$out" 2>/dev/null || true)"
+    check "local endpoint created (POST /api/endpoints Name=test-local EndpointType=1) $where: Id ${EP:-none}" \
+        test -n "$EP"
+}
+
 require_httpie() {
     command -v http >/dev/null 2>&1 || die "httpie ('http') not found: python3 -m pip install httpie (.ci/run does)"
 }

@@ -16,11 +16,7 @@ SCRIPT_NAME=test-compose
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
 
-require_docker
-if ! command -v docker-compose >/dev/null 2>&1; then
-    [[ ${BERTH_REQUIRE_DOCKER:-0} == 1 ]] && die "docker-compose not found"
-    skip "docker-compose not found"
-fi
+require_compose
 
 export COMPOSE_PROJECT_NAME=berthci
 export BERTH_IMAGE="berth-ci/berth:compose-$$"
@@ -44,8 +40,7 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
     "$DEPLOY_DIR/make-base-image.sh" >/dev/null
 fi
 t0=$SECONDS
-if ! dc build >"$log" 2>&1 && ! { grep -q "layer does not exist" "$log" && dc build >"$log" 2>&1; }; then
-    # (once more on Docker 20.10's "layer does not exist" after a prune)
+if ! retry_build "$log" dc build; then
     tail -n 40 "$log" >&2
     die "docker-compose build failed"
 fi

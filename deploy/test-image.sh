@@ -62,16 +62,9 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
 fi
 t0=$SECONDS
 say "docker build -f deploy/Dockerfile -t $TAG ."
-build() { docker build --force-rm -f deploy/Dockerfile -t "$TAG" . >"$logdir/build.log" 2>&1; }
-if ! build; then
-    # Docker 20.10's legacy builder has been seen to fail once with "layer
-    # does not exist" on a cache hit right after images were pruned; once more.
-    if grep -q "layer does not exist" "$logdir/build.log" && build; then
-        say "docker build succeeded on the second try (layer does not exist)"
-    else
-        tail -n 60 "$logdir/build.log" >&2
-        die "docker build failed (last lines above)"
-    fi
+if ! retry_build "$logdir/build.log" docker build --force-rm -f deploy/Dockerfile -t "$TAG" .; then
+    tail -n 60 "$logdir/build.log" >&2
+    die "docker build failed (last lines above)"
 fi
 build_s=$((SECONDS - t0))
 grep -E 'Finished .release' "$logdir/build.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /' || true
@@ -126,18 +119,9 @@ else
     docker inspect -f '{{json .State.Health}}' "$NAME" >&2 || true
 fi
 
-# httpie exactly as in the seeds; --ignore-stdin because CI has no terminal.
-h() { http --check-status --ignore-stdin --timeout 30 "$@"; }
-
 # --------------------------------------------------- the seeds' first steps
-out="$(h POST ":$PORT/api/users/admin/init" Username="admin" Password="adminpassword" 2>&1)" || true
-check "admin init (POST /api/users/admin/init)" bash -c '[[ $(json "d[\"Username\"]" <<<"$1") == admin ]]' _ "$out"
-out="$(h POST ":$PORT/api/auth" Username="admin" Password="adminpassword" 2>&1)" || true
-JWT="$(json 'd["jwt"]' <<<"$out" 2>/dev/null || true)"
-check "login (POST /api/auth) returns a jwt" test -n "$JWT"
-out="$(h --form POST ":$PORT/api/endpoints" "Authorization: Bearer $JWT" Name="test-local" EndpointType=1 2>&1)" || true
-check "local endpoint created (POST /api/endpoints Name=test-local EndpointType=1) with Id 1" \
-    bash -c '[[ $(json "d[\"Id\"], d[\"Name\"]" <<<"$1") == "(1, '"'"'test-local'"'"')" ]]' _ "$out"
+seed_first_steps "$PORT" "in the container"
+check "the local endpoint is endpoint 1, as the seeds use it" test "$EP" = 1
 out="$(h GET ":$PORT/api/endpoints/1/docker/containers/json" "Authorization: Bearer $JWT" all==true 2>&1)" || true
 check "container list through the endpoint shows this container (/$NAME)" \
     bash -c 'json "[n for c in d for n in c[\"Names\"]]" <<<"$1" | grep -q "\"/$2\""' _ "$out" "$NAME"

@@ -27,11 +27,7 @@ SCRIPT_NAME=test-replicas
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
 
-require_docker
-if ! command -v docker-compose >/dev/null 2>&1; then
-    [[ ${BERTH_REQUIRE_DOCKER:-0} == 1 ]] && die "docker-compose not found"
-    skip "docker-compose not found"
-fi
+require_compose
 require_httpie
 
 PROJECT=berthrep
@@ -60,13 +56,11 @@ if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
     "$DEPLOY_DIR/make-base-image.sh" >/dev/null
 fi
 t0=$SECONDS
-# (once more on Docker 20.10's "layer does not exist" after a prune)
-build_berth() { docker build --force-rm -f deploy/Dockerfile -t "$BERTH_IMAGE" . >"$log" 2>&1; }
-if ! build_berth && ! { grep -q "layer does not exist" "$log" && build_berth; }; then
+if ! retry_build "$log" docker build --force-rm -f deploy/Dockerfile -t "$BERTH_IMAGE" .; then
     tail -n 40 "$log" >&2
     die "docker build of Berth's image failed"
 fi
-if ! dc build >"$log" 2>&1 && ! { grep -q "layer does not exist" "$log" && dc build >"$log" 2>&1; }; then
+if ! retry_build "$log" dc build; then
     tail -n 40 "$log" >&2
     die "docker-compose build (PostgreSQL, HAProxy) failed"
 fi
@@ -106,17 +100,7 @@ for s in berth-a berth-b; do
     check "$s: /api/status names the PostgreSQL store and the replica ($got)" test "$got" = "postgres $s"
 done
 
-# httpie exactly as in the seeds; --ignore-stdin because CI has no terminal.
-h() { http --check-status --ignore-stdin --timeout 30 "$@"; }
-
-out="$(h POST ":$PORT/api/users/admin/init" Username="admin" Password="adminpassword" 2>&1)" || true
-check "admin init through HAProxy" bash -c '[[ $(json "d[\"Username\"]" <<<"$1") == admin ]]' _ "$out"
-out="$(h POST ":$PORT/api/auth" Username="admin" Password="adminpassword" 2>&1)" || true
-JWT="$(json 'd["jwt"]' <<<"$out" 2>/dev/null || true)"
-check "login through HAProxy returns a jwt" test -n "$JWT"
-out="$(h --form POST ":$PORT/api/endpoints" "Authorization: Bearer $JWT" Name="test-local" EndpointType=1 2>&1)" || true
-check "local endpoint created through HAProxy" bash -c '[[ $(json "d[\"Name\"]" <<<"$1") == test-local ]]' _ "$out"
-EP="$(json 'd["Id"]' <<<"$out" 2>/dev/null || echo 1)"
+seed_first_steps "$PORT" "through HAProxy"
 
 # With one replica stopped, HAProxy takes it out of the rotation (3 failed
 # checks 1 s apart): the other must serve the token, the endpoint and the

@@ -130,7 +130,6 @@ compose="$(curl -fsS "http://127.0.0.1:$PORT/api/status" | json 'd.get("Compose"
 check "Compose answers under the sandbox (/api/status Compose: $compose)" \
     bash -c '[[ -n $1 && $1 != None ]]' _ "$compose"
 
-h() { http --check-status --ignore-stdin --timeout 30 "$@"; }
 out="$(h POST ":$PORT/api/users/admin/init" Username="admin" Password="adminpassword" 2>&1)" || true
 check "admin init" bash -c '[[ $(json "d[\"Username\"]" <<<"$1") == admin ]]' _ "$out"
 JWT="$(h POST ":$PORT/api/auth" Username="admin" Password="adminpassword" 2>/dev/null | json 'd["jwt"]' 2>/dev/null || true)"
