@@ -77,6 +77,29 @@ retry_build() {
     "$@" >"$log" 2>&1
 }
 
+# build_or_die LOG WHAT COMMAND...: retry_build, or the log's last lines and
+# a failure naming WHAT.
+build_or_die() {
+    local log=$1 what=$2
+    shift 2
+    retry_build "$log" "$@" && return 0
+    tail -n 40 "$log" >&2
+    die "$what failed"
+}
+
+# base_images: deploy/make-base-image.sh, unless BERTH_SKIP_BASE_IMAGES=1
+# (.ci/run makes them once, in a section of their own).
+base_images() {
+    [[ ${BERTH_SKIP_BASE_IMAGES:-0} == 1 ]] || "$DEPLOY_DIR/make-base-image.sh" >/dev/null
+}
+
+# compose_up LOG: the calling script's `dc up -d`, or its output and a failure.
+compose_up() {
+    dc up -d >"$1" 2>&1 && return 0
+    cat "$1" >&2
+    die "docker-compose up -d failed"
+}
+
 # h: httpie exactly as in the seeds; --ignore-stdin because CI has no terminal.
 h() { http --check-status --ignore-stdin --timeout 30 "$@"; }
 

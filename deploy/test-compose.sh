@@ -36,20 +36,12 @@ trap cleanup EXIT
 
 check "docker-compose config" bash -c 'docker-compose -f deploy/docker-compose.yml -p berthci config -q'
 
-if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
-    "$DEPLOY_DIR/make-base-image.sh" >/dev/null
-fi
+base_images
 t0=$SECONDS
-if ! retry_build "$log" dc build; then
-    tail -n 40 "$log" >&2
-    die "docker-compose build failed"
-fi
+build_or_die "$log" "docker-compose build" dc build
 say "docker-compose build took $((SECONDS - t0)) s"
 t0=$SECONDS
-if ! dc up -d >"$log" 2>&1; then
-    cat "$log" >&2
-    die "docker-compose up -d failed"
-fi
+compose_up "$log"
 cid="$(dc ps -q berth)"
 check "docker-compose -p berthci up -d started the berth service" test -n "$cid"
 if wait_until 90 bash -c '[[ $(docker inspect -f "{{.State.Health.Status}}" "$1") == healthy ]]' _ "$cid"; then

@@ -52,25 +52,14 @@ trap cleanup EXIT
 STORE_PASSWORD="$(cat "$PASSWORD_FILE")"
 check "docker-compose config" bash -c 'docker-compose -f "$1" -p "$2" config -q' _ "$COMPOSE" "$PROJECT"
 
-if [[ ${BERTH_SKIP_BASE_IMAGES:-0} != 1 ]]; then
-    "$DEPLOY_DIR/make-base-image.sh" >/dev/null
-fi
+base_images
 t0=$SECONDS
-if ! retry_build "$log" docker build --force-rm -f deploy/Dockerfile -t "$BERTH_IMAGE" .; then
-    tail -n 40 "$log" >&2
-    die "docker build of Berth's image failed"
-fi
-if ! retry_build "$log" dc build; then
-    tail -n 40 "$log" >&2
-    die "docker-compose build (PostgreSQL, HAProxy) failed"
-fi
+build_or_die "$log" "docker build of Berth's image" docker build --force-rm -f deploy/Dockerfile -t "$BERTH_IMAGE" .
+build_or_die "$log" "docker-compose build (PostgreSQL, HAProxy)" dc build
 say "images built in $((SECONDS - t0)) s"
 
 t0=$SECONDS
-if ! dc up -d >"$log" 2>&1; then
-    cat "$log" >&2
-    die "docker-compose up -d failed"
-fi
+compose_up "$log"
 healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(dc ps -q "$1")") == healthy ]]; }
 for s in postgres berth-a berth-b; do
     if wait_until 120 healthy "$s"; then
