@@ -84,9 +84,10 @@ pub struct Metrics {
     pub tunnels_open: IntGauge,
     pub endpoint_up: IntGaugeVec,
     pub endpoints_by_status: IntGaugeVec,
-    /// Every endpoint's checks in one histogram: a histogram per endpoint
-    /// would be 20 series each (2 KB per endpoint kept, 1.6 KB of text per
-    /// scrape), for a figure the last check's gauge below gives per host.
+    /// Every endpoint's checks in one histogram: one per endpoint was 20
+    /// series each, about 0.8 KB of memory per idle endpoint and 1.4 KB of
+    /// text per scrape (docs/PERFORMANCE.md, metrics at 10,000 endpoints),
+    /// for a figure the last check's gauge below gives per host.
     pub health_duration: Histogram,
     /// Each endpoint's last check, as Prometheus's blackbox exporter reports
     /// a probe: one series per endpoint.
