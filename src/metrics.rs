@@ -338,9 +338,32 @@ impl Metrics {
         self.render_with(Vec::new())
     }
 
-    /// The text exposition format, with families read from live state at
-    /// scrape time (see [`ScrapedGauges`]) beside the registry's.
-    pub fn render_with(&self, scraped: Vec<MetricFamily>) -> Vec<u8> {
+    /// The text exposition format with each Docker host's pool sizes and
+    /// breaker state, read from live state at scrape time (see
+    /// [`ScrapedGauges`]) rather than kept in the registry.
+    pub fn render_with_upstreams(&self, upstreams: &[UpstreamState]) -> Vec<u8> {
+        let mut pools = ScrapedGauges::new(
+            POOL_CONNECTIONS,
+            "Connections to each Docker host, idle or busy (hijacked ones excluded)",
+            2 * upstreams.len(),
+        );
+        let mut breakers = ScrapedGauges::new(
+            BREAKER_STATE,
+            "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open",
+            upstreams.len(),
+        );
+        for u in upstreams {
+            let id = u.endpoint.to_string();
+            pools.push(&[("endpoint", &id), ("state", "idle")], u.idle as f64);
+            pools.push(&[("endpoint", &id), ("state", "open")], u.open as f64);
+            breakers.push(&[("endpoint", &id)], f64::from(u.breaker));
+        }
+        self.render_with(vec![pools.finish(), breakers.finish()])
+    }
+
+    /// The text exposition format, with families built at scrape time
+    /// beside the registry's.
+    fn render_with(&self, scraped: Vec<MetricFamily>) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(scraped.into_iter().filter(|f| !f.get_metric().is_empty()));
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -390,16 +413,25 @@ impl Metrics {
     }
 }
 
+/// One Docker host's connection pool and breaker as a scrape reads them.
+pub struct UpstreamState {
+    pub endpoint: u64,
+    pub idle: usize,
+    pub open: usize,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker: u8,
+}
+
 /// A gauge family read from live state when `/metrics` is scraped (pool
 /// sizes, breaker states): exact at every scrape, and nothing is kept per
 /// endpoint between scrapes, where a registered gauge would keep its series
 /// for every endpoint ever scraped.
-pub struct ScrapedGauges {
+struct ScrapedGauges {
     family: MetricFamily,
 }
 
 impl ScrapedGauges {
-    pub fn new(name: &str, help: &str, expected: usize) -> ScrapedGauges {
+    fn new(name: &str, help: &str, expected: usize) -> ScrapedGauges {
         let mut family = MetricFamily::default();
         family.set_name(name.to_owned());
         family.set_help(help.to_owned());
@@ -408,7 +440,7 @@ impl ScrapedGauges {
         ScrapedGauges { family }
     }
 
-    pub fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
         let mut gauge = prometheus::proto::Gauge::default();
         gauge.set_value(value);
         let mut m = Metric::from_gauge(gauge);
@@ -426,7 +458,7 @@ impl ScrapedGauges {
         self.family.mut_metric().push(m);
     }
 
-    pub fn finish(self) -> MetricFamily {
+    fn finish(self) -> MetricFamily {
         self.family
     }
 }

@@ -17,7 +17,7 @@ use crate::access::scope::{self as access_scope, ScopeDenial};
 use crate::api::{self, ApiRequest, Match, Policy, Routes};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::metrics::{self, ScrapedGauges};
+use crate::metrics::{self, UpstreamState};
 use crate::proxy::Tunnels;
 use crate::response::{AuthedUser, InternalCause};
 use crate::state::AppState;
@@ -311,25 +311,18 @@ fn api_scope(
 fn metrics_response(state: &AppState) -> Response<ResponseBody> {
     // Pool sizes and breakers are read at scrape time: cheap, never stale,
     // and nothing kept per endpoint between scrapes.
-    let entries = state.endpoints.all();
-    let mut pools = ScrapedGauges::new(
-        metrics::POOL_CONNECTIONS,
-        "Connections to each Docker host, idle or busy (hijacked ones excluded)",
-        2 * entries.len(),
-    );
-    let mut breakers = ScrapedGauges::new(
-        metrics::BREAKER_STATE,
-        "Circuit breaker of each Docker host: 0 closed, 1 open, 2 half-open",
-        entries.len(),
-    );
-    for e in &entries {
-        let id = e.record.id.to_string();
-        pools.push(&[("endpoint", &id), ("state", "idle")], e.upstream.idle_connections() as f64);
-        pools.push(&[("endpoint", &id), ("state", "open")], e.upstream.open_connections() as f64);
-        breakers.push(&[("endpoint", &id)], e.upstream.breaker_state() as u8 as f64);
-    }
-    drop(entries);
-    let text = state.metrics.render_with(vec![pools.finish(), breakers.finish()]);
+    let upstreams: Vec<UpstreamState> = state
+        .endpoints
+        .all()
+        .iter()
+        .map(|e| UpstreamState {
+            endpoint: e.record.id,
+            idle: e.upstream.idle_connections(),
+            open: e.upstream.open_connections(),
+            breaker: e.upstream.breaker_state() as u8,
+        })
+        .collect();
+    let text = state.metrics.render_with_upstreams(&upstreams);
     let mut r = Response::new(ResponseBody::full(text));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
